@@ -1,0 +1,144 @@
+//! `relaykey apikey create|list|edit|change|remove`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::output::{ApiKeyView, SHOW_ONCE, allow_text, permissions_text, print_json};
+use super::{CliError, CliResult, open_store, parse_allow, parse_email};
+use crate::config::Config;
+use crate::model::{ApiKey, Permission, PermissionSet};
+use crate::secret::Secret;
+use crate::store::{ApiKeyEdit, NewApiKey};
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCmd {
+    /// Create an API key; its secret is shown once
+    Create {
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// smtp, send, view or manage; repeat for several [default: all]
+        #[arg(long = "permission", value_name = "P")]
+        permissions: Vec<String>,
+        /// IP, CIDR or first-last range the key may be used from; repeat for several
+        #[arg(long = "allow", value_name = "NET")]
+        allow: Vec<String>,
+    },
+    /// List an account's API keys (masked)
+    List { email: String },
+    /// Edit a key's name, permissions or restriction
+    Edit {
+        email: String,
+        id: i64,
+        #[arg(long)]
+        name: Option<String>,
+        /// Replaces the permissions; repeat for several
+        #[arg(long = "permission", value_name = "P")]
+        permissions: Vec<String>,
+        /// Replaces the restriction; repeat for several
+        #[arg(long = "allow", value_name = "NET", conflicts_with = "no_allow")]
+        allow: Vec<String>,
+        /// Remove the restriction
+        #[arg(long)]
+        no_allow: bool,
+    },
+    /// Give a key a new secret (same id, permissions and restriction); the old one dies at once
+    Change { email: String, id: i64 },
+    /// Remove a key
+    Remove { email: String, id: i64 },
+}
+
+fn parse_permissions(items: &[String]) -> Result<Option<PermissionSet>, CliError> {
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let set = items
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(|s| s.parse::<Permission>().map_err(|e| CliError::refused(e.to_string())))
+        .collect::<Result<PermissionSet, _>>()?;
+    Ok(Some(set))
+}
+
+fn print_one(key: &ApiKey, secret: Option<&Secret>, json: bool) {
+    let view = ApiKeyView::new(key, secret);
+    if json {
+        print_json(&view);
+        return;
+    }
+    println!("id:          {}", view.id);
+    println!("name:        {}", view.name);
+    if let Some(k) = view.key {
+        println!("key:         {k}");
+    }
+    println!("masked:      {}", view.masked);
+    println!("permissions: {}", permissions_text(view.permissions));
+    println!("allow:       {}", allow_text(&view.allow));
+    if secret.is_some() {
+        println!("{SHOW_ONCE}");
+    }
+}
+
+pub fn run(cmd: ApiKeyCmd, config: &Config, json: bool) -> CliResult {
+    let params = config.auth.hash_params();
+    let mut store = open_store(config)?;
+    match cmd {
+        ApiKeyCmd::Create { email, name, permissions, allow } => {
+            let email = parse_email(&email)?;
+            let new = NewApiKey {
+                name: name.unwrap_or_else(|| "API key".into()),
+                permissions: parse_permissions(&permissions)?.unwrap_or_else(PermissionSet::all),
+                allow: parse_allow(&allow)?,
+            };
+            let (key, secret) = store.create_api_key(&email, new, &params)?;
+            print_one(&key, Some(&secret), json);
+        }
+        ApiKeyCmd::List { email } => {
+            let keys = store.api_keys(&parse_email(&email)?)?;
+            if json {
+                print_json(&keys.iter().map(|k| ApiKeyView::new(k, None)).collect::<Vec<_>>());
+            } else {
+                for k in &keys {
+                    let v = ApiKeyView::new(k, None);
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        v.id,
+                        v.masked,
+                        v.name,
+                        permissions_text(v.permissions),
+                        allow_text(&v.allow)
+                    );
+                }
+            }
+        }
+        ApiKeyCmd::Edit { email, id, name, permissions, allow, no_allow } => {
+            let edit = ApiKeyEdit {
+                name,
+                permissions: parse_permissions(&permissions)?,
+                allow: if no_allow {
+                    Some(Default::default())
+                } else if allow.is_empty() {
+                    None
+                } else {
+                    Some(parse_allow(&allow)?)
+                },
+            };
+            let key = store.edit_api_key(&parse_email(&email)?, id, edit)?;
+            print_one(&key, None, json);
+        }
+        ApiKeyCmd::Change { email, id } => {
+            let (key, secret) = store.change_api_key(&parse_email(&email)?, id, &params)?;
+            print_one(&key, Some(&secret), json);
+        }
+        ApiKeyCmd::Remove { email, id } => {
+            store.remove_api_key(&parse_email(&email)?, id)?;
+            if json {
+                print_json(&serde_json::json!({ "removed": id }));
+            } else {
+                println!("removed API key {id}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,62 @@
+//! `relaykey auth test USER SECRET [--ip IP]`: one login through the daemon's decision path.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::output::print_json;
+use super::{CliError, CliResult, EXIT_TEMPFAIL};
+use crate::auth::{Authenticator, Decision};
+use crate::config::Config;
+use crate::secret::Secret;
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCmd {
+    /// Decide a login as the daemon would; exits 0 only when it succeeds
+    Test {
+        user: String,
+        secret: String,
+        /// Client address the login comes from
+        #[arg(long)]
+        ip: Option<String>,
+    },
+}
+
+pub fn run(cmd: AuthCmd, config: &Config, json: bool) -> CliResult {
+    let AuthCmd::Test { user, secret, ip } = cmd;
+    let ip = ip
+        .map(|s| s.trim().parse::<IpAddr>().map_err(|_| CliError::refused(format!("invalid IP address {s:?}"))))
+        .transpose()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError { message: format!("cannot start runtime: {e}"), exit: EXIT_TEMPFAIL })?;
+    let decision = runtime.block_on(async {
+        let authenticator = Authenticator::open(&config.database, &config.auth)
+            .map_err(|e| CliError { message: e.to_string(), exit: EXIT_TEMPFAIL })?;
+        Ok::<_, CliError>(authenticator.authenticate(&user, &Secret::from_presented(secret), ip).await)
+    })?;
+    let (user_field, credential) = match &decision {
+        Decision::Granted(g) => (Some(g.username.clone()), Some(g.credential.label())),
+        _ => (None, None),
+    };
+    if json {
+        print_json(&serde_json::json!({
+            "decision": decision.kind(),
+            "reason": decision.reason(),
+            "user": user_field,
+            "credential": credential,
+        }));
+    } else {
+        match (&user_field, &credential) {
+            (Some(u), Some(c)) => println!("{} {} user={u} credential={c}", decision.kind(), decision.reason()),
+            _ => println!("{} {}", decision.kind(), decision.reason()),
+        }
+    }
+    Ok(match decision {
+        Decision::Granted(_) => ExitCode::SUCCESS,
+        Decision::Denied(_) => ExitCode::from(1),
+        Decision::TempFail(_) => ExitCode::from(EXIT_TEMPFAIL),
+    })
+}

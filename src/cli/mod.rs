@@ -1,0 +1,144 @@
+//! The `relaykey` command line: argument parsing and dispatch, one file per command group.
+//!
+//! Every refusal ends up in [`main`], which prints it as one line on stderr and exits non-zero.
+
+mod account;
+mod apikey;
+mod auth;
+mod config_cmd;
+mod output;
+mod smtp;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::address::{AddressError, EmailAddress};
+use crate::config::{self, Config, ConfigError};
+use crate::restriction::{AccessRestriction, RestrictionError};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Parser)]
+#[command(name = "relaykey", version, about = "SMTP & API credentials for a mail host")]
+pub struct Cli {
+    /// Config file [default: /etc/relaykey/relaykey.toml, if present]
+    #[arg(long, global = true, env = "RELAYKEY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print machine-readable JSON
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage accounts
+    #[command(subcommand)]
+    Account(account::AccountCmd),
+    /// Manage API keys
+    #[command(subcommand)]
+    Apikey(apikey::ApiKeyCmd),
+    /// Manage SMTP credentials
+    #[command(subcommand)]
+    Smtp(smtp::SmtpCmd),
+    /// Test a login through the daemon's decision path
+    #[command(subcommand)]
+    Auth(auth::AuthCmd),
+    /// Check the configuration
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCmd),
+}
+
+/// A refusal or failure, printed as one line. `exit` distinguishes "no" (1) from "try later" (75).
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub exit: u8,
+}
+
+/// sysexits' EX_TEMPFAIL: the store could not be used; retrying may succeed.
+pub const EXIT_TEMPFAIL: u8 = 75;
+
+impl CliError {
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self { message: message.into(), exit: 1 }
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        let exit = if e.is_temporary() { EXIT_TEMPFAIL } else { 1 };
+        Self { message: e.to_string(), exit }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        Self::refused(e.to_string())
+    }
+}
+
+impl From<AddressError> for CliError {
+    fn from(e: AddressError) -> Self {
+        Self::refused(e.to_string())
+    }
+}
+
+impl From<RestrictionError> for CliError {
+    fn from(e: RestrictionError) -> Self {
+        Self::refused(e.to_string())
+    }
+}
+
+pub type CliResult = Result<ExitCode, CliError>;
+
+/// Loads the config named by `--config`/`RELAYKEY_CONFIG`, else the default file if it exists,
+/// else the built-in defaults.
+pub fn load_config(explicit: Option<&PathBuf>) -> Result<Config, CliError> {
+    match explicit {
+        Some(path) => Ok(Config::load(path)?),
+        None => {
+            let default = PathBuf::from(config::DEFAULT_PATH);
+            if default.exists() { Ok(Config::load(&default)?) } else { Ok(Config::default()) }
+        }
+    }
+}
+
+pub(crate) fn open_store(config: &Config) -> Result<Store, CliError> {
+    Store::open(&config.database)
+        .map_err(|e| CliError { message: format!("{}: {e}", config.database.display()), exit: EXIT_TEMPFAIL })
+}
+
+pub(crate) fn parse_email(s: &str) -> Result<EmailAddress, CliError> {
+    EmailAddress::parse(s).map_err(|e| CliError::refused(format!("invalid address: {e}")))
+}
+
+pub(crate) fn parse_allow(items: &[String]) -> Result<AccessRestriction, CliError> {
+    Ok(AccessRestriction::parse_all(items)?)
+}
+
+pub fn run(cli: Cli) -> CliResult {
+    let Cli { config: path, json, command } = cli;
+    let config = || load_config(path.as_ref());
+    match command {
+        Command::Account(cmd) => account::run(cmd, &config()?, json),
+        Command::Apikey(cmd) => apikey::run(cmd, &config()?, json),
+        Command::Smtp(cmd) => smtp::run(cmd, &config()?, json),
+        Command::Auth(cmd) => auth::run(cmd, &config()?, json),
+        Command::Config(cmd) => config_cmd::run(cmd, path.as_ref(), json),
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("relaykey: {}", e.message.replace('\n', " "));
+            ExitCode::from(e.exit)
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! relaykey: the "SMTP & API settings" of a hosted email provider for a mail host.
+//!
+//! One store of accounts, API keys and SMTP credentials ([`store`]), one decision path for
+//! every login ([`auth::Authenticator`]), and the front ends that enforce it: a Dovecot-protocol
+//! SASL server for Postfix, a Postfix policy server and a minimal native relay.
+
+pub mod address;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod limits;
+pub mod logging;
+pub mod model;
+pub mod restriction;
+pub mod secret;
+pub mod store;

@@ -1,0 +1,212 @@
+//! Secrets: generate them from the OS CSPRNG, mask them, hash them with argon2id, verify them.
+//!
+//! A plaintext secret lives only in a [`Secret`], which zeroes its memory on drop and prints
+//! as its mask, so it cannot slip into a log line or a `list` output by accident.
+
+use std::fmt;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use zeroize::Zeroizing;
+
+/// API keys: 96 uppercase hex characters (384 bits).
+pub const API_KEY_LEN: usize = 96;
+/// SMTP passwords: 40 uppercase hex characters (160 bits), a length no API key has, so the
+/// length alone tells which kind of secret a login presents.
+pub const SMTP_PASSWORD_LEN: usize = 40;
+/// How many trailing characters stay visible.
+pub const VISIBLE: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    ApiKey,
+    SmtpPassword,
+}
+
+impl SecretKind {
+    fn len(self) -> usize {
+        match self {
+            Self::ApiKey => API_KEY_LEN,
+            Self::SmtpPassword => SMTP_PASSWORD_LEN,
+        }
+    }
+}
+
+/// A plaintext secret, as generated or as presented by a client.
+#[derive(Clone)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// A fresh secret of `kind` from the OS CSPRNG.
+    pub fn generate(kind: SecretKind) -> Result<Self, getrandom::Error> {
+        let mut bytes = Zeroizing::new(vec![0u8; kind.len() / 2]);
+        getrandom::fill(&mut bytes)?;
+        Ok(Self(Zeroizing::new(hex::encode_upper(&*bytes))))
+    }
+
+    /// Wraps a secret presented by a client (SASL, SMTP AUTH, HTTP, CLI).
+    pub fn from_presented(s: impl Into<String>) -> Self {
+        Self(Zeroizing::new(s.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The last [`VISIBLE`] characters, kept in the store for display.
+    pub fn last5(&self) -> String {
+        last_chars(&self.0, VISIBLE)
+    }
+
+    /// A short public index for finding an API key presented without a username (HTTP Bearer):
+    /// 16 hex characters of SHA-256 of the key. It reveals nothing usable about a 384-bit
+    /// random key, and it lets one request cost a single argon2 verification.
+    pub fn locator(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.0.as_bytes());
+        hex::encode(&digest[..8])
+    }
+
+    /// Does this look like an API key (so that it is looked up by its last 5 characters)?
+    pub fn looks_like_api_key(&self) -> bool {
+        self.0.len() == API_KEY_LEN && self.0.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({})", mask(&self.last5(), self.0.chars().count()))
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&mask(&self.last5(), self.0.chars().count()))
+    }
+}
+
+fn last_chars(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    s.chars().skip(count.saturating_sub(n)).collect()
+}
+
+/// The masked form shown after creation: every character hidden but the last five.
+pub fn mask(last5: &str, total_len: usize) -> String {
+    let hidden = total_len.saturating_sub(last5.chars().count());
+    let mut out = "*".repeat(hidden);
+    out.push_str(last5);
+    out
+}
+
+/// Argon2id parameters for new hashes. Verification always uses the parameters stored in the
+/// PHC string, so raising these later keeps old hashes valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        Self { memory_kib: 19456, iterations: 2, parallelism: 1 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("invalid argon2 parameters: {0}")]
+    Params(String),
+    #[error("hashing failed: {0}")]
+    Hash(String),
+}
+
+impl HashParams {
+    fn argon2(&self) -> Result<Argon2<'static>, HashError> {
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| HashError::Params(e.to_string()))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+
+    /// Checks the parameters without hashing anything.
+    pub fn validate(&self) -> Result<(), HashError> {
+        self.argon2().map(|_| ())
+    }
+
+    /// The argon2id PHC string of `secret`, with a fresh random salt.
+    pub fn hash(&self, secret: &Secret) -> Result<String, HashError> {
+        let argon = self.argon2()?;
+        argon
+            .hash_password(secret.expose().as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| HashError::Hash(e.to_string()))
+    }
+}
+
+/// Verifies `secret` against a stored PHC string. A malformed stored hash never matches.
+pub fn verify(secret: &Secret, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(parsed) => Argon2::default().verify_password(secret.expose().as_bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHEAP: HashParams = HashParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+
+    #[test]
+    fn api_keys_are_96_uppercase_hex_and_distinct() {
+        let a = Secret::generate(SecretKind::ApiKey).unwrap();
+        let b = Secret::generate(SecretKind::ApiKey).unwrap();
+        assert_eq!(a.len(), 96);
+        assert!(a.looks_like_api_key());
+        assert_ne!(a.expose(), b.expose());
+    }
+
+    #[test]
+    fn smtp_passwords_have_their_own_length_and_at_least_128_bits() {
+        let p = Secret::generate(SecretKind::SmtpPassword).unwrap();
+        assert_eq!(p.len(), SMTP_PASSWORD_LEN);
+        const { assert!(SMTP_PASSWORD_LEN * 4 >= 128) };
+        assert!(!p.looks_like_api_key());
+        assert!(p.expose().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()));
+    }
+
+    #[test]
+    fn display_and_debug_show_only_the_mask() {
+        let s = Secret::from_presented("ABCDEFGHIJ12345");
+        assert_eq!(s.to_string(), "**********12345");
+        assert!(!format!("{s:?}").contains("ABCDE"));
+        assert_eq!(s.last5(), "12345");
+    }
+
+    #[test]
+    fn hash_then_verify_and_wrong_secret_fails() {
+        let s = Secret::generate(SecretKind::SmtpPassword).unwrap();
+        let phc = CHEAP.hash(&s).unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert!(!phc.contains(s.expose()));
+        assert!(verify(&s, &phc));
+        assert!(!verify(&Secret::from_presented("nope"), &phc));
+        assert!(!verify(&s, "not a phc string"));
+    }
+
+    #[test]
+    fn verification_reads_parameters_from_the_phc_string() {
+        let s = Secret::from_presented("pw");
+        let phc = HashParams { memory_kib: 128, iterations: 2, parallelism: 1 }.hash(&s).unwrap();
+        assert!(verify(&s, &phc));
+    }
+}

@@ -1,0 +1,232 @@
+//! Queries on the `api_keys` table.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Result, Store, StoreError, account_id, now};
+use crate::address::EmailAddress;
+use crate::model::{ApiKey, MAX_PER_ACCOUNT, PermissionSet};
+use crate::restriction::AccessRestriction;
+use crate::secret::{HashParams, Secret, SecretKind};
+
+/// What the caller chooses for a new key; the secret is always generated.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub name: String,
+    pub permissions: PermissionSet,
+    pub allow: AccessRestriction,
+}
+
+/// Changes to a key's settings; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct ApiKeyEdit {
+    pub name: Option<String>,
+    pub permissions: Option<PermissionSet>,
+    pub allow: Option<AccessRestriction>,
+}
+
+/// How often to draw a new key when its last 5 characters clash with another key of the
+/// account (a clash has odds of about 15 in a million; this bound is never reached in practice).
+const MAX_DRAWS: usize = 64;
+
+const COLUMNS: &str = "id, account_id, name, permissions, allow, last5, hash, created_at, last_used_at";
+
+type RawKey = (i64, i64, String, String, String, String, String, i64, Option<i64>);
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<RawKey> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+}
+
+fn to_key(raw: RawKey) -> Result<ApiKey> {
+    let (id, account_id, name, permissions, allow, last5, hash, created_at, last_used_at) = raw;
+    Ok(ApiKey {
+        id,
+        account_id,
+        name,
+        permissions: PermissionSet::from_db(&permissions).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        allow: AccessRestriction::from_db(&allow)?,
+        last5,
+        hash,
+        created_at,
+        last_used_at,
+    })
+}
+
+fn clean_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(StoreError::EmptyName);
+    }
+    Ok(name.to_string())
+}
+
+fn draw_unique(tx: &rusqlite::Connection, account: i64, except: Option<i64>) -> Result<Secret> {
+    for _ in 0..MAX_DRAWS {
+        let secret = Secret::generate(SecretKind::ApiKey).map_err(|e| StoreError::Random(e.to_string()))?;
+        let clash: i64 = tx.query_row(
+            "SELECT count(*) FROM api_keys WHERE account_id = ?1 AND last5 = ?2 AND id != ?3",
+            params![account, secret.last5(), except.unwrap_or(-1)],
+            |r| r.get(0),
+        )?;
+        if clash == 0 {
+            return Ok(secret);
+        }
+    }
+    Err(StoreError::Random("no key with unique last 5 characters".into()))
+}
+
+impl Store {
+    /// Creates a key and returns it with its secret, which is never available again.
+    pub fn create_api_key(
+        &mut self,
+        email: &EmailAddress,
+        new: NewApiKey,
+        params: &HashParams,
+    ) -> Result<(ApiKey, Secret)> {
+        let name = clean_name(&new.name)?;
+        if new.permissions.is_empty() {
+            return Err(StoreError::NoPermission);
+        }
+        let tx = self.write()?;
+        let account = account_id(&tx, email)?;
+        let count: i64 =
+            tx.query_row("SELECT count(*) FROM api_keys WHERE account_id = ?1", [account], |r| r.get(0))?;
+        if count as usize >= MAX_PER_ACCOUNT {
+            return Err(StoreError::LimitReached {
+                account: email.to_string(),
+                what: "API keys",
+                max: MAX_PER_ACCOUNT,
+            });
+        }
+        let secret = draw_unique(&tx, account, None)?;
+        let hash = params.hash(&secret).map_err(|e| StoreError::Hash(e.to_string()))?;
+        let created_at = now();
+        tx.execute(
+            "INSERT INTO api_keys (account_id, name, permissions, allow, last5, locator, hash, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                account,
+                name,
+                new.permissions.to_db(),
+                new.allow.to_db(),
+                secret.last5(),
+                secret.locator(),
+                hash,
+                created_at
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        let key = ApiKey {
+            id,
+            account_id: account,
+            name,
+            permissions: new.permissions,
+            allow: new.allow,
+            last5: secret.last5(),
+            hash,
+            created_at,
+            last_used_at: None,
+        };
+        Ok((key, secret))
+    }
+
+    pub fn api_keys(&self, email: &EmailAddress) -> Result<Vec<ApiKey>> {
+        let account = account_id(&self.conn, email)?;
+        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = ?1 ORDER BY id");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([account], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(to_key).collect()
+    }
+
+    pub fn api_key(&self, email: &EmailAddress, id: i64) -> Result<ApiKey> {
+        let account = account_id(&self.conn, email)?;
+        self.api_key_by_id(id)?
+            .filter(|k| k.account_id == account)
+            .ok_or_else(|| StoreError::UnknownApiKey { account: email.to_string(), id })
+    }
+
+    pub fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKey>> {
+        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1");
+        self.conn.query_row(&sql, [id], from_row).optional()?.map(to_key).transpose()
+    }
+
+    /// The one key of `account_id` whose secret ends in `last5` (unique within an account).
+    pub fn api_key_by_last5(&self, account_id: i64, last5: &str) -> Result<Option<ApiKey>> {
+        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = ?1 AND last5 = ?2");
+        self.conn.query_row(&sql, params![account_id, last5], from_row).optional()?.map(to_key).transpose()
+    }
+
+    /// The keys, across all accounts, whose locator matches (see [`Secret::locator`]); for a
+    /// real key that is exactly one.
+    pub fn api_keys_by_locator(&self, locator: &str) -> Result<Vec<ApiKey>> {
+        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE locator = ?1");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([locator], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(to_key).collect()
+    }
+
+    pub fn edit_api_key(&mut self, email: &EmailAddress, id: i64, edit: ApiKeyEdit) -> Result<ApiKey> {
+        let tx = self.write()?;
+        let account = account_id(&tx, email)?;
+        let owned: i64 = tx.query_row(
+            "SELECT count(*) FROM api_keys WHERE id = ?1 AND account_id = ?2",
+            params![id, account],
+            |r| r.get(0),
+        )?;
+        if owned == 0 {
+            return Err(StoreError::UnknownApiKey { account: email.to_string(), id });
+        }
+        if let Some(name) = &edit.name {
+            tx.execute("UPDATE api_keys SET name = ?1 WHERE id = ?2", params![clean_name(name)?, id])?;
+        }
+        if let Some(p) = edit.permissions {
+            if p.is_empty() {
+                return Err(StoreError::NoPermission);
+            }
+            tx.execute("UPDATE api_keys SET permissions = ?1 WHERE id = ?2", params![p.to_db(), id])?;
+        }
+        if let Some(allow) = &edit.allow {
+            tx.execute("UPDATE api_keys SET allow = ?1 WHERE id = ?2", params![allow.to_db(), id])?;
+        }
+        tx.commit()?;
+        self.api_key(email, id)
+    }
+
+    /// Gives the key a new secret; id, name, permissions and restriction stay. The old secret
+    /// stops working with this commit.
+    pub fn change_api_key(&mut self, email: &EmailAddress, id: i64, params: &HashParams) -> Result<(ApiKey, Secret)> {
+        let tx = self.write()?;
+        let account = account_id(&tx, email)?;
+        let owned: i64 = tx.query_row(
+            "SELECT count(*) FROM api_keys WHERE id = ?1 AND account_id = ?2",
+            params![id, account],
+            |r| r.get(0),
+        )?;
+        if owned == 0 {
+            return Err(StoreError::UnknownApiKey { account: email.to_string(), id });
+        }
+        let secret = draw_unique(&tx, account, Some(id))?;
+        let hash = params.hash(&secret).map_err(|e| StoreError::Hash(e.to_string()))?;
+        tx.execute(
+            "UPDATE api_keys SET last5 = ?1, locator = ?2, hash = ?3 WHERE id = ?4",
+            params![secret.last5(), secret.locator(), hash, id],
+        )?;
+        tx.commit()?;
+        Ok((self.api_key(email, id)?, secret))
+    }
+
+    pub fn remove_api_key(&mut self, email: &EmailAddress, id: i64) -> Result<()> {
+        let tx = self.write()?;
+        let account = account_id(&tx, email)?;
+        if tx.execute("DELETE FROM api_keys WHERE id = ?1 AND account_id = ?2", params![id, account])? == 0 {
+            return Err(StoreError::UnknownApiKey { account: email.to_string(), id });
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn touch_api_key(&mut self, id: i64) -> Result<()> {
+        self.conn.execute("UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2", params![now(), id])?;
+        Ok(())
+    }
+}

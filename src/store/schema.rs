@@ -1,0 +1,40 @@
+//! Versioned migrations, applied in order at open; `PRAGMA user_version` records the last one.
+
+/// Each entry moves the schema from version `i` to `i + 1`. Never edit a released entry:
+/// append a new one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: accounts, API keys, SMTP credentials.
+    r#"
+    CREATE TABLE accounts (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        email       TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+        enabled     INTEGER NOT NULL DEFAULT 1,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE api_keys (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id   INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name         TEXT    NOT NULL,
+        permissions  TEXT    NOT NULL,
+        allow        TEXT    NOT NULL DEFAULT '',
+        last5        TEXT    NOT NULL,
+        locator      TEXT    NOT NULL,
+        hash         TEXT    NOT NULL,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER,
+        UNIQUE (account_id, last5)
+    );
+    CREATE INDEX api_keys_locator ON api_keys(locator);
+    CREATE TABLE smtp_credentials (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id   INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        username     TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+        allow        TEXT    NOT NULL DEFAULT '',
+        last5        TEXT    NOT NULL,
+        hash         TEXT    NOT NULL,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER
+    );
+    CREATE INDEX smtp_credentials_account ON smtp_credentials(account_id);
+    "#,
+];

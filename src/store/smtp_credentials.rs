@@ -1,0 +1,179 @@
+//! Queries on the `smtp_credentials` table.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Result, Store, StoreError, account_id, now, username_is_free};
+use crate::address::EmailAddress;
+use crate::model::{MAX_PER_ACCOUNT, SmtpCredential};
+use crate::restriction::AccessRestriction;
+use crate::secret::{HashParams, Secret, SecretKind};
+
+#[derive(Debug, Clone)]
+pub struct NewSmtpCredential {
+    /// `None`: the account's own address for its first credential; required after that.
+    pub username: Option<EmailAddress>,
+    pub allow: AccessRestriction,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SmtpCredentialEdit {
+    pub allow: Option<AccessRestriction>,
+}
+
+const COLUMNS: &str = "id, account_id, username, allow, last5, hash, created_at, last_used_at";
+
+type RawCred = (i64, i64, String, String, String, String, i64, Option<i64>);
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<RawCred> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+}
+
+fn to_cred(raw: RawCred) -> Result<SmtpCredential> {
+    let (id, account_id, username, allow, last5, hash, created_at, last_used_at) = raw;
+    Ok(SmtpCredential {
+        id,
+        account_id,
+        username: EmailAddress::parse(&username).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        allow: AccessRestriction::from_db(&allow)?,
+        last5,
+        hash,
+        created_at,
+        last_used_at,
+    })
+}
+
+fn generate() -> Result<Secret> {
+    Secret::generate(SecretKind::SmtpPassword).map_err(|e| StoreError::Random(e.to_string()))
+}
+
+impl Store {
+    /// Creates a credential and returns it with its password, which is never available again.
+    pub fn create_smtp_credential(
+        &mut self,
+        email: &EmailAddress,
+        new: NewSmtpCredential,
+        params: &HashParams,
+    ) -> Result<(SmtpCredential, Secret)> {
+        let tx = self.write()?;
+        let account = account_id(&tx, email)?;
+        let count: i64 =
+            tx.query_row("SELECT count(*) FROM smtp_credentials WHERE account_id = ?1", [account], |r| r.get(0))?;
+        if count as usize >= MAX_PER_ACCOUNT {
+            return Err(StoreError::LimitReached {
+                account: email.to_string(),
+                what: "SMTP credentials",
+                max: MAX_PER_ACCOUNT,
+            });
+        }
+        let username = new.username.unwrap_or_else(|| email.clone());
+        if !username_is_free(&tx, &username, account, None)? {
+            return Err(StoreError::UsernameTaken(username.to_string()));
+        }
+        let secret = generate()?;
+        let hash = params.hash(&secret).map_err(|e| StoreError::Hash(e.to_string()))?;
+        let created_at = now();
+        tx.execute(
+            "INSERT INTO smtp_credentials (account_id, username, allow, last5, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![account, username.as_str(), new.allow.to_db(), secret.last5(), hash, created_at],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        let cred = SmtpCredential {
+            id,
+            account_id: account,
+            username,
+            allow: new.allow,
+            last5: secret.last5(),
+            hash,
+            created_at,
+            last_used_at: None,
+        };
+        Ok((cred, secret))
+    }
+
+    pub fn smtp_credentials(&self, email: &EmailAddress) -> Result<Vec<SmtpCredential>> {
+        let account = account_id(&self.conn, email)?;
+        let sql = format!("SELECT {COLUMNS} FROM smtp_credentials WHERE account_id = ?1 ORDER BY id");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([account], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(to_cred).collect()
+    }
+
+    pub fn smtp_credential(&self, email: &EmailAddress, id: i64) -> Result<SmtpCredential> {
+        let account = account_id(&self.conn, email)?;
+        self.smtp_credential_by_id(id)?
+            .filter(|c| c.account_id == account)
+            .ok_or_else(|| StoreError::UnknownSmtpCredential { account: email.to_string(), id })
+    }
+
+    pub fn smtp_credential_by_id(&self, id: i64) -> Result<Option<SmtpCredential>> {
+        let sql = format!("SELECT {COLUMNS} FROM smtp_credentials WHERE id = ?1");
+        self.conn.query_row(&sql, [id], from_row).optional()?.map(to_cred).transpose()
+    }
+
+    /// The credential whose username is `username` (compared case-insensitively).
+    pub fn smtp_credential_by_username(&self, username: &str) -> Result<Option<SmtpCredential>> {
+        let sql = format!("SELECT {COLUMNS} FROM smtp_credentials WHERE username = ?1");
+        self.conn.query_row(&sql, [username], from_row).optional()?.map(to_cred).transpose()
+    }
+
+    pub fn edit_smtp_credential(
+        &mut self,
+        email: &EmailAddress,
+        id: i64,
+        edit: SmtpCredentialEdit,
+    ) -> Result<SmtpCredential> {
+        let tx = self.write()?;
+        let account = account_id(&tx, email)?;
+        let owned: i64 = tx.query_row(
+            "SELECT count(*) FROM smtp_credentials WHERE id = ?1 AND account_id = ?2",
+            params![id, account],
+            |r| r.get(0),
+        )?;
+        if owned == 0 {
+            return Err(StoreError::UnknownSmtpCredential { account: email.to_string(), id });
+        }
+        if let Some(allow) = &edit.allow {
+            tx.execute("UPDATE smtp_credentials SET allow = ?1 WHERE id = ?2", params![allow.to_db(), id])?;
+        }
+        tx.commit()?;
+        self.smtp_credential(email, id)
+    }
+
+    /// Gives the credential a new password; the old one stops working with this commit.
+    pub fn change_smtp_credential(
+        &mut self,
+        email: &EmailAddress,
+        id: i64,
+        params: &HashParams,
+    ) -> Result<(SmtpCredential, Secret)> {
+        let secret = generate()?;
+        let hash = params.hash(&secret).map_err(|e| StoreError::Hash(e.to_string()))?;
+        let tx = self.write()?;
+        let account = account_id(&tx, email)?;
+        let n = tx.execute(
+            "UPDATE smtp_credentials SET last5 = ?1, hash = ?2 WHERE id = ?3 AND account_id = ?4",
+            params![secret.last5(), hash, id, account],
+        )?;
+        if n == 0 {
+            return Err(StoreError::UnknownSmtpCredential { account: email.to_string(), id });
+        }
+        tx.commit()?;
+        Ok((self.smtp_credential(email, id)?, secret))
+    }
+
+    pub fn remove_smtp_credential(&mut self, email: &EmailAddress, id: i64) -> Result<()> {
+        let tx = self.write()?;
+        let account = account_id(&tx, email)?;
+        if tx.execute("DELETE FROM smtp_credentials WHERE id = ?1 AND account_id = ?2", params![id, account])? == 0 {
+            return Err(StoreError::UnknownSmtpCredential { account: email.to_string(), id });
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn touch_smtp_credential(&mut self, id: i64) -> Result<()> {
+        self.conn.execute("UPDATE smtp_credentials SET last_used_at = ?1 WHERE id = ?2", params![now(), id])?;
+        Ok(())
+    }
+}
