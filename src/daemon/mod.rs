@@ -1,6 +1,7 @@
 //! `relaykey serve`: start the front ends on one shared authenticator, tell systemd, reload on
 //! SIGHUP and drain on SIGTERM.
 
+mod listeners;
 mod notify;
 mod unix_socket;
 
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+pub use listeners::{listen_tcp, listen_unix};
 pub use unix_socket::{bind_unix, chown, group_id, is_socket};
 
 use crate::auth::{Authenticator, FailureThrottle, LoginLedger};
@@ -87,8 +89,9 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         .map_err(|e| format!("cannot open the store {}: {e}", config.database.display()))?;
     let (shared, publish) = Shared::new(config.clone(), authenticator);
 
-    // Front ends start here: each binds its listeners (failing startup on error), spawns its
-    // accept loop on `shared.tasks` and pushes its name.
+    // Front ends start here: each gets its listeners from `listen_unix` / `listen_tcp` (so that
+    // socket activation works; failing startup on error), spawns its accept loop on
+    // `shared.tasks` and pushes its name.
     let started: Vec<&str> = Vec::new();
     if started.is_empty() {
         warn!("no front end is enabled; serving nothing");
