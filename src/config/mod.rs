@@ -85,6 +85,7 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| format!("log_level: invalid filter {:?}: {e}", self.log_level))?;
+        self.daemon.validate()?;
         self.auth.validate()?;
         self.limits.validate()?;
         Ok(())
@@ -184,6 +185,7 @@ mod tests {
             ("[auth]\nargon2_memory_kib = 1", "argon2_memory_kib"),
             ("[auth]\nmax_failure_delay = \"15s\"", "max_failure_delay"),
             ("log_level = \"[[\"", "log_level"),
+            ("[daemon]\ngroup = \"relaykey\"", "daemon.group"),
             ("[[limits.override]]\nnetwork = \"10.0.0.0/33\"\nmax_connections_per_ip = 1", "network"),
         ] {
             let err = Config::parse(text).unwrap_err();

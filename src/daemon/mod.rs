@@ -3,6 +3,7 @@
 
 mod listeners;
 mod notify;
+mod privileges;
 mod unix_socket;
 
 use std::path::{Path, PathBuf};
@@ -67,6 +68,12 @@ impl Shared {
 /// Runs the daemon until SIGTERM or SIGINT. `path` is re-read on SIGHUP.
 pub fn run(path: Option<PathBuf>, config: Config) -> ExitCode {
     let log = logging::init(&config.log_level);
+    // SAFETY: no thread has started yet (the runtime is built below).
+    match unsafe { listeners::inherit_from_systemd() } {
+        Ok(names) if !names.is_empty() => info!(sockets = %names.join(","), "sockets passed by systemd"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "ignoring the sockets passed by systemd"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -95,6 +102,12 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     let started: Vec<&str> = Vec::new();
     if started.is_empty() {
         warn!("no front end is enabled; serving nothing");
+    }
+
+    // Every listener is bound: leave root before anything is announced.
+    privileges::drop_root(&config.daemon, &config.database, &listeners::bound_unix()).map_err(|e| e.to_string())?;
+    for name in listeners::unclaimed() {
+        warn!(socket = %name, "systemd passed a socket no enabled front end uses");
     }
 
     notify::ready();
