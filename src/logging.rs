@@ -1,5 +1,10 @@
 //! Logging: journald (structured fields) when started by systemd, plain text on stderr
 //! otherwise. The journald layer fails where its socket is missing; then stderr is used.
+//!
+//! In the journal every tracing field becomes a field of its own, upper-cased and without a
+//! prefix (`DECISION=deny`, `REASON=ip_not_allowed`, `USER=`, `IP=`, `CREDENTIAL=`), and the
+//! fixed message noun (`auth`, `policy`, `queued`) is `MESSAGE`, so
+//! `journalctl -u relaykey MESSAGE=auth DECISION=deny` finds refused logins.
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -16,9 +21,28 @@ impl LogHandle {
     }
 }
 
-/// Is stderr connected to the journal (systemd sets `JOURNAL_STREAM` for its services)?
+/// Is stderr connected to the journal? systemd sets `JOURNAL_STREAM=DEV:INODE` for its
+/// services; it only counts while stderr is still that stream (not redirected by a wrapper).
 fn under_journald() -> bool {
-    std::env::var_os("JOURNAL_STREAM").is_some()
+    let Some(stream) = std::env::var("JOURNAL_STREAM").ok() else { return false };
+    let Some((dev, ino)) = parse_journal_stream(&stream) else { return false };
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(stderr) = std::io::stderr().as_fd().try_clone_to_owned() else { return false };
+    match std::fs::File::from(stderr).metadata() {
+        Ok(meta) => meta.dev() == dev && meta.ino() == ino,
+        Err(_) => false,
+    }
+}
+
+fn parse_journal_stream(value: &str) -> Option<(u64, u64)> {
+    let (dev, ino) = value.split_once(':')?;
+    Some((dev.parse().ok()?, ino.parse().ok()?))
+}
+
+fn journald_layer() -> Option<tracing_journald::Layer> {
+    let layer = tracing_journald::layer().ok()?;
+    Some(layer.with_field_prefix(None).with_syslog_identifier("relaykey".into()))
 }
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `level`.
@@ -30,7 +54,8 @@ pub fn init(level: &str) -> LogHandle {
         .unwrap_or_else(|| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
-    let journald = if under_journald() { tracing_journald::layer().ok() } else { None };
+    let journal = under_journald();
+    let journald = if journal { journald_layer() } else { None };
     match journald {
         Some(layer) => {
             let _ = registry.with(layer).try_init();
@@ -41,8 +66,25 @@ pub fn init(level: &str) -> LogHandle {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false);
-            let _ = registry.with(fmt).try_init();
+            if journal {
+                // The journal stamps each line itself.
+                let _ = registry.with(fmt.without_time()).try_init();
+            } else {
+                let _ = registry.with(fmt).try_init();
+            }
         }
     }
     LogHandle(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_journal_stream_variable() {
+        assert_eq!(parse_journal_stream("64769:1234"), Some((64769, 1234)));
+        assert_eq!(parse_journal_stream("64769"), None);
+        assert_eq!(parse_journal_stream("a:b"), None);
+    }
 }

@@ -6,7 +6,9 @@ mod account;
 mod apikey;
 mod auth;
 mod config_cmd;
+mod docs;
 mod output;
+mod postfix_check;
 mod smtp;
 
 use std::path::PathBuf;
@@ -51,6 +53,15 @@ pub enum Command {
     /// Check the configuration
     #[command(subcommand)]
     Config(config_cmd::ConfigCmd),
+    /// Check that Postfix is set up to use relaykey
+    #[command(subcommand)]
+    Postfix(postfix_check::PostfixCmd),
+    /// Write the man pages into DIR (used when packaging)
+    #[command(hide = true)]
+    GenerateMan { dir: PathBuf },
+    /// Print a shell completion script (used when packaging)
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
 }
 
 /// A refusal or failure, printed as one line. `exit` distinguishes "no" (1) from "try later" (75).
@@ -130,6 +141,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Smtp(cmd) => smtp::run(cmd, &config()?, json),
         Command::Auth(cmd) => auth::run(cmd, &config()?, json),
         Command::Config(cmd) => config_cmd::run(cmd, path.as_ref(), json),
+        Command::Postfix(cmd) => postfix_check::run(cmd, &config()?, json),
+        Command::GenerateMan { dir } => docs::generate_man(&dir),
+        Command::Completions { shell } => docs::completions(shell),
         Command::Serve => {
             let config = config()?;
             let path = path.or_else(|| Some(PathBuf::from(config::DEFAULT_PATH)).filter(|p| p.exists()));
