@@ -61,18 +61,14 @@ fn reachability(postfix: &PostfixSettings, config: &Config) -> Vec<Finding> {
     let Some(who) = Principal::of_user(user) else {
         return vec![Finding { place: "main.cf".into(), problem: format!("mail_owner {user:?} is not a user here") }];
     };
-    let sockets = [
-        ("sasl", config.sasl.enabled, &config.sasl.socket),
-        ("policy", config.policy.enabled, &config.policy.socket),
-    ];
+    let sockets =
+        [("sasl", config.sasl.enabled, &config.sasl.socket), ("policy", config.policy.enabled, &config.policy.socket)];
     sockets
         .into_iter()
         .filter(|(_, enabled, _)| *enabled)
         .filter_map(|(name, _, path)| {
-            unreachable_reason(path, user, &who).map(|why| Finding {
-                place: format!("relaykey {name} socket {}", path.display()),
-                problem: why,
-            })
+            unreachable_reason(path, user, &who)
+                .map(|why| Finding { place: format!("relaykey {name} socket {}", path.display()), problem: why })
         })
         .collect()
 }

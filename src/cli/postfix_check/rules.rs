@@ -355,7 +355,11 @@ permit_sasl_authenticated, reject
         let master = "smtp inet n - y - - smtpd\nsubmission inet n - y - - smtpd -o smtpd_sasl_auth_enable=yes\n";
         let pf = postfix(&main, master, "submission/inet/smtpd_sasl_auth_enable = yes\n");
         assert!(analyze(&pf, &Config::default()).is_empty());
-        let pf = postfix(&main, master, "submission/inet/smtpd_sasl_auth_enable = yes\nsubmission/inet/smtpd_sasl_type = cyrus\n");
+        let pf = postfix(
+            &main,
+            master,
+            "submission/inet/smtpd_sasl_auth_enable = yes\nsubmission/inet/smtpd_sasl_type = cyrus\n",
+        );
         let found = analyze(&pf, &Config::default());
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].place, "submission/inet");

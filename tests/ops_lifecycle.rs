@@ -1,0 +1,91 @@
+//! The daemon's conversation with systemd, seen from a NOTIFY_SOCKET the test owns: READY=1
+//! once the listeners accept, WATCHDOG=1 at half the configured interval, RELOADING=1 and
+//! READY=1 around a SIGHUP (also a refused one), STOPPING=1 and a clean exit on SIGTERM.
+
+mod ops_support;
+
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ops_support::*;
+
+#[test]
+fn notifies_systemd_through_its_lifecycle() {
+    let dir = open_tempdir();
+    let config = write_config(dir.path(), "[daemon]\nstatus_interval = \"1s\"");
+    let notify = NotifySocket::bind(dir.path());
+    let watchdog = Duration::from_millis(1000);
+    let mut cmd = Command::new(relaykey());
+    cmd.arg("--config").arg(&config).arg("serve");
+    cmd.env("NOTIFY_SOCKET", &notify.path).env("WATCHDOG_USEC", watchdog.as_micros().to_string());
+    let started = Instant::now();
+    let mut daemon = Daemon::spawn(cmd);
+
+    let before_ready = notify.wait_for("READY=1");
+    let to_ready = started.elapsed();
+    assert!(!before_ready.iter().any(|l| l.starts_with("WATCHDOG")), "pets before READY: {before_ready:?}");
+    // Every front end the daemon says it started accepts at once.
+    for front_end in daemon.front_ends() {
+        let path = dir.path().join(format!("{front_end}.sock"));
+        if path.exists() {
+            UnixStream::connect(&path).unwrap_or_else(|e| panic!("{front_end} does not accept at READY: {e}"));
+        }
+    }
+    eprintln!("READY=1 after {to_ready:?} (debug build)");
+
+    // The watchdog: three pets, none later than the interval systemd would enforce.
+    let mut last = Instant::now();
+    let mut pets = 0;
+    let mut status = Vec::new();
+    while pets < 3 {
+        let lines = notify.next(PATIENCE).expect("no WATCHDOG=1");
+        if lines.iter().any(|l| l == "WATCHDOG=1") {
+            assert!(last.elapsed() < watchdog, "a watchdog pet came {:?} after the previous one", last.elapsed());
+            last = Instant::now();
+            pets += 1;
+        }
+        status.extend(lines.into_iter().filter(|l| l.starts_with("STATUS=")));
+    }
+    assert!(status.iter().any(|l| l.contains("connections: ")), "no STATUS= with counts: {status:?}");
+
+    // A good reload.
+    daemon.signal(libc::SIGHUP);
+    let seen = notify.wait_for("READY=1");
+    assert!(seen.iter().any(|l| l == "RELOADING=1"), "no RELOADING=1 before READY=1: {seen:?}");
+    assert!(seen.iter().any(|l| l.starts_with("MONOTONIC_USEC=")), "RELOADING=1 without MONOTONIC_USEC: {seen:?}");
+    daemon.wait_log("reloaded");
+
+    // A bad config is refused, the old one kept, and the daemon stays ready.
+    std::fs::write(&config, "[auth]\nbogus = 1\n").unwrap();
+    daemon.signal(libc::SIGHUP);
+    let seen = notify.wait_for("READY=1");
+    assert!(seen.iter().any(|l| l == "RELOADING=1"), "{seen:?}");
+    daemon.wait_log("reload refused");
+    assert!(daemon.child.try_wait().unwrap().is_none(), "a bad reload stopped the daemon");
+
+    daemon.signal(libc::SIGTERM);
+    notify.wait_for("STOPPING=1");
+    assert_eq!(daemon.wait_exit(), Some(0), "log: {:#?}", daemon.log());
+}
+
+#[test]
+fn sends_no_watchdog_pets_when_systemd_asks_for_none() {
+    let dir = open_tempdir();
+    let config = write_config(dir.path(), "[daemon]\nstatus_interval = \"1s\"");
+    let notify = NotifySocket::bind(dir.path());
+    let mut cmd = Command::new(relaykey());
+    cmd.arg("--config").arg(&config).arg("serve").env("NOTIFY_SOCKET", &notify.path).env_remove("WATCHDOG_USEC");
+    let mut daemon = Daemon::spawn(cmd);
+    notify.wait_for("READY=1");
+    // Two STATUS= rounds (1 s apart) give any pet loop time to show itself.
+    let mut rounds = 0;
+    while rounds < 2 {
+        let lines = notify.next(PATIENCE).expect("no STATUS=");
+        assert!(!lines.iter().any(|l| l == "WATCHDOG=1"), "pet without WATCHDOG_USEC");
+        rounds += lines.iter().filter(|l| l.starts_with("STATUS=")).count();
+    }
+    daemon.signal(libc::SIGTERM);
+    notify.wait_for("STOPPING=1");
+    assert_eq!(daemon.wait_exit(), Some(0));
+}
