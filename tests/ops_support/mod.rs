@@ -83,6 +83,7 @@ impl NotifySocket {
 pub struct Daemon {
     pub child: Child,
     pub stderr: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -92,12 +93,12 @@ impl Daemon {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let pipe = child.stderr.take().unwrap();
         let sink = stderr.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
-        Self { child, stderr }
+        Self { child, stderr, reader: Some(reader) }
     }
 
     pub fn pid(&self) -> u32 {
@@ -130,6 +131,10 @@ impl Daemon {
         let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // The pipe is closed now: collect the last lines.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return status.code();
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -141,7 +146,7 @@ impl Daemon {
     pub fn front_ends(&self) -> Vec<String> {
         let line = self.wait_log(" ready");
         let Some(rest) = line.split("front_ends=").nth(1) else { return Vec::new() };
-        let list = rest.split_whitespace().next().unwrap_or("").trim_matches('"');
+        let list = rest.split(' ').next().unwrap_or("").trim_matches('"');
         list.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
     }
 }

@@ -1,0 +1,96 @@
+//! Started as root with `[daemon] user`, the daemon binds first, gives its sockets and database
+//! to that user, and runs as that user (and only its groups) before it reports READY=1.
+
+mod ops_support;
+
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+use ops_support::*;
+
+/// `(uid, gid)` of a user and a group that exist on Debian: nobody and nogroup.
+fn test_identity() -> (u32, u32) {
+    let out = Command::new("id").args(["-u", "nobody"]).output().unwrap();
+    let uid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let out = Command::new("getent").args(["group", "nogroup"]).output().unwrap();
+    let gid = String::from_utf8_lossy(&out.stdout).split(':').nth(2).unwrap().parse().unwrap();
+    (uid, gid)
+}
+
+#[test]
+fn drops_root_after_binding() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let (uid, gid) = test_identity();
+    let dir = open_tempdir();
+    let config = dir.path().join("relaykey.toml");
+    let text = format!(
+        "database = \"{d}/relaykey.db\"\n[daemon]\nuser = \"nobody\"\ngroup = \"nogroup\"\n\
+         [sasl]\nsocket = \"{d}/sasl.sock\"\nsocket_mode = \"0660\"\nsocket_group = \"root\"\n\
+         [policy]\nsocket = \"{d}/policy.sock\"\n",
+        d = dir.path().display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let notify = NotifySocket::bind(dir.path());
+    let mut cmd = Command::new(relaykey());
+    cmd.arg("--config").arg(&config).arg("serve").env("NOTIFY_SOCKET", &notify.path);
+    let mut daemon = Daemon::spawn(cmd);
+    notify.wait_for("READY=1");
+
+    // READY=1 comes after the switch: the process is already nobody:nogroup, for good.
+    let pid = daemon.pid();
+    assert_eq!(status_field(pid, "Uid"), format!("{uid}\t{uid}\t{uid}\t{uid}"));
+    assert_eq!(status_field(pid, "Gid"), format!("{gid}\t{gid}\t{gid}\t{gid}"));
+    let groups = status_field(pid, "Groups");
+    assert!(groups.split_whitespace().all(|g| g == gid.to_string()), "supplementary groups kept: {groups}");
+    assert_eq!(status_field(pid, "CapEff"), "0000000000000000");
+    daemon.wait_log("dropped root");
+
+    let db = std::fs::metadata(dir.path().join("relaykey.db")).unwrap();
+    assert_eq!((db.uid(), db.gid(), db.mode() & 0o777), (uid, gid, 0o600));
+    for front_end in daemon.front_ends() {
+        let socket = dir.path().join(format!("{front_end}.sock"));
+        let meta = std::fs::metadata(&socket).unwrap();
+        // sasl's group is configured (root); policy's defaults to the daemon's group.
+        let want_gid = if front_end == "sasl" { 0 } else { gid };
+        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (uid, want_gid, 0o660), "{front_end}");
+    }
+
+    daemon.signal(libc::SIGTERM);
+    notify.wait_for("STOPPING=1");
+    assert_eq!(daemon.wait_exit(), Some(0), "{:#?}", daemon.log());
+}
+
+#[test]
+fn refuses_to_start_as_an_unknown_user() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = open_tempdir();
+    let config = write_config(dir.path(), "[daemon]\nuser = \"no-such-user-relaykey\"\n");
+    let notify = NotifySocket::bind(dir.path());
+    let mut cmd = Command::new(relaykey());
+    cmd.arg("--config").arg(&config).arg("serve").env("NOTIFY_SOCKET", &notify.path);
+    let mut daemon = Daemon::spawn(cmd);
+    assert_ne!(daemon.wait_exit(), Some(0));
+    let log = daemon.log().join("\n");
+    assert!(log.contains("daemon.user: no such user \"no-such-user-relaykey\""), "{log}");
+    assert!(notify.next(std::time::Duration::from_millis(10)).is_none_or(|l| !l.contains(&"READY=1".to_string())));
+}
+
+#[test]
+fn refuses_to_keep_root_when_the_user_is_root() {
+    if !require(is_root(), "root") {
+        return;
+    }
+    let dir = open_tempdir();
+    let config = write_config(dir.path(), "[daemon]\nuser = \"root\"\n");
+    let mut daemon = Daemon::spawn({
+        let mut cmd = Command::new(relaykey());
+        cmd.arg("--config").arg(&config).arg("serve");
+        cmd
+    });
+    assert_ne!(daemon.wait_exit(), Some(0));
+    assert!(daemon.log().join("\n").contains("root could be regained"), "{:#?}", daemon.log());
+}
