@@ -1,0 +1,166 @@
+//! `relaykey postfix check` against a throwaway Postfix configuration (`postconf -c DIR`; the
+//! instance is never started): a good setup passes, and each misconfiguration is named.
+
+mod ops_support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::Command;
+
+use ops_support::*;
+
+const MASTER: &str = "\
+smtp       inet  n       -       y       -       -       smtpd
+submission inet  n       -       y       -       -       smtpd -o smtpd_sasl_auth_enable=yes
+pickup     unix  n       -       y       60      1       pickup
+";
+
+fn good_main(spool: &Path) -> String {
+    format!(
+        "compatibility_level = 3.6\nqueue_directory = {}\nmail_owner = postfix\n\
+         smtpd_sasl_type = dovecot\nsmtpd_sasl_path = private/relaykey-auth\nsmtpd_tls_auth_only = yes\n\
+         P = unix:private/relaykey-policy\n\
+         smtpd_client_restrictions = check_policy_service $P\n\
+         smtpd_relay_restrictions = permit_mynetworks, check_policy_service {{ $P, timeout=10s }}, \
+         permit_sasl_authenticated, reject\n",
+        spool.display()
+    )
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    _listeners: Vec<UnixListener>,
+}
+
+impl Setup {
+    /// A queue directory with Postfix's `private/` (0700 postfix) holding relaykey's sockets
+    /// (0660, group postfix), as the packaged daemon leaves them.
+    fn new() -> Self {
+        let dir = open_tempdir();
+        let private = dir.path().join("spool/private");
+        std::fs::create_dir_all(&private).unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        let mut listeners = Vec::new();
+        for name in ["relaykey-auth", "relaykey-policy"] {
+            let path = private.join(name);
+            listeners.push(UnixListener::bind(&path).unwrap());
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
+            chown(&path, None, Some("postfix"));
+        }
+        chown(&private, Some("postfix"), None);
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(
+            dir.path().join("relaykey.toml"),
+            format!(
+                "database = \"{d}/relaykey.db\"\n[sasl]\nsocket = \"{d}/spool/private/relaykey-auth\"\n\
+                 [policy]\nsocket = \"{d}/spool/private/relaykey-policy\"\n",
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        Self { dir, _listeners: listeners }
+    }
+
+    fn spool(&self) -> std::path::PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    /// Runs the check with `main` as main.cf; returns (exit code, stdout).
+    fn check(&self, main: &str) -> (Option<i32>, String) {
+        let etc = self.dir.path().join("etc");
+        std::fs::write(etc.join("main.cf"), main).unwrap();
+        std::fs::write(etc.join("master.cf"), MASTER).unwrap();
+        let out = Command::new(relaykey())
+            .arg("--config")
+            .arg(self.dir.path().join("relaykey.toml"))
+            .args(["postfix", "check", "--config-dir"])
+            .arg(&etc)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), format!("{stdout}{stderr}"))
+    }
+}
+
+fn chown(path: &Path, user: Option<&str>, group: Option<&str>) {
+    let spec = match (user, group) {
+        (Some(u), Some(g)) => format!("{u}:{g}"),
+        (Some(u), None) => u.to_string(),
+        (None, Some(g)) => format!(":{g}"),
+        (None, None) => return,
+    };
+    assert!(Command::new("chown").arg(spec).arg(path).status().unwrap().success());
+}
+
+fn available() -> bool {
+    let postconf = Command::new("postconf").arg("-d").arg("mail_version").output().is_ok_and(|o| o.status.success());
+    require(postconf && is_root(), "postconf and root (to give sockets to the postfix group)")
+}
+
+#[test]
+fn a_good_setup_passes() {
+    if !available() {
+        return;
+    }
+    let setup = Setup::new();
+    let (code, out) = setup.check(&good_main(&setup.spool()));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("ok: "), "{out}");
+}
+
+#[test]
+fn names_each_setting_that_keeps_postfix_away() {
+    if !available() {
+        return;
+    }
+    let setup = Setup::new();
+    let good = good_main(&setup.spool());
+    let absolute = format!("smtpd_sasl_path = {}/private/relaykey-auth", setup.spool().display());
+    for (from, to, expect) in [
+        ("smtpd_sasl_type = dovecot", "smtpd_sasl_type = cyrus", "smtpd_sasl_type is \"cyrus\""),
+        ("smtpd_sasl_path = private/relaykey-auth", "smtpd_sasl_path = private/auth", "private/auth"),
+        // An absolute path is looked up inside the chroot (the queue directory).
+        ("smtpd_sasl_path = private/relaykey-auth", absolute.as_str(), "chrooted"),
+        ("smtpd_tls_auth_only = yes", "smtpd_tls_auth_only = no", "smtpd_tls_auth_only is not yes"),
+        ("smtpd_client_restrictions = check_policy_service $P", "", "missing from smtpd_client_restrictions"),
+        ("check_policy_service { $P, timeout=10s }, ", "", "revoked login"),
+        ("P = unix:private/relaykey-policy", "P = unix:private/policyd", "none of the smtpd restriction lists"),
+    ] {
+        let main = good.replace(from, to);
+        assert_ne!(main, good, "{from}");
+        let (code, out) = setup.check(&main);
+        assert_eq!(code, Some(1), "{to}: {out}");
+        assert!(out.contains(expect), "{to}: expected {expect:?} in {out}");
+        assert!(out.lines().any(|l| l.starts_with("problem: ")), "{out}");
+    }
+}
+
+#[test]
+fn names_a_socket_postfix_cannot_reach() {
+    if !available() {
+        return;
+    }
+    let setup = Setup::new();
+    let good = good_main(&setup.spool());
+    let auth = setup.spool().join("private/relaykey-auth");
+    std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out) = setup.check(&good);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("user postfix may not write to the socket"), "{out}");
+    std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o660)).unwrap();
+
+    let private = setup.spool().join("private");
+    chown(&private, Some("root"), None);
+    let (code, out) = setup.check(&good);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("user postfix cannot enter the directory"), "{out}");
+    chown(&private, Some("postfix"), None);
+
+    let policy = setup.spool().join("private/relaykey-policy");
+    std::fs::remove_file(&policy).unwrap();
+    let (code, out) = setup.check(&good);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("does not exist (is relaykey running?)"), "{out}");
+}
