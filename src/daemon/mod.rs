@@ -104,6 +104,8 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         warn!("no front end is enabled; serving nothing");
     }
 
+    // Handlers first: systemd may send SIGTERM or SIGHUP the moment it reads READY=1.
+    let signals = Signals::install()?;
     // Every listener is bound: leave root before anything is announced.
     privileges::drop_root(&config.daemon, &config.database, &listeners::bound_unix()).map_err(|e| e.to_string())?;
     for name in listeners::unclaimed() {
@@ -115,7 +117,7 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     spawn_watchdog(&shared);
     spawn_status(&shared);
 
-    wait_for_signals(&shared, path.as_deref(), &publish, &log).await?;
+    wait_for_signals(signals, &shared, path.as_deref(), &publish, &log).await;
 
     notify::stopping();
     info!("shutting down");
@@ -129,19 +131,34 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
 }
 
 /// Handles SIGHUP (reload) until SIGTERM or SIGINT arrives.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, String> {
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?,
+            int: signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?,
+            hup: signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?,
+        })
+    }
+}
+
 async fn wait_for_signals(
+    signals: Signals,
     shared: &Shared,
     path: Option<&Path>,
     publish: &watch::Sender<Arc<Config>>,
     log: &LogHandle,
-) -> Result<(), String> {
-    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+) {
+    let Signals { mut term, mut int, mut hup } = signals;
     loop {
         tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
+            _ = term.recv() => return,
+            _ = int.recv() => return,
             _ = hup.recv() => {
                 notify::reloading();
                 reload(shared, path, publish, log);

@@ -1,0 +1,64 @@
+//! Socket activation with `systemd-socket-activate`: the daemon serves on the socket it was
+//! handed (matched by its name) and binds nothing at the configured path.
+
+mod ops_support;
+
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::Instant;
+
+use ops_support::*;
+
+fn available() -> bool {
+    let found = Command::new("systemd-socket-activate").arg("--version").output().is_ok_and(|o| o.status.success());
+    require(found, "systemd-socket-activate")
+}
+
+#[test]
+fn serves_on_the_socket_systemd_passed() {
+    if !available() {
+        return;
+    }
+    let dir = open_tempdir();
+    let config = write_config(dir.path(), "");
+    let notify = NotifySocket::bind(dir.path());
+    let activated = dir.path().join("activated-sasl.sock");
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.arg("-l").arg(&activated).arg("--fdname=sasl");
+    cmd.arg("-E").arg(format!("NOTIFY_SOCKET={}", notify.path.display()));
+    cmd.arg(relaykey()).arg("--config").arg(&config).arg("serve");
+    let mut daemon = Daemon::spawn(cmd);
+
+    // systemd-socket-activate starts the daemon on the first connection, like a socket unit.
+    let deadline = Instant::now() + PATIENCE;
+    while !activated.exists() {
+        let gone = daemon.child.try_wait().unwrap().is_some();
+        assert!(!gone && Instant::now() < deadline, "systemd-socket-activate did not listen: {:#?}", daemon.log());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut client = UnixStream::connect(&activated).unwrap();
+    notify.wait_for("READY=1");
+    daemon.wait_log("sockets passed by systemd sockets=sasl");
+
+    let configured = dir.path().join("sasl.sock");
+    if daemon.front_ends().iter().any(|f| f == "sasl") {
+        daemon.wait_log("using the socket systemd passed");
+        assert!(!configured.exists(), "bound {} although systemd passed a socket", configured.display());
+        // The connection that woke the daemon gets the Dovecot handshake.
+        client.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut buf = [0u8; 512];
+        let n = client.read(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("VERSION\t1\t"), "{text:?}");
+    } else {
+        // No SASL front end in this build: the socket is kept, reported unused, and nothing
+        // is bound in its place.
+        daemon.wait_log("systemd passed a socket no enabled front end uses socket=sasl");
+        assert!(!configured.exists());
+    }
+
+    daemon.signal(libc::SIGTERM);
+    notify.wait_for("STOPPING=1");
+    assert_eq!(daemon.wait_exit(), Some(0), "{:#?}", daemon.log());
+}
