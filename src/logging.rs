@@ -42,7 +42,11 @@ fn parse_journal_stream(value: &str) -> Option<(u64, u64)> {
 
 fn journald_layer() -> Option<tracing_journald::Layer> {
     let layer = tracing_journald::layer().ok()?;
-    Some(layer.with_field_prefix(None).with_syslog_identifier("relaykey".into()))
+    // INFO carries every login decision: syslog's "informational", not "notice".
+    let mut priorities = tracing_journald::PriorityMappings::new();
+    priorities.info = tracing_journald::Priority::Informational;
+    priorities.debug = tracing_journald::Priority::Debug;
+    Some(layer.with_field_prefix(None).with_syslog_identifier("relaykey".into()).with_priority_mappings(priorities))
 }
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `level`.
