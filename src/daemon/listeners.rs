@@ -73,7 +73,7 @@ pub fn bound_unix() -> Vec<BoundUnix> {
 /// The Unix listener for front end `name` (`sasl`, `policy`): the socket systemd passed under
 /// that name, else one bound at `path` with `mode` and `group`.
 pub fn listen_unix(name: &str, path: &Path, mode: u32, group: Option<&str>) -> io::Result<UnixListener> {
-    if let Some(fd) = claim(name, is_unix)? {
+    if let Some(fd) = claim(name, is_unix) {
         let listener = std::os::unix::net::UnixListener::from(fd);
         let at = listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf));
         match &at {
@@ -98,7 +98,7 @@ pub fn listen_unix(name: &str, path: &Path, mode: u32, group: Option<&str>) -> i
 /// systemd passed under the name's first part with that address, else one bound here.
 pub async fn listen_tcp(name: &str, address: SocketAddr) -> io::Result<TcpListener> {
     let fd_name = name.split(':').next().unwrap_or(name);
-    if let Some(fd) = claim(fd_name, |fd| tcp_addr(fd).is_some_and(|a| same_endpoint(a, address)))? {
+    if let Some(fd) = claim(fd_name, |fd| tcp_addr(fd).is_some_and(|a| same_endpoint(a, address))) {
         info!(front_end = name, address = %address, "using the socket systemd passed");
         let listener = std::net::TcpListener::from(fd);
         listener.set_nonblocking(true)?;
@@ -107,22 +107,22 @@ pub async fn listen_tcp(name: &str, address: SocketAddr) -> io::Result<TcpListen
     TcpListener::bind(address).await.map_err(|e| io::Error::other(format!("cannot listen on {address}: {e}")))
 }
 
-/// Takes the first inherited socket named `name` that `fits`. A socket with the right name that
-/// does not fit is an operator error worth a clear refusal, unless another one fits.
-fn claim(name: &str, fits: impl Fn(BorrowedFd<'_>) -> bool) -> io::Result<Option<OwnedFd>> {
+/// Takes the first inherited socket named `name` that `fits`. One with the right name that does
+/// not fit (a datagram socket, another address) is left alone with a warning.
+fn claim(name: &str, fits: impl Fn(BorrowedFd<'_>) -> bool) -> Option<OwnedFd> {
     let mut table = INHERITED.lock().unwrap_or_else(|p| p.into_inner());
     let mut named = false;
     for socket in table.iter_mut().filter(|s| s.name == name) {
         let Some(fd) = socket.fd.as_ref() else { continue };
         named = true;
         if fits(fd.as_fd()) && is_listening_stream(fd.as_fd()) {
-            return Ok(socket.fd.take());
+            return socket.fd.take();
         }
     }
     if named {
         warn!(front_end = name, "systemd passed a socket with this name that does not fit; binding instead");
     }
-    Ok(None)
+    None
 }
 
 fn sockopt_int(fd: BorrowedFd<'_>, option: libc::c_int) -> Option<libc::c_int> {
