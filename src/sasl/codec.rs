@@ -123,13 +123,21 @@ pub struct AuthRequest {
 /// A line from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Version { major: u32, minor: u32 },
+    Version {
+        major: u32,
+        minor: u32,
+    },
     /// `CPID\t<pid>`: the value is not used (plain auth-client sockets ignore it too).
     Cpid(u32),
     Auth(AuthRequest),
     /// `CONT\t<id>\t<base64>`
-    Cont { id: u32, data: String },
-    Cancel { id: u32 },
+    Cont {
+        id: u32,
+        data: String,
+    },
+    Cancel {
+        id: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,18 +159,35 @@ impl FailCode {
 /// A line from the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    Version { major: u32, minor: u32 },
-    Mech { name: String, flags: Vec<String> },
+    Version {
+        major: u32,
+        minor: u32,
+    },
+    Mech {
+        name: String,
+        flags: Vec<String>,
+    },
     Spid(u32),
     Cuid(u32),
     /// 32 lowercase hex characters.
     Cookie(String),
     Done,
-    Ok { id: u32, user: String },
+    Ok {
+        id: u32,
+        user: String,
+    },
     /// No reason on a refused login: it must not tell which part was wrong.
-    Fail { id: u32, user: Option<String>, code: Option<FailCode>, reason: Option<String> },
+    Fail {
+        id: u32,
+        user: Option<String>,
+        code: Option<FailCode>,
+        reason: Option<String>,
+    },
     /// The challenge is base64; the tab before it is written even when it is empty.
-    Cont { id: u32, challenge: String },
+    Cont {
+        id: u32,
+        challenge: String,
+    },
 }
 
 impl Reply {
@@ -411,9 +436,11 @@ pub fn parse_reply(line: &[u8]) -> Result<Reply, CodecError> {
         [b"DONE"] => Ok(Reply::Done),
         [b"CONT", n, challenge] => Ok(Reply::Cont { id: number(n, "CONT")?, challenge: text(challenge)? }),
         [b"OK", n, args @ ..] => {
-            let user = args.iter().map(|a| text(a)).filter_map(Result::ok).find_map(|a| {
-                a.strip_prefix("user=").map(str::to_string)
-            });
+            let user = args
+                .iter()
+                .map(|a| text(a))
+                .filter_map(Result::ok)
+                .find_map(|a| a.strip_prefix("user=").map(str::to_string));
             Ok(Reply::Ok { id: number(n, "OK")?, user: user.ok_or(CodecError::Malformed("OK"))? })
         }
         [b"FAIL", n, args @ ..] => {

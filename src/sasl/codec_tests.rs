@@ -125,7 +125,11 @@ fn field() -> impl Strategy<Value = String> {
 }
 
 fn any_ip() -> impl Strategy<Value = Option<IpAddr>> {
-    prop_oneof![Just(None), any::<std::net::Ipv4Addr>().prop_map(|i| Some(i.into())), any::<std::net::Ipv6Addr>().prop_map(|i| Some(i.into()))]
+    prop_oneof![
+        Just(None),
+        any::<std::net::Ipv4Addr>().prop_map(|i| Some(i.into())),
+        any::<std::net::Ipv6Addr>().prop_map(|i| Some(i.into()))
+    ]
 }
 
 fn any_request() -> impl Strategy<Value = Request> {

@@ -35,7 +35,9 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 pub enum Input {
     Line(Result<Request, CodecError>),
     /// The in-flight limit for this request's client address is reached.
-    Busy { id: u32 },
+    Busy {
+        id: u32,
+    },
 }
 
 /// A login to decide: the server awaits the Authenticator and calls [`Session::on_verdict`].
@@ -114,7 +116,9 @@ enum Phase {
 enum Waiting {
     PlainResponse,
     LoginUsername,
-    LoginPassword { username: String },
+    LoginPassword {
+        username: String,
+    },
     /// Handed to the server to authenticate; only a verdict ends it.
     Verdict,
 }
@@ -273,7 +277,8 @@ impl Session {
     /// Drops requests left waiting for a client CONT; nothing is sent, as in Dovecot.
     pub fn expire(&mut self, now: Instant) -> usize {
         let before = self.pending.len();
-        self.pending.retain(|_, p| matches!(p.waiting, Waiting::Verdict) || now.duration_since(p.since) < PENDING_TIMEOUT);
+        self.pending
+            .retain(|_, p| matches!(p.waiting, Waiting::Verdict) || now.duration_since(p.since) < PENDING_TIMEOUT);
         before - self.pending.len()
     }
 
@@ -299,7 +304,8 @@ impl Session {
             _ => Reply::fail(id, None),
         };
         // Parked as waiting for a verdict, so `on_refusal_due` finds it.
-        self.pending.insert(id, Pending { waiting: Waiting::Verdict, mechanism: Mechanism::Plain, remote_ip, since: now });
+        self.pending
+            .insert(id, Pending { waiting: Waiting::Verdict, mechanism: Mechanism::Plain, remote_ip, since: now });
         Step::Refuse(Refusal { id, user: None, remote_ip, reason, reply })
     }
 }
