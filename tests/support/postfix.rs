@@ -167,8 +167,16 @@ impl Swaks {
 
 /// Sends one message through `port` with AUTH `mech` (PLAIN or LOGIN), from `local_ip`.
 pub fn swaks(port: u16, mech: &str, user: &str, password: &str, local_ip: &str) -> Swaks {
+    let target =
+        ["--server", "127.0.0.1", "--port", &port.to_string(), "--local-interface", local_ip].map(String::from);
+    swaks_to(&target, mech, user, password)
+}
+
+/// Sends one message to the SMTP server named by swaks arguments `target` (`--server …` or
+/// `--pipe CMD`) with AUTH `mech`.
+pub fn swaks_to(target: &[String], mech: &str, user: &str, password: &str) -> Swaks {
     let out = Command::new("swaks")
-        .args(["--server", "127.0.0.1", "--port", &port.to_string(), "--local-interface", local_ip])
+        .args(target)
         .args(["--auth", mech, "--auth-user", user, "--auth-password", password])
         .args(["--from", "sender@example.com", "--to", "rcpt@example.org", "--timeout", "30"])
         .stdin(Stdio::null())
