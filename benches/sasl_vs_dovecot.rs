@@ -273,7 +273,8 @@ async fn login(c: &mut Client, id: u32, u: &User) -> bool {
 
 /// Every credential in `batch` logs in once, spread over `conns` connections.
 async fn run_cold(socket: &Path, conns: usize, batch: &[User], pids: Vec<u32>) -> Stats {
-    let users: Arc<Vec<(String, String)>> = Arc::new(batch.iter().map(|u| (u.name.clone(), u.password.clone())).collect());
+    let users: Arc<Vec<(String, String)>> =
+        Arc::new(batch.iter().map(|u| (u.name.clone(), u.password.clone())).collect());
     let next = Arc::new(AtomicU64::new(0));
     let sampler = RssSampler::start(pids);
     let started = Instant::now();
@@ -308,7 +309,8 @@ async fn prime(socket: &Path, users: &[User]) {
 
 /// The warm credentials over and over for `secs`.
 async fn run_warm(socket: &Path, conns: usize, users: &[User], secs: Duration, pids: Vec<u32>) -> Stats {
-    let users: Arc<Vec<(String, String)>> = Arc::new(users.iter().map(|u| (u.name.clone(), u.password.clone())).collect());
+    let users: Arc<Vec<(String, String)>> =
+        Arc::new(users.iter().map(|u| (u.name.clone(), u.password.clone())).collect());
     let sampler = RssSampler::start(pids);
     let started = Instant::now();
     let mut tasks = Vec::new();

@@ -96,7 +96,7 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     if config.sasl.enabled {
         let s = &config.sasl;
         let listener = listen_unix("sasl", &s.socket, s.socket_mode, s.socket_group.as_deref())
-            .map_err(|e| format!("sasl: cannot listen on {}: {e}", s.socket.display()))?;
+            .map_err(|e| format!("sasl: {e}"))?;
         shared.tasks.spawn(crate::sasl::server::serve(listener, shared.clone()));
         started.push("sasl");
     }

@@ -21,33 +21,19 @@ impl Daemon {
     /// Starts the daemon with cheap argon2 and a short failure delay; `extra` is appended to
     /// the `[sasl]` table. Returns once the socket accepts connections.
     pub fn start(extra: &str) -> Self {
+        Self::start_with(extra, "100ms", |_| {})
+    }
+
+    /// Like [`Daemon::start`] with another `failure_delay` (≤ 8 s), running `before` with the
+    /// socket path before the daemon starts.
+    pub fn start_with(extra: &str, failure_delay: &str, before: impl FnOnce(&std::path::Path)) -> Self {
         let dir = tempfile::Builder::new().prefix("relaykey-daemon").tempdir().unwrap();
         // Postfix's smtpd runs as `postfix` and must reach the socket.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let socket = dir.path().join("auth");
         let config = dir.path().join("relaykey.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "database = \"{db}\"
-log_level = \"info\"
-[auth]
-argon2_memory_kib = 1024
-argon2_iterations = 1
-failure_delay = \"100ms\"
-max_failure_delay = \"400ms\"
-[policy]
-enabled = false
-[sasl]
-socket = \"{socket}\"
-socket_mode = \"0666\"
-{extra}
-",
-                db = dir.path().join("relaykey.db").display(),
-                socket = socket.display(),
-            ),
-        )
-        .unwrap();
+        write_config(&config, &dir.path().join("relaykey.db"), &socket, extra, failure_delay);
+        before(&socket);
         let log = dir.path().join("relaykey.log");
         let child = Command::new(BIN)
             .arg("--config")
@@ -61,6 +47,45 @@ socket_mode = \"0666\"
         let d = Self { dir, config, socket, log, child };
         d.wait_ready();
         d
+    }
+
+    /// Rewrites the config file with another `[sasl]` tail (for SIGHUP tests).
+    pub fn rewrite_config(&self, extra: &str) {
+        write_config(&self.config, &self.dir.path().join("relaykey.db"), &self.socket, extra, "100ms");
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child by its pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits (bounded) until the log contains `needle` `count` times.
+    pub fn wait_log(&self, needle: &str, count: usize) {
+        for _ in 0..1000 {
+            if self.log().matches(needle).count() >= count {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("log never showed {needle:?} {count} times:\n{}", self.log());
+    }
+
+    /// Waits for the daemon to exit (after SIGTERM) and returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..1000 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("relaykey did not exit; log:\n{}", self.log());
+    }
+
+    /// Runs a second `serve` on the same config, which must refuse to start.
+    pub fn second_serve(&self) -> std::process::Output {
+        Command::new(BIN).arg("--config").arg(&self.config).arg("serve").output().expect("run relaykey serve")
     }
 
     fn wait_ready(&self) {
@@ -117,6 +142,31 @@ socket_mode = \"0666\"
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+fn write_config(config: &std::path::Path, db: &std::path::Path, socket: &std::path::Path, extra: &str, delay: &str) {
+    std::fs::write(
+        config,
+        format!(
+            "database = \"{db}\"
+log_level = \"info\"
+[auth]
+argon2_memory_kib = 1024
+argon2_iterations = 1
+failure_delay = \"{delay}\"
+max_failure_delay = \"8s\"
+[policy]
+enabled = false
+[sasl]
+socket = \"{socket}\"
+socket_mode = \"0666\"
+{extra}
+",
+            db = db.display(),
+            socket = socket.display(),
+        ),
+    )
+    .unwrap();
 }
 
 impl Drop for Daemon {
