@@ -24,8 +24,7 @@ pub struct Fixture {
 
 /// Cheap argon2 so that tests are fast; `tweak` adjusts the rest.
 pub fn test_config(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> Config {
-    let mut config = Config::default();
-    config.database = dir.join("relaykey.db");
+    let mut config = Config { database: dir.join("relaykey.db"), ..Config::default() };
     config.auth.argon2_memory_kib = 1024;
     config.auth.argon2_iterations = 1;
     config.auth.failure_delay = Duration::from_millis(100);
