@@ -14,6 +14,7 @@ mod verifier;
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -56,6 +57,7 @@ pub struct Authenticator {
     state: Arc<Mutex<State>>,
     verifier: VerifierPool,
     dummy_hash: Arc<str>,
+    verifications: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,7 @@ impl Authenticator {
             })),
             verifier: VerifierPool::new(config.verify_threads()).map_err(AuthError::Threads)?,
             dummy_hash: dummy_hash.into(),
+            verifications: AtomicU64::new(0),
         })
     }
 
@@ -171,6 +174,7 @@ impl Authenticator {
     }
 
     async fn verify(&self, secret: &Secret, hash: String) -> Option<bool> {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         self.verifier.verify(secret, hash).await
     }
 
@@ -218,6 +222,11 @@ impl Authenticator {
             };
         })
         .await;
+    }
+
+    /// Argon2 verifications run since start (real or dummy).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// Logins currently cached (for status lines and metrics).
