@@ -40,7 +40,8 @@ fn postfix_authenticates_through_relaykey() {
     if !peers_available() {
         return;
     }
-    let rk = Daemon::start("");
+    // As deployed: the socket is reachable by the postfix group only.
+    let rk = Daemon::start("socket_mode = \"0660\"\nsocket_group = \"postfix\"");
     let pf = Postfix::start(&rk.socket);
     let (alice_pw, alice_key) = rk.account_with_secrets("alice@example.com");
 

@@ -159,11 +159,11 @@ max_failure_delay = \"8s\"
 enabled = false
 [sasl]
 socket = \"{socket}\"
-socket_mode = \"0666\"
-{extra}
+{mode}{extra}
 ",
             db = db.display(),
             socket = socket.display(),
+            mode = if extra.contains("socket_mode") { "" } else { "socket_mode = \"0666\"\n" },
         ),
     )
     .unwrap();
