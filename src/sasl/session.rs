@@ -21,6 +21,9 @@ pub const PENDING_TIMEOUT: Duration = Duration::from_secs(150);
 /// Requests one connection may have open at once; Postfix uses one at a time.
 pub const MAX_PENDING: usize = 128;
 
+/// Longest login name echoed back in `FAIL … user=`.
+const MAX_ECHOED_USER: usize = 256;
+
 const USERNAME_PROMPT: &str = "VXNlcm5hbWU6"; // base64("Username:")
 const PASSWORD_PROMPT: &str = "UGFzc3dvcmQ6"; // base64("Password:")
 
@@ -264,7 +267,9 @@ impl Session {
         self.pending.remove(&id)?;
         Some(match decision {
             Decision::Granted(grant) => Reply::Ok { id, user: grant.username.clone() },
-            Decision::Denied(_) => Reply::fail(id, Some(username.to_string())),
+            // Echoed for the client's log, as Dovecot does; a name too long for Exim's 8 KiB
+            // line limit is left out.
+            Decision::Denied(_) => Reply::fail(id, Some(username.to_string()).filter(|u| u.len() <= MAX_ECHOED_USER)),
             Decision::TempFail(_) => Reply::temp_fail(id),
         })
     }
