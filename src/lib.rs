@@ -13,5 +13,6 @@ pub mod limits;
 pub mod logging;
 pub mod model;
 pub mod restriction;
+pub mod sasl;
 pub mod secret;
 pub mod store;

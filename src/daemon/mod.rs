@@ -99,7 +99,14 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     // Front ends start here: each gets its listeners from `listen_unix` / `listen_tcp` (so that
     // socket activation works; failing startup on error), spawns its accept loop on
     // `shared.tasks` and pushes its name.
-    let started: Vec<&str> = Vec::new();
+    let mut started: Vec<&str> = Vec::new();
+    if config.sasl.enabled {
+        let s = &config.sasl;
+        let listener = listen_unix("sasl", &s.socket, s.socket_mode, s.socket_group.as_deref())
+            .map_err(|e| format!("sasl: {e}"))?;
+        shared.tasks.spawn(crate::sasl::server::serve(listener, shared.clone()));
+        started.push("sasl");
+    }
     if started.is_empty() {
         warn!("no front end is enabled; serving nothing");
     }
