@@ -26,7 +26,9 @@ fn notifies_systemd_through_its_lifecycle() {
     let to_ready = started.elapsed();
     assert!(!before_ready.iter().any(|l| l.starts_with("WATCHDOG")), "pets before READY: {before_ready:?}");
     // Every front end the daemon says it started accepts at once.
-    for front_end in daemon.front_ends() {
+    let front_ends = daemon.front_ends();
+    assert!(front_ends.iter().any(|f| f == "sasl"), "{front_ends:?}");
+    for front_end in front_ends {
         let path = dir.path().join(format!("{front_end}.sock"));
         if path.exists() {
             UnixStream::connect(&path).unwrap_or_else(|e| panic!("{front_end} does not accept at READY: {e}"));

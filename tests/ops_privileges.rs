@@ -3,6 +3,7 @@
 
 mod ops_support;
 
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
@@ -49,13 +50,25 @@ fn drops_root_after_binding() {
 
     let db = std::fs::metadata(dir.path().join("relaykey.db")).unwrap();
     assert_eq!((db.uid(), db.gid(), db.mode() & 0o777), (uid, gid, 0o600));
-    for front_end in daemon.front_ends() {
+    let front_ends = daemon.front_ends();
+    assert!(front_ends.iter().any(|f| f == "sasl"), "{front_ends:?}");
+    for front_end in front_ends {
         let socket = dir.path().join(format!("{front_end}.sock"));
         let meta = std::fs::metadata(&socket).unwrap();
         // sasl's group is configured (root); policy's defaults to the daemon's group.
         let want_gid = if front_end == "sasl" { 0 } else { gid };
         assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (uid, want_gid, 0o660), "{front_end}");
     }
+
+    // The store still answers as nobody: a credential made now (by root, through the CLI)
+    // logs in through the SASL socket.
+    let (username, password) = smtp_credential(&config);
+    let mut client = std::os::unix::net::UnixStream::connect(dir.path().join("sasl.sock")).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    read_until(&mut client, "DONE\n");
+    client.write_all(b"VERSION\t1\t2\nCPID\t4242\n").unwrap();
+    let reply = auth_plain(&mut client, 1, &username, &password);
+    assert!(reply.starts_with("OK\t1\t"), "{reply:?}");
 
     daemon.signal(libc::SIGTERM);
     notify.wait_for("STOPPING=1");

@@ -1,9 +1,10 @@
 //! Socket activation with `systemd-socket-activate`: the daemon serves on the socket it was
-//! handed (matched by its name) and binds nothing at the configured path.
+//! handed (matched by its name): a real AUTH goes through it, and nothing is bound at the
+//! configured path.
 
 mod ops_support;
 
-use std::io::Read;
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::Instant;
@@ -28,6 +29,7 @@ fn serves_on_the_socket_systemd_passed() {
     cmd.arg("-l").arg(&activated).arg("--fdname=sasl");
     cmd.arg("-E").arg(format!("NOTIFY_SOCKET={}", notify.path.display()));
     cmd.arg(relaykey()).arg("--config").arg(&config).arg("serve");
+    let (username, password) = smtp_credential(&config);
     let mut daemon = Daemon::spawn(cmd);
 
     // systemd-socket-activate starts the daemon on the first connection, like a socket unit.
@@ -42,21 +44,19 @@ fn serves_on_the_socket_systemd_passed() {
     daemon.wait_log("sockets passed by systemd sockets=sasl");
 
     let configured = dir.path().join("sasl.sock");
-    if daemon.front_ends().iter().any(|f| f == "sasl") {
-        daemon.wait_log("using the socket systemd passed");
-        assert!(!configured.exists(), "bound {} although systemd passed a socket", configured.display());
-        // The connection that woke the daemon gets the Dovecot handshake.
-        client.set_read_timeout(Some(PATIENCE)).unwrap();
-        let mut buf = [0u8; 512];
-        let n = client.read(&mut buf).unwrap();
-        let text = String::from_utf8_lossy(&buf[..n]);
-        assert!(text.starts_with("VERSION\t1\t"), "{text:?}");
-    } else {
-        // No SASL front end in this build: the socket is kept, reported unused, and nothing
-        // is bound in its place.
-        daemon.wait_log("systemd passed a socket no enabled front end uses socket=sasl");
-        assert!(!configured.exists());
-    }
+    assert!(daemon.front_ends().iter().any(|f| f == "sasl"), "no SASL front end: {:#?}", daemon.log());
+    daemon.wait_log("using the socket systemd passed");
+    assert!(!configured.exists(), "bound {} although systemd passed a socket", configured.display());
+
+    // The connection that woke the daemon gets the Dovecot handshake, then a real AUTH.
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let handshake = read_until(&mut client, "DONE\n");
+    assert!(handshake.starts_with("VERSION\t1\t"), "{handshake:?}");
+    client.write_all(b"VERSION\t1\t2\nCPID\t4242\n").unwrap();
+    let reply = auth_plain(&mut client, 1, &username, &password);
+    assert!(reply.starts_with(&format!("OK\t1\tuser={username}")), "{reply:?}");
+    let reply = auth_plain(&mut client, 2, &username, "wrong");
+    assert!(reply.starts_with("FAIL\t2"), "{reply:?}");
 
     daemon.signal(libc::SIGTERM);
     notify.wait_for("STOPPING=1");

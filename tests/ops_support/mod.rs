@@ -2,9 +2,10 @@
 //! process with its stderr collected, and small readiness waits.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -182,4 +183,37 @@ pub fn proc_status(pid: u32) -> Vec<(String, String)> {
 
 pub fn status_field(pid: u32, name: &str) -> String {
     proc_status(pid).into_iter().find(|(k, _)| k == name).map(|(_, v)| v).unwrap_or_default()
+}
+
+/// An account and an SMTP credential made with the CLI; returns (username, password).
+pub fn smtp_credential(config: &Path) -> (String, String) {
+    let run = |args: &[&str]| {
+        let out = Command::new(relaykey()).arg("--config").arg(config).arg("--json").args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    run(&["account", "add", "ops@example.com"]);
+    let cred = run(&["smtp", "create", "ops@example.com"]);
+    (cred["username"].as_str().unwrap().to_string(), cred["password"].as_str().unwrap().to_string())
+}
+
+/// Reads until the text received so far ends with `end`.
+pub fn read_until(stream: &mut UnixStream, end: &str) -> String {
+    let mut text = Vec::new();
+    let mut byte = [0u8; 1];
+    while !text.ends_with(end.as_bytes()) {
+        let n = stream.read(&mut byte).unwrap();
+        assert_eq!(n, 1, "connection closed after {:?}", String::from_utf8_lossy(&text));
+        text.push(byte[0]);
+    }
+    String::from_utf8(text).unwrap()
+}
+
+/// Sends a Dovecot `AUTH` with PLAIN and returns the reply line.
+pub fn auth_plain(stream: &mut UnixStream, id: u32, username: &str, password: &str) -> String {
+    use base64::Engine;
+    let resp = base64::engine::general_purpose::STANDARD.encode(format!("\0{username}\0{password}"));
+    let line = format!("AUTH\t{id}\tPLAIN\tservice=smtp\trip=127.0.0.1\tresp={resp}\n");
+    stream.write_all(line.as_bytes()).unwrap();
+    read_until(stream, "\n")
 }
