@@ -48,7 +48,7 @@ pub fn resolve(user: &str, group: Option<&str>) -> Result<Identity, PrivilegeErr
     let (uid, primary) = user_ids(user).ok_or_else(|| PrivilegeError::UnknownUser(user.to_string()))?;
     let (group, gid) = match group {
         Some(g) => (g.to_string(), group_id(g).ok_or_else(|| PrivilegeError::UnknownGroup(g.to_string()))?),
-        None => (primary.to_string(), primary),
+        None => (group_name(primary).unwrap_or_else(|| primary.to_string()), primary),
     };
     Ok(Identity { user: user.to_string(), uid, group, gid })
 }
@@ -140,6 +140,20 @@ fn switch(id: &Identity) -> Result<(), PrivilegeError> {
     Ok(())
 }
 
+/// The name of group `gid`, for messages.
+fn group_name(gid: u32) -> Option<String> {
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for its stated size; getgrgid_r writes the strings into buf.
+    let rc = unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: gr_name is a NUL-terminated string inside buf, which is still alive.
+    Some(unsafe { std::ffi::CStr::from_ptr(grp.gr_name) }.to_string_lossy().into_owned())
+}
+
 /// `(uid, primary gid)` of a user name, or of a number given as text.
 fn user_ids(name: &str) -> Option<(u32, u32)> {
     let c = CString::new(name).ok()?;
@@ -164,7 +178,7 @@ mod tests {
     #[test]
     fn resolves_users_and_groups() {
         let root = resolve("root", None).unwrap();
-        assert_eq!((root.uid, root.gid, root.group.as_str()), (0, 0, "0"));
+        assert_eq!((root.uid, root.gid, root.group.as_str()), (0, 0, "root"));
         assert_eq!(resolve("0", Some("root")).unwrap().gid, 0);
         assert!(matches!(resolve("no-such-user-relaykey", None), Err(PrivilegeError::UnknownUser(_))));
         assert!(matches!(resolve("root", Some("no-such-group-relaykey")), Err(PrivilegeError::UnknownGroup(_))));
