@@ -137,7 +137,7 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     Ok(())
 }
 
-/// Handles SIGHUP (reload) until SIGTERM or SIGINT arrives.
+/// The signals the daemon answers, watched from before READY=1 on.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -154,6 +154,7 @@ impl Signals {
     }
 }
 
+/// Handles SIGHUP (reload) until SIGTERM or SIGINT arrives.
 async fn wait_for_signals(
     signals: Signals,
     shared: &Shared,
