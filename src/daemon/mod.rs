@@ -92,7 +92,14 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     // Front ends start here: each gets its listeners from `listen_unix` / `listen_tcp` (so that
     // socket activation works; failing startup on error), spawns its accept loop on
     // `shared.tasks` and pushes its name.
-    let started: Vec<&str> = Vec::new();
+    let mut started: Vec<&str> = Vec::new();
+    if config.policy.enabled {
+        let p = &config.policy;
+        let listener = listen_unix("policy", &p.socket, p.socket_mode, p.socket_group.as_deref())
+            .map_err(|e| format!("policy: {e}"))?;
+        shared.tasks.spawn(crate::policy::server::serve(listener, shared.clone()));
+        started.push("policy");
+    }
     if started.is_empty() {
         warn!("no front end is enabled; serving nothing");
     }
