@@ -1,0 +1,89 @@
+//! relaykey's policy server behind a real Postfix 3.7 configured with `postfix/*.relaykey`.
+//! Needs root and /usr/sbin/postfix; skipped locally without them, fails under CI=true.
+
+#[path = "support/policy_postfix.rs"]
+mod policy_postfix;
+
+use std::time::{Duration, Instant};
+
+use policy_postfix::{Options, Postfix, Smtp, smtpd_pid_for};
+
+/// Connects from `from` until the greeting is a 220, for at most `within` (the bound).
+async fn accepted_within(from: &str, port: u16, within: Duration) -> (Smtp, Duration) {
+    let start = Instant::now();
+    loop {
+        let (s, greeting) = Smtp::connect(from, port).await;
+        if greeting.starts_with("220 ") {
+            return (s, start.elapsed());
+        }
+        assert!(greeting.starts_with("421 4.7.0"), "unexpected greeting {greeting:?}");
+        assert!(start.elapsed() < within, "no slot for {from} within {within:?}: {greeting}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_session_limit_at_connect() {
+    if !policy_postfix::available() {
+        return;
+    }
+    let pf = Postfix::start(Options { relaykey_toml: "[limits]\nmax_connections_per_ip = 20\n", stub_sasl: true });
+    let port = pf.ports.smtp;
+    let mut held = Vec::new();
+    for i in 0..20 {
+        let (s, greeting) = Smtp::connect("127.0.0.2", port).await;
+        assert!(greeting.starts_with("220 "), "session {i}: {greeting}");
+        held.push(s);
+    }
+    let (_, refused) = Smtp::connect("127.0.0.2", port).await;
+    assert!(refused.starts_with("421 4.7.0 "), "21st session: {refused}");
+    let (mut other, greeting) = Smtp::connect("127.0.0.3", port).await;
+    assert!(greeting.starts_with("220 "), "another IP: {greeting}");
+    // The 20 held sessions still work.
+    assert!(held[0].command("EHLO client.example").await.starts_with("250 "));
+
+    // One client leaves. Its smtpd goes idle and keeps its policy connection open; the kernel's
+    // TCP table tells relaykey the session is over.
+    let leaving = held.remove(0);
+    assert!(leaving.local.port() > 0);
+    drop(leaving);
+    let (s, took) = accepted_within("127.0.0.2", port, Duration::from_secs(2)).await;
+    eprintln!("slot reused after {took:?}");
+    held.push(s);
+    let (_, refused) = Smtp::connect("127.0.0.2", port).await;
+    assert!(refused.starts_with("421 4.7.0 "), "back at 20: {refused}");
+
+    // An smtpd process is killed: its slot comes free too.
+    let victim = held.remove(3);
+    let pid = smtpd_pid_for(victim.local, port).expect("smtpd of a held session");
+    // SAFETY: kill(2) with a pid read from /proc.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let (s, took) = accepted_within("127.0.0.2", port, Duration::from_secs(5)).await;
+    eprintln!("slot of the killed smtpd reused after {took:?}");
+    held.push(s);
+    drop(victim);
+    assert!(other.command("QUIT").await.starts_with("221 "));
+    assert!(pf.relaykey_log().contains("reason=too_many_connections"), "decisions are logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_time_limit_ends_old_sessions() {
+    if !policy_postfix::available() {
+        return;
+    }
+    let pf = Postfix::start(Options { relaykey_toml: "[limits]\nsession_timeout = \"2s\"\n", stub_sasl: true });
+    for port in [pf.ports.smtp, pf.ports.p2525] {
+        let (mut young, greeting) = Smtp::connect("127.0.0.4", port).await;
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        assert!(young.command("EHLO client.example").await.starts_with("250 "));
+        assert!(young.command("MAIL FROM:<a@example.com>").await.starts_with("250 "), "young session");
+        assert!(young.command("RSET").await.starts_with("250 "));
+        // The clock is what is tested: let the session outgrow its limit.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let reply = young.command("MAIL FROM:<a@example.com>").await;
+        assert!(reply.starts_with("421 4.4.2 "), "old session: {reply}");
+        assert_eq!(young.reply().await, "", "smtpd hangs up after 421");
+    }
+    let log = pf.maillog();
+    assert!(!log.contains("warning:") && !log.contains("fatal:"), "the snippets make Postfix complain:\n{log}");
+}
