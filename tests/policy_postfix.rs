@@ -6,7 +6,7 @@ mod policy_postfix;
 
 use std::time::{Duration, Instant};
 
-use policy_postfix::{Options, Postfix, Smtp, smtpd_pid_for};
+use policy_postfix::{Options, Postfix, Smtp, TlsSmtp, auth_plain, smtpd_pid_for, swaks};
 
 /// Connects from `from` until the greeting is a 220, for at most `within` (the bound).
 async fn accepted_within(from: &str, port: u16, within: Duration) -> (Smtp, Duration) {
@@ -86,4 +86,52 @@ async fn session_time_limit_ends_old_sessions() {
     }
     let log = pf.maillog();
     assert!(!log.contains("warning:") && !log.contains("fatal:"), "the snippets make Postfix complain:\n{log}");
+}
+
+/// Creates an account with an SMTP credential through the CLI; returns (id, password).
+fn credential(pf: &Postfix, email: &str) -> (i64, String) {
+    pf.relaykey(&["account", "add", email]);
+    let json: serde_json::Value = serde_json::from_str(&pf.relaykey(&["--json", "smtp", "create", email])).unwrap();
+    (json["id"].as_i64().unwrap(), json["password"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn changed_credential_refuses_the_next_mail_from_of_a_logged_in_session() {
+    if !policy_postfix::available() {
+        return;
+    }
+    let pf = Postfix::start(Options { relaykey_toml: "", stub_sasl: false });
+    let (id, password) = credential(&pf, "alice@example.com");
+    let (mut s, greeting) = TlsSmtp::connect(pf.ports.submissions);
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    assert!(s.command("EHLO client.example").starts_with("250 "));
+    assert!(s.command(&auth_plain("alice@example.com", &password)).starts_with("235 "), "login");
+    assert!(s.command("MAIL FROM:<alice@example.com>").starts_with("250 "), "before the change");
+    assert!(s.command("RCPT TO:<bob@example.net>").starts_with("250 "));
+    assert!(s.command("RSET").starts_with("250 "));
+    pf.relaykey(&["smtp", "change", "alice@example.com", &id.to_string()]);
+    let refused = s.command("MAIL FROM:<alice@example.com>");
+    assert!(refused.starts_with("554 5.7.1 "), "after the change: {refused}");
+    assert!(refused.contains("changed or removed"), "{refused}");
+    assert!(pf.relaykey_log().contains("reason=secret_revoked"));
+}
+
+#[test]
+fn message_rate_limit_counts_messages_not_recipients() {
+    if !policy_postfix::available() {
+        return;
+    }
+    let pf = Postfix::start(Options { relaykey_toml: "[policy]\nmessages_per_minute = 2\n", stub_sasl: false });
+    let (_, password) = credential(&pf, "carol@example.com");
+    let five = ["r1@example.net", "r2@example.net", "r3@example.net", "r4@example.net", "r5@example.net"];
+    // Two messages to five recipients each, over STARTTLS on 587 and implicit TLS on 465.
+    for (port, tls) in [(pf.ports.submission, "--tls"), (pf.ports.submissions, "--tls-on-connect")] {
+        let (ok, transcript) = swaks(port, tls, "carol@example.com", &password, &five);
+        assert!(ok, "message within the limit refused:\n{transcript}");
+    }
+    let (ok, transcript) = swaks(pf.ports.smtp, "--tls", "carol@example.com", &password, &five[..1]);
+    assert!(!ok, "third message accepted:\n{transcript}");
+    assert!(transcript.contains("450 4.7.1"), "{transcript}");
+    let queued = pf.maillog().matches("status=sent").count() + pf.maillog().matches("discarded").count();
+    assert!(queued >= 2, "two messages went through:\n{}", pf.maillog());
 }

@@ -383,3 +383,88 @@ pub fn smtpd_pid_for(client: SocketAddr, server_port: u16) -> Option<i32> {
     }
     None
 }
+
+/// An SMTP session over implicit TLS (port 465) driven through `openssl s_client`, so that a
+/// test can pause between commands (swaks runs a whole session at once).
+pub struct TlsSmtp {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl TlsSmtp {
+    pub fn connect(port: u16) -> (Self, String) {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-quiet", "-crlf", "-connect"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_client");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut s = Self { child, stdin, lines };
+        let greeting = s.reply();
+        (s, greeting)
+    }
+
+    /// The last line of one reply, or "" when the server closed.
+    pub fn reply(&mut self) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    let line = line.trim_end().to_string();
+                    if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                        return line;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return String::new(),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("no SMTP reply within 60 s"),
+            }
+        }
+    }
+
+    pub fn command(&mut self, cmd: &str) -> String {
+        writeln!(self.stdin, "{cmd}").unwrap();
+        self.stdin.flush().unwrap();
+        self.reply()
+    }
+}
+
+impl Drop for TlsSmtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `AUTH PLAIN` initial response for `user` and `password`.
+pub fn auth_plain(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!("AUTH PLAIN {}", base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}")))
+}
+
+/// Runs swaks against 127.0.0.1:`port`; returns (success, transcript).
+pub fn swaks(port: u16, tls: &str, user: &str, password: &str, to: &[&str]) -> (bool, String) {
+    let out = Command::new("swaks")
+        .arg("--server")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(tls)
+        .args(["--auth", "PLAIN", "--auth-user", user, "--auth-password", password, "--from", user, "--to"])
+        .arg(to.join(","))
+        .args(["--timeout", "60"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("swaks");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
