@@ -121,7 +121,7 @@ fn message_rate_limit_counts_messages_not_recipients() {
     if !policy_postfix::available() {
         return;
     }
-    let pf = Postfix::start(Options { relaykey_toml: "[policy]\nmessages_per_minute = 2\n", stub_sasl: false });
+    let pf = Postfix::start(Options { relaykey_toml: "messages_per_minute = 2\n", stub_sasl: false });
     let (_, password) = credential(&pf, "carol@example.com");
     let five = ["r1@example.net", "r2@example.net", "r3@example.net", "r4@example.net", "r5@example.net"];
     // Two messages to five recipients each, over STARTTLS on 587 and implicit TLS on 465.

@@ -48,7 +48,8 @@ pub struct Ports {
 }
 
 pub struct Options<'a> {
-    /// Appended to the generated relaykey.toml (e.g. `[limits]\nsession_timeout = "2s"`).
+    /// Appended to the generated relaykey.toml, whose last table is `[policy]`: keys before any
+    /// table header are policy keys (`messages_per_minute = 2\n[limits]\nsession_timeout = "2s"`).
     pub relaykey_toml: &'a str,
     /// Answer the Dovecot auth handshake with a stub instead of relaykey's SASL server (for
     /// tests that need no AUTH: smtpd will not start a session without an auth server).
@@ -224,8 +225,10 @@ impl Postfix {
             .spawn()
             .unwrap();
         self.daemon = Some(child);
-        let socket = self.root().join("spool/private/relaykey-policy");
-        self.wait_for("relaykey policy socket", || std::os::unix::net::UnixStream::connect(&socket).is_ok());
+        for name in ["relaykey-policy", "relaykey-auth"] {
+            let socket = self.root().join("spool/private").join(name);
+            self.wait_for(name, || std::os::unix::net::UnixStream::connect(&socket).is_ok());
+        }
     }
 
     pub fn maillog(&self) -> String {
