@@ -265,6 +265,63 @@ mod tests {
         assert!(t.is_empty());
     }
 
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Open(ConnId, u8, u16),
+            Follow(ConnId, u8, u16),
+            Close(ConnId),
+            End(u8, u16),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let conn = 0..6u64;
+            let ip = 2..5u8;
+            let port = 1000..1006u16;
+            prop_oneof![
+                (conn.clone(), ip.clone(), port.clone()).prop_map(|(c, i, p)| Op::Open(c, i, p)),
+                (conn.clone(), ip.clone(), port.clone()).prop_map(|(c, i, p)| Op::Follow(c, i, p)),
+                conn.prop_map(Op::Close),
+                (ip, port).prop_map(|(i, p)| Op::End(i, p)),
+            ]
+        }
+
+        proptest! {
+            /// Whatever order Postfix's requests and closes come in, the per-IP counts equal the
+            /// sessions held, no CONNECT goes beyond the limit, and closing every policy
+            /// connection leaves nothing behind.
+            #[test]
+            fn counts_stay_exact_and_nothing_leaks(ops in proptest::collection::vec(op(), 0..60)) {
+                let mut t = SessionTable::new();
+                let now = Instant::now();
+                let ip = |i: u8| format!("127.0.0.{i}");
+                for op in ops {
+                    match op {
+                        Op::Open(c, i, p) => {
+                            if t.open(c, key(&ip(i), p), 3, now).is_ok() {
+                                prop_assert!(t.live(ip(i).parse().unwrap()) <= 3);
+                            }
+                        }
+                        Op::Follow(c, i, p) => { t.follow(c, key(&ip(i), p), now); }
+                        Op::Close(c) => t.release_conn(c),
+                        Op::End(i, p) => t.end(&key(&ip(i), p)),
+                    }
+                    let total: u32 = (2..5).map(|i| t.live(ip(i).parse().unwrap())).sum();
+                    prop_assert_eq!(total as usize, t.len());
+                    prop_assert!(t.owned.len() <= t.len());
+                }
+                for c in 0..6 {
+                    t.release_conn(c);
+                }
+                prop_assert!(t.is_empty());
+                prop_assert!(t.per_ip.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn a_reused_tuple_moves_to_the_new_owner() {
         let mut t = SessionTable::new();
