@@ -77,3 +77,33 @@ impl PolicyConfig {
         self.fallback_action.parse().map_err(|e| format!("policy.fallback_action: {e}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    use super::*;
+
+    #[test]
+    fn rules_are_on_and_rate_limits_off_by_default() {
+        let c = Config::parse("").unwrap().policy;
+        assert!(c.connection_limit && c.tcp_table && c.session_limit && c.revocation);
+        assert_eq!((c.messages_per_minute, c.messages_per_hour, c.messages_per_day), (0, 0, 0));
+        assert_eq!(c.unknown_login, UnknownLogin::CheckAccount);
+        assert!(matches!(c.fallback(), Ok(Action::Refuse(_))));
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let c = Config::parse(
+            "[policy]\nfallback_action = \"DUNNO\"\nconnection_limit = false\ntcp_table = false\n\
+             session_limit = false\nrevocation = false\nunknown_login = \"defer\"\n\
+             messages_per_minute = 1\nmessages_per_hour = 2\nmessages_per_day = 3\n",
+        )
+        .unwrap()
+        .policy;
+        assert_eq!(c.fallback(), Ok(Action::Dunno));
+        assert_eq!(c.unknown_login, UnknownLogin::Defer);
+        assert_eq!((c.messages_per_minute, c.messages_per_hour, c.messages_per_day), (1, 2, 3));
+    }
+}
