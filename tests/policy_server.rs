@@ -276,3 +276,21 @@ async fn rate_limit_counts_messages_not_recipients() {
     // Unauthenticated traffic is not counted nor limited.
     assert_eq!(ask(&mut c, &request("DATA", "192.0.2.6", 8001, "", 5, "n.0")).await, "DUNNO");
 }
+
+#[tokio::test]
+async fn network_overrides_set_the_per_ip_limit() {
+    let server = Server::start(
+        "[policy]\ntcp_table = false\n[limits]\nmax_connections_per_ip = 2\n\
+         [[limits.override]]\nnetwork = \"198.51.100.0/24\"\nmax_connections_per_ip = 1\n",
+    )
+    .await;
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(server.connect().await);
+    }
+    assert_eq!(ask(&mut conns[0], &request("CONNECT", "198.51.100.1", 1, "", 0, "")).await, "DUNNO");
+    let refused = ask(&mut conns[1], &request("CONNECT", "198.51.100.1", 2, "", 0, "")).await;
+    assert!(refused.starts_with("421 4.7.0 ") && refused.contains("limit 1"), "{refused}");
+    assert_eq!(ask(&mut conns[2], &request("CONNECT", "192.0.2.1", 1, "", 0, "")).await, "DUNNO");
+    assert_eq!(ask(&mut conns[3], &request("CONNECT", "192.0.2.1", 2, "", 0, "")).await, "DUNNO");
+}
