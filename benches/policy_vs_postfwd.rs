@@ -115,7 +115,7 @@ fn wait_until_answers(socket: &Path, child: &mut Child, what: &str) {
 
 struct Servers {
     dir: tempfile::TempDir,
-    relaykey: Child,
+    relaykey: Vec<Child>,
     postfwd_pid: Option<i32>,
 }
 
@@ -124,35 +124,38 @@ impl Drop for Servers {
         // SAFETY: signals to our own child and to postfwd's process group (it daemonizes with
         // setsid, so its pid is the group id of its cache and policy children).
         unsafe {
-            libc::kill(self.relaykey.id() as i32, libc::SIGTERM);
+            for child in &self.relaykey {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
             if let Some(pid) = self.postfwd_pid {
                 libc::kill(-pid, libc::SIGTERM);
                 std::thread::sleep(Duration::from_secs(2));
                 libc::kill(-pid, libc::SIGKILL);
             }
         }
-        let _ = self.relaykey.wait();
+        for child in &mut self.relaykey {
+            let _ = child.wait();
+        }
         let _ = &self.dir;
     }
 }
 
-fn start() -> (Servers, PathBuf, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let t = dir.path().to_path_buf();
-    let rk_sock = t.join("relaykey.sock");
-    let pf_sock = t.join("postfwd.sock");
-    let config = t.join("relaykey.toml");
+/// Starts `relaykey serve` with its policy socket at `<dir>/<name>.sock` and `policy` keys.
+fn start_relaykey(t: &Path, name: &str, policy: &str) -> (Child, PathBuf) {
+    let sock = t.join(format!("{name}.sock"));
+    let config = t.join(format!("{name}.toml"));
     std::fs::write(
         &config,
         format!(
-            "database = \"{t}/relaykey.db\"\nlog_level = \"info\"\n[sasl]\nenabled = false\n[policy]\n\
-             socket = \"{s}\"\nrevocation = false\nmessages_per_minute = 1000000000\n",
+            "database = \"{t}/relaykey.db\"\nlog_level = \"{level}\"\n[sasl]\nenabled = false\n[policy]\n\
+             socket = \"{s}\"\nmessages_per_minute = 1000000000\n{policy}",
             t = t.display(),
-            s = rk_sock.display()
+            s = sock.display(),
+            level = std::env::var("BENCH_LOG").unwrap_or_else(|_| "info".into()),
         ),
     )
     .unwrap();
-    let mut relaykey = Command::new(env!("CARGO_BIN_EXE_relaykey"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relaykey"))
         .arg("--config")
         .arg(&config)
         .arg("serve")
@@ -160,7 +163,24 @@ fn start() -> (Servers, PathBuf, PathBuf) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until_answers(&rk_sock, &mut relaykey, "relaykey");
+    wait_until_answers(&sock, &mut child, "relaykey");
+    (child, sock)
+}
+
+/// relaykey with the equivalent rule only, relaykey with its default rules on top (revocation:
+/// a store lookup per request), and postfwd.
+fn start() -> (Servers, [PathBuf; 3]) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().to_path_buf();
+    let pf_sock = t.join("postfwd.sock");
+    // The accounts the requests name, so that the revocation check finds them enabled.
+    let mut store = relaykey::store::Store::open(&t.join("relaykey.db")).unwrap();
+    for u in 0..USERS {
+        store.add_account(&relaykey::address::EmailAddress::parse(&format!("user{u}@example.com")).unwrap()).unwrap();
+    }
+    drop(store);
+    let (rate_only, rk_sock) = start_relaykey(&t, "relaykey", "revocation = false\n");
+    let (full, full_sock) = start_relaykey(&t, "relaykey-full", "");
 
     let rules = t.join("postfwd.cf");
     std::fs::write(
@@ -187,11 +207,11 @@ fn start() -> (Servers, PathBuf, PathBuf) {
         .stderr(Stdio::null())
         .spawn()
         .expect("postfwd2");
-    let mut servers = Servers { dir, relaykey, postfwd_pid: None };
+    let mut servers = Servers { dir, relaykey: vec![rate_only, full], postfwd_pid: None };
     wait_until_answers(&pf_sock, &mut postfwd, "postfwd");
     servers.postfwd_pid = std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse().ok());
     let _ = postfwd.wait();
-    (servers, rk_sock, pf_sock)
+    (servers, [rk_sock, full_sock, pf_sock])
 }
 
 fn main() {
@@ -203,17 +223,18 @@ fn main() {
         return;
     }
     let secs: f64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
-    let (servers, rk, pf) = start();
+    let (servers, [rk, full, pf]) = start();
     println!("policy DATA request, per-sasl_username rate rule; {secs} s per point; same load client");
     println!(
-        "{:>5} | {:>12} {:>9} {:>9} | {:>12} {:>9} {:>9} | {:>8} {:>9}",
-        "conns", "relaykey r/s", "p50", "p99", "postfwd r/s", "p50", "p99", "r/s x", "p99 x"
+        "{:>5} | {:>12} {:>9} {:>9} | {:>12} {:>9} {:>9} | {:>8} {:>9} | {:>14} {:>9}",
+        "conns", "relaykey r/s", "p50", "p99", "postfwd r/s", "p50", "p99", "r/s x", "p99 x", "+revocation r/s", "p99"
     );
     for conns in [1, 8, 64] {
         let r = load(&rk, conns, secs);
         let p = load(&pf, conns, secs);
+        let f = load(&full, conns, secs);
         println!(
-            "{conns:>5} | {:>12.0} {:>9.1?} {:>9.1?} | {:>12.0} {:>9.1?} {:>9.1?} | {:>7.1}x {:>8.1}x",
+            "{conns:>5} | {:>12.0} {:>9.1?} {:>9.1?} | {:>12.0} {:>9.1?} {:>9.1?} | {:>7.1}x {:>8.1}x | {:>14.0} {:>9.1?}",
             r.rps,
             r.p50,
             r.p99,
@@ -222,6 +243,8 @@ fn main() {
             p.p99,
             r.rps / p.rps,
             p.p99.as_secs_f64() / r.p99.as_secs_f64(),
+            f.rps,
+            f.p99,
         );
     }
     drop(servers);
