@@ -14,5 +14,6 @@ pub mod logging;
 pub mod model;
 pub mod policy;
 pub mod restriction;
+pub mod sasl;
 pub mod secret;
 pub mod store;

@@ -100,6 +100,13 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         shared.tasks.spawn(crate::policy::server::serve(listener, shared.clone()));
         started.push("policy");
     }
+    if config.sasl.enabled {
+        let s = &config.sasl;
+        let listener = listen_unix("sasl", &s.socket, s.socket_mode, s.socket_group.as_deref())
+            .map_err(|e| format!("sasl: {e}"))?;
+        shared.tasks.spawn(crate::sasl::server::serve(listener, shared.clone()));
+        started.push("sasl");
+    }
     if started.is_empty() {
         warn!("no front end is enabled; serving nothing");
     }
