@@ -12,7 +12,7 @@ use relaykey::config::Config;
 use relaykey::daemon::Shared;
 use relaykey::restriction::AccessRestriction;
 use relaykey::secret::Secret;
-use relaykey::store::{NewSmtpCredential, Store};
+use relaykey::store::{NewSmtpCredential, SmtpCredentialEdit, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -293,4 +293,23 @@ async fn network_overrides_set_the_per_ip_limit() {
     assert!(refused.starts_with("421 4.7.0 ") && refused.contains("limit 1"), "{refused}");
     assert_eq!(ask(&mut conns[2], &request("CONNECT", "192.0.2.1", 1, "", 0, "")).await, "DUNNO");
     assert_eq!(ask(&mut conns[3], &request("CONNECT", "192.0.2.1", 2, "", 0, "")).await, "DUNNO");
+}
+
+#[tokio::test]
+async fn narrowed_restriction_or_disabled_account_revokes_the_session() {
+    let server = Server::start("").await;
+    let (id, _secret) = server.login("192.0.2.5").await;
+    let email = EmailAddress::parse(ACCOUNT).unwrap();
+    let mut c = server.connect().await;
+    assert_eq!(ask(&mut c, &request("MAIL", "192.0.2.5", 6100, ACCOUNT, 0, "")).await, "DUNNO");
+    let mut store = Store::open(&server.db).unwrap();
+    let narrowed = SmtpCredentialEdit { allow: Some(AccessRestriction::parse_all(&["198.51.100.0/24"]).unwrap()) };
+    store.edit_smtp_credential(&email, id, narrowed).unwrap();
+    let refused = ask(&mut c, &request("RCPT", "192.0.2.5", 6100, ACCOUNT, 0, "")).await;
+    assert!(refused.starts_with("554 5.7.1 ") && refused.contains("address"), "{refused}");
+    store.edit_smtp_credential(&email, id, SmtpCredentialEdit { allow: Some(AccessRestriction::default()) }).unwrap();
+    assert_eq!(ask(&mut c, &request("RCPT", "192.0.2.5", 6100, ACCOUNT, 0, "")).await, "DUNNO");
+    store.set_account_enabled(&email, false).unwrap();
+    let refused = ask(&mut c, &request("DATA", "192.0.2.5", 6100, ACCOUNT, 1, "i.0")).await;
+    assert!(refused.starts_with("554 5.7.1 ") && refused.contains("disabled"), "{refused}");
 }
