@@ -27,7 +27,7 @@ async fn per_ip_session_limit_at_connect() {
     if !policy_postfix::available() {
         return;
     }
-    let pf = Postfix::start(Options { relaykey_toml: "[limits]\nmax_connections_per_ip = 20\n", stub_sasl: true });
+    let pf = Postfix::start(Options { relaykey_toml: "[limits]\nmax_connections_per_ip = 20\n" });
     let port = pf.ports.smtp;
     let mut held = Vec::new();
     for i in 0..20 {
@@ -71,7 +71,7 @@ async fn session_time_limit_ends_old_sessions() {
     if !policy_postfix::available() {
         return;
     }
-    let pf = Postfix::start(Options { relaykey_toml: "[limits]\nsession_timeout = \"2s\"\n", stub_sasl: true });
+    let pf = Postfix::start(Options { relaykey_toml: "[limits]\nsession_timeout = \"2s\"\n" });
     for port in [pf.ports.smtp, pf.ports.p2525] {
         let (mut young, greeting) = Smtp::connect("127.0.0.4", port).await;
         assert!(greeting.starts_with("220 "), "{greeting}");
@@ -100,7 +100,7 @@ fn changed_credential_refuses_the_next_mail_from_of_a_logged_in_session() {
     if !policy_postfix::available() {
         return;
     }
-    let pf = Postfix::start(Options { relaykey_toml: "", stub_sasl: false });
+    let pf = Postfix::start(Options { relaykey_toml: "" });
     let (id, password) = credential(&pf, "alice@example.com");
     let (mut s, greeting) = TlsSmtp::connect(pf.ports.submissions);
     assert!(greeting.starts_with("220 "), "{greeting}");
@@ -121,7 +121,7 @@ fn message_rate_limit_counts_messages_not_recipients() {
     if !policy_postfix::available() {
         return;
     }
-    let pf = Postfix::start(Options { relaykey_toml: "messages_per_minute = 2\n", stub_sasl: false });
+    let pf = Postfix::start(Options { relaykey_toml: "messages_per_minute = 2\n" });
     let (_, password) = credential(&pf, "carol@example.com");
     let five = ["r1@example.net", "r2@example.net", "r3@example.net", "r4@example.net", "r5@example.net"];
     // Two messages to five recipients each, over STARTTLS on 587 and implicit TLS on 465.

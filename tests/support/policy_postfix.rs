@@ -51,9 +51,6 @@ pub struct Options<'a> {
     /// Appended to the generated relaykey.toml, whose last table is `[policy]`: keys before any
     /// table header are policy keys (`messages_per_minute = 2\n[limits]\nsession_timeout = "2s"`).
     pub relaykey_toml: &'a str,
-    /// Answer the Dovecot auth handshake with a stub instead of relaykey's SASL server (for
-    /// tests that need no AUTH: smtpd will not start a session without an auth server).
-    pub stub_sasl: bool,
 }
 
 pub struct Postfix {
@@ -181,17 +178,13 @@ impl Postfix {
         let config_path = t.join("relaykey.toml");
         let toml = format!(
             "database = \"{t}/relaykey.db\"\nlog_level = \"info\"\n[auth]\nargon2_memory_kib = 1024\n\
-             argon2_iterations = 1\n[sasl]\nenabled = {sasl}\nsocket = \"{t}/spool/private/relaykey-auth\"\n\
+             argon2_iterations = 1\n[sasl]\nsocket = \"{t}/spool/private/relaykey-auth\"\n\
              socket_mode = \"0666\"\n[policy]\nsocket = \"{t}/spool/private/relaykey-policy\"\nsocket_mode = \"0666\"\n{extra}\n",
             t = t.display(),
-            sasl = !opts.stub_sasl,
             extra = opts.relaykey_toml,
         );
         std::fs::write(&config_path, toml).unwrap();
         let mut pf = Self { dir, ports, config_path, daemon: None, started: false };
-        if opts.stub_sasl {
-            stub_dovecot_auth(&private.join("relaykey-auth"));
-        }
         pf.start_daemon();
         let mut start = Command::new("postfix");
         start.arg("-c").arg(&etc).arg("start").stdout(Stdio::null()).stderr(Stdio::null());
@@ -291,32 +284,6 @@ fn listening(port: u16) -> bool {
             })
         })
         .unwrap_or(false)
-}
-
-/// A Dovecot auth server that completes the handshake and fails every AUTH.
-fn stub_dovecot_auth(path: &Path) {
-    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            std::thread::spawn(move || {
-                let hello = "VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nSPID\t1\nCUID\t1\nCOOKIE\t0123456789abcdef0123456789abcdef\nDONE\n";
-                if stream.write_all(hello.as_bytes()).is_err() {
-                    return;
-                }
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                    if let Some(rest) = line.strip_prefix("AUTH\t") {
-                        let id = rest.split('\t').next().unwrap_or("0");
-                        let _ = stream.write_all(format!("FAIL\t{id}\n").as_bytes());
-                    }
-                    line.clear();
-                }
-            });
-        }
-    });
 }
 
 /// An SMTP client session from a chosen loopback address.
