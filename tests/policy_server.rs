@@ -21,6 +21,8 @@ struct Server {
     db: PathBuf,
     socket: PathBuf,
     shared: Arc<Shared>,
+    /// What SIGHUP uses to publish a reloaded config.
+    publish: tokio::sync::watch::Sender<Arc<Config>>,
 }
 
 const ACCOUNT: &str = "alice@example.com";
@@ -36,10 +38,10 @@ impl Server {
         let config = Config::parse(&text).unwrap();
         Store::open(&db).unwrap().add_account(&EmailAddress::parse(ACCOUNT).unwrap()).unwrap();
         let authenticator = Authenticator::open(&db, &config.auth).unwrap();
-        let (shared, _publish) = Shared::new(config, authenticator);
+        let (shared, publish) = Shared::new(config, authenticator);
         let listener = UnixListener::bind(&socket).unwrap();
         tokio::spawn(relaykey::policy::server::serve(listener, shared.clone()));
-        Self { _dir: dir, db, socket, shared }
+        Self { _dir: dir, db, socket, shared, publish }
     }
 
     async fn connect(&self) -> UnixStream {
@@ -312,4 +314,20 @@ async fn narrowed_restriction_or_disabled_account_revokes_the_session() {
     store.set_account_enabled(&email, false).unwrap();
     let refused = ask(&mut c, &request("DATA", "192.0.2.5", 6100, ACCOUNT, 1, "i.0")).await;
     assert!(refused.starts_with("554 5.7.1 ") && refused.contains("disabled"), "{refused}");
+}
+
+#[tokio::test]
+async fn a_reloaded_config_applies_to_the_next_request() {
+    let server = Server::start("[policy]\ntcp_table = false\n[limits]\nmax_connections_per_ip = 1\n").await;
+    let (mut a, mut b) = (server.connect().await, server.connect().await);
+    assert_eq!(ask(&mut a, &request("CONNECT", "192.0.2.1", 1, "", 0, "")).await, "DUNNO");
+    assert!(ask(&mut b, &request("CONNECT", "192.0.2.1", 2, "", 0, "")).await.starts_with("421 4.7.0 "));
+    let mut config = server.config();
+    config.limits.max_connections_per_ip = 2;
+    server.publish.send_replace(Arc::new(config));
+    assert_eq!(
+        ask(&mut b, &request("CONNECT", "192.0.2.1", 2, "", 0, "")).await,
+        "DUNNO",
+        "same connection, new limit"
+    );
 }
