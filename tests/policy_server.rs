@@ -174,38 +174,72 @@ async fn connect_beyond_the_limit_is_refused_until_a_policy_connection_closes() 
     assert_eq!(answer, "DUNNO");
 }
 
+/// Real loopback TCP sessions, so that /proc/net/tcp shows them; Postfix's view is
+/// server_address:server_port = the listener's side.
+struct TcpSessions {
+    listener: std::net::TcpListener,
+    open: Vec<Option<(std::net::TcpStream, std::net::TcpStream)>>,
+}
+
+impl TcpSessions {
+    fn new() -> Self {
+        Self { listener: std::net::TcpListener::bind("127.0.0.1:0").unwrap(), open: Vec::new() }
+    }
+
+    /// Opens one more session; returns its index.
+    fn connect(&mut self) -> usize {
+        let client = std::net::TcpStream::connect(self.listener.local_addr().unwrap()).unwrap();
+        let (server_side, _) = self.listener.accept().unwrap();
+        self.open.push(Some((client, server_side)));
+        self.open.len() - 1
+    }
+
+    fn close(&mut self, i: usize) {
+        drop(self.open[i].take());
+    }
+
+    /// The CONNECT request Postfix would send for session `i`.
+    fn connect_request(&self, i: usize) -> Vec<u8> {
+        let (client, _) = self.open[i].as_ref().unwrap();
+        let text =
+            String::from_utf8(request("CONNECT", "127.0.0.1", client.local_addr().unwrap().port(), "", 0, "")).unwrap();
+        let port = self.listener.local_addr().unwrap().port();
+        text.replace("server_port=25", &format!("server_port={port}")).into_bytes()
+    }
+}
+
 #[tokio::test]
 async fn kernel_tcp_table_frees_slots_of_sessions_whose_client_left() {
     let server = Server::start("[limits]\nmax_connections_per_ip = 2\n").await;
-    // Real loopback TCP sessions, so that /proc/net/tcp shows them; Postfix's view is
-    // server_address:server_port = the listener's side.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mut sessions = Vec::new();
-    for _ in 0..3 {
-        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let (server_side, _) = listener.accept().unwrap();
-        sessions.push(Some((client, server_side)));
-    }
-    let cport =
-        |s: &Option<(std::net::TcpStream, std::net::TcpStream)>| s.as_ref().unwrap().0.local_addr().unwrap().port();
-    let ports: Vec<u16> = sessions.iter().map(cport).collect();
-    let req = |cport: u16| {
-        let text = String::from_utf8(request("CONNECT", "127.0.0.1", cport, "", 0, "")).unwrap();
-        text.replace("server_port=25", &format!("server_port={port}")).into_bytes()
-    };
+    let mut tcp = TcpSessions::new();
     // Idle smtpd processes keep these policy connections open after their sessions end.
-    let mut a = server.connect().await;
-    let mut b = server.connect().await;
-    let mut c = server.connect().await;
-    assert_eq!(ask(&mut a, &req(ports[0])).await, "DUNNO");
-    assert_eq!(ask(&mut b, &req(ports[1])).await, "DUNNO");
-    assert!(ask(&mut c, &req(ports[2])).await.starts_with("421 4.7.0"), "both sessions are connected");
+    let (mut a, mut b, mut c) = (server.connect().await, server.connect().await, server.connect().await);
+    let s0 = tcp.connect();
+    assert_eq!(ask(&mut a, &tcp.connect_request(s0)).await, "DUNNO");
+    let s1 = tcp.connect();
+    assert_eq!(ask(&mut b, &tcp.connect_request(s1)).await, "DUNNO");
+    let s2 = tcp.connect();
+    assert!(ask(&mut c, &tcp.connect_request(s2)).await.starts_with("421 4.7.0"), "both sessions are connected");
     // Session 0's client leaves; its smtpd (policy connection `a`) stays idle and silent.
-    drop(sessions[0].take());
-    assert_eq!(ask(&mut c, &req(ports[2])).await, "DUNNO");
-    assert!(ask(&mut a, &req(ports[0])).await.starts_with("421 4.7.0"), "sessions 1 and 2 are connected");
-    drop(sessions);
+    let req2 = tcp.connect_request(s2);
+    tcp.close(s0);
+    assert_eq!(ask(&mut c, &req2).await, "DUNNO");
+    let s3 = tcp.connect();
+    assert!(ask(&mut a, &tcp.connect_request(s3)).await.starts_with("421 4.7.0"), "sessions 1 and 2 are connected");
+}
+
+#[tokio::test]
+async fn after_a_restart_the_kernel_counts_sessions_begun_before_it() {
+    let mut tcp = TcpSessions::new();
+    let (s0, _s1) = (tcp.connect(), tcp.connect());
+    // relaykey starts while two sessions from 127.0.0.1 are in progress; it never saw their CONNECT.
+    let server = Server::start("[limits]\nmax_connections_per_ip = 2\n").await;
+    let mut c = server.connect().await;
+    let s2 = tcp.connect();
+    assert!(ask(&mut c, &tcp.connect_request(s2)).await.starts_with("421 4.7.0"), "two untracked sessions count");
+    let req2 = tcp.connect_request(s2);
+    tcp.close(s0);
+    assert_eq!(ask(&mut c, &req2).await, "DUNNO");
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -26,6 +26,29 @@ pub struct Enforcer {
     ledger: Arc<LoginLedger>,
     sessions: Mutex<SessionTable>,
     rates: Mutex<MessageRates>,
+    started: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TcpCheck {
+    Off,
+    On { startup_window: Duration },
+}
+
+/// The kernel's TCP table, or `None` (logged) when it cannot be read: then tracked sessions
+/// are all we count.
+async fn read_tcp_table() -> Option<Established> {
+    match tokio::task::spawn_blocking(Established::read).await {
+        Ok(Ok(alive)) => Some(alive),
+        Ok(Err(e)) => {
+            warn!(proto = "policy", error = %e, "cannot read the TCP table; counting tracked sessions");
+            None
+        }
+        Err(e) => {
+            warn!(proto = "policy", error = %e, "TCP table task failed; counting tracked sessions");
+            None
+        }
+    }
 }
 
 /// Locks a table; a panic elsewhere while holding it leaves counts that are still usable.
@@ -45,6 +68,7 @@ impl Enforcer {
             ledger,
             sessions: Mutex::new(SessionTable::new()),
             rates: Mutex::new(MessageRates::new(Instant::now())),
+            started: Instant::now(),
         }
     }
 
@@ -68,7 +92,14 @@ impl Enforcer {
             if req.protocol_state == ProtocolState::Connect {
                 let limit =
                     if pc.connection_limit { LimitTable::new(&config.limits).limit_for(key.client) } else { u32::MAX };
-                let slot = self.open_session(conn, key, limit, pc.tcp_table, now).await;
+                let tcp = match pc.tcp_table {
+                    // Sessions begun before a restart last at most this long.
+                    true => {
+                        TcpCheck::On { startup_window: config.limits.session_timeout + config.limits.command_timeout }
+                    }
+                    false => TcpCheck::Off,
+                };
+                let slot = self.open_session(conn, key, limit, tcp, now).await;
                 facts.slot = pc.connection_limit.then_some(slot);
             } else {
                 let view = lock(&self.sessions).follow(conn, key, now);
@@ -102,29 +133,34 @@ impl Enforcer {
     }
 
     /// Admits a CONNECT if a slot is free; if not, asks the kernel which of the address's
-    /// sessions are really still connected and tries once more.
-    async fn open_session(&self, conn: ConnId, key: SessionKey, limit: u32, tcp_table: bool, now: Instant) -> Slot {
-        let full = match lock(&self.sessions).open(conn, key, limit, now) {
+    /// sessions are really still connected and tries once more. Until every session begun
+    /// before this process started must have ended (`startup_window`), the kernel's count of
+    /// connections to the same server endpoint is a floor, so a restart does not reset counts.
+    async fn open_session(&self, conn: ConnId, key: SessionKey, limit: u32, tcp: TcpCheck, now: Instant) -> Slot {
+        let mut snapshot = None;
+        if let TcpCheck::On { startup_window } = tcp
+            && now.saturating_duration_since(self.started) < startup_window
+        {
+            snapshot = read_tcp_table().await;
+        }
+        let floor = snapshot.as_ref().map_or(0, |alive| SessionTable::kernel_count(&key, alive));
+        let full = match lock(&self.sessions).open(conn, key, limit, floor, now) {
             Ok(()) => return Slot::Granted,
             Err(full) => full,
         };
-        if !tcp_table {
+        if tcp == TcpCheck::Off {
             return Slot::Full { live: full.live, limit };
         }
-        let alive = match tokio::task::spawn_blocking(Established::read).await {
-            Ok(Ok(alive)) => alive,
-            Ok(Err(e)) => {
-                warn!(proto = "policy", error = %e, "cannot read the TCP table; counting tracked sessions");
-                return Slot::Full { live: full.live, limit };
-            }
-            Err(e) => {
-                warn!(proto = "policy", error = %e, "TCP table task failed; counting tracked sessions");
-                return Slot::Full { live: full.live, limit };
-            }
+        let alive = match snapshot {
+            Some(alive) => alive,
+            None => match read_tcp_table().await {
+                Some(alive) => alive,
+                None => return Slot::Full { live: full.live, limit },
+            },
         };
         let mut sessions = lock(&self.sessions);
         sessions.forget_dead(key.client, &alive);
-        match sessions.open(conn, key, limit, now) {
+        match sessions.open(conn, key, limit, floor, now) {
             Ok(()) => Slot::Granted,
             Err(full) => Slot::Full { live: full.live, limit },
         }

@@ -84,12 +84,14 @@ impl SessionTable {
     }
 
     /// A CONNECT: ends whatever session `conn` held, then admits `key` if fewer than `limit`
-    /// sessions from its address are alive. A refused session is not recorded.
-    pub fn open(&mut self, conn: ConnId, key: SessionKey, limit: u32, now: Instant) -> Result<(), Full> {
+    /// sessions from its address are alive — those tracked, or `floor` if that is more (the
+    /// kernel's count just after a restart, when sessions begun before it are untracked). A
+    /// refused session is not recorded.
+    pub fn open(&mut self, conn: ConnId, key: SessionKey, limit: u32, floor: u32, now: Instant) -> Result<(), Full> {
         self.release_conn(conn);
         // A reused four-tuple still held by another connection is that old session's leftover.
         self.remove(&key);
-        let live = self.live(key.client);
+        let live = self.live(key.client).max(floor);
         if live >= limit {
             return Err(Full { live });
         }
@@ -132,6 +134,12 @@ impl SessionTable {
     /// The session ended (we told smtpd to hang up).
     pub fn end(&mut self, key: &SessionKey) {
         self.remove(key);
+    }
+
+    /// The other connections the kernel has from `key`'s client address to its server
+    /// endpoint (0 when the endpoints are unknown).
+    pub fn kernel_count(key: &SessionKey, alive: &Established) -> u32 {
+        key.endpoints().map_or(0, |(server, client)| alive.count_from(server, key.client, client))
     }
 
     /// Drops the sessions from `ip` whose TCP connection the kernel no longer has. Sessions
@@ -203,10 +211,10 @@ mod tests {
         let mut t = SessionTable::new();
         let now = Instant::now();
         for i in 0..20 {
-            t.open(i, key("127.0.0.2", 1000 + i as u16), 20, now).unwrap();
+            t.open(i, key("127.0.0.2", 1000 + i as u16), 20, 0, now).unwrap();
         }
-        assert_eq!(t.open(20, key("127.0.0.2", 2000), 20, now), Err(Full { live: 20 }));
-        t.open(21, key("127.0.0.3", 2000), 20, now).unwrap();
+        assert_eq!(t.open(20, key("127.0.0.2", 2000), 20, 0, now), Err(Full { live: 20 }));
+        t.open(21, key("127.0.0.3", 2000), 20, 0, now).unwrap();
         assert_eq!((t.live("127.0.0.2".parse().unwrap()), t.len()), (20, 21));
     }
 
@@ -214,8 +222,8 @@ mod tests {
     fn a_new_connect_on_the_same_connection_ends_the_previous_session() {
         let mut t = SessionTable::new();
         let now = Instant::now();
-        t.open(1, key("127.0.0.2", 1000), 1, now).unwrap();
-        t.open(1, key("127.0.0.2", 1001), 1, now).unwrap();
+        t.open(1, key("127.0.0.2", 1000), 1, 0, now).unwrap();
+        t.open(1, key("127.0.0.2", 1001), 1, 0, now).unwrap();
         assert_eq!(t.live("127.0.0.2".parse().unwrap()), 1);
     }
 
@@ -223,10 +231,10 @@ mod tests {
     fn closing_the_policy_connection_frees_the_slot() {
         let mut t = SessionTable::new();
         let now = Instant::now();
-        t.open(1, key("127.0.0.2", 1000), 1, now).unwrap();
-        assert!(t.open(2, key("127.0.0.2", 1001), 1, now).is_err());
+        t.open(1, key("127.0.0.2", 1000), 1, 0, now).unwrap();
+        assert!(t.open(2, key("127.0.0.2", 1001), 1, 0, now).is_err());
         t.release_conn(1);
-        t.open(2, key("127.0.0.2", 1001), 1, now).unwrap();
+        t.open(2, key("127.0.0.2", 1001), 1, 0, now).unwrap();
         assert_eq!(t.len(), 1);
     }
 
@@ -234,15 +242,15 @@ mod tests {
     fn kernel_check_drops_only_disconnected_sessions() {
         let mut t = SessionTable::new();
         let now = Instant::now();
-        t.open(1, key("127.0.0.2", 1000), 5, now).unwrap();
-        t.open(2, key("127.0.0.2", 1001), 5, now).unwrap();
+        t.open(1, key("127.0.0.2", 1000), 5, 0, now).unwrap();
+        t.open(2, key("127.0.0.2", 1001), 5, 0, now).unwrap();
         let unknown_ports = SessionKey { client_port: None, ..key("127.0.0.2", 0) };
-        t.open(3, unknown_ports, 5, now).unwrap();
+        t.open(3, unknown_ports, 5, 0, now).unwrap();
         let alive = Established::from_pairs([("127.0.0.1:25".parse().unwrap(), "127.0.0.2:1001".parse().unwrap())]);
         assert_eq!(t.forget_dead("127.0.0.2".parse().unwrap(), &alive), 1);
         assert_eq!(t.live("127.0.0.2".parse().unwrap()), 2);
         // The connection that held the dead session can start a new one without double release.
-        t.open(1, key("127.0.0.2", 1002), 5, now).unwrap();
+        t.open(1, key("127.0.0.2", 1002), 5, 0, now).unwrap();
         t.release_conn(1);
         assert_eq!(t.live("127.0.0.2".parse().unwrap()), 2);
     }
@@ -251,7 +259,7 @@ mod tests {
     fn other_requests_report_age_and_adopt_unknown_sessions() {
         let mut t = SessionTable::new();
         let t0 = Instant::now();
-        t.open(1, key("127.0.0.2", 1000), 5, t0).unwrap();
+        t.open(1, key("127.0.0.2", 1000), 5, 0, t0).unwrap();
         // Another policy client (a different check_policy_service spec) of the same smtpd.
         let view = t.follow(9, key("127.0.0.2", 1000), t0 + Duration::from_secs(7));
         assert_eq!(view.age, Duration::from_secs(7));
@@ -301,7 +309,7 @@ mod tests {
                 for op in ops {
                     match op {
                         Op::Open(c, i, p) => {
-                            if t.open(c, key(&ip(i), p), 3, now).is_ok() {
+                            if t.open(c, key(&ip(i), p), 3, 0, now).is_ok() {
                                 prop_assert!(t.live(ip(i).parse().unwrap()) <= 3);
                             }
                         }
@@ -326,8 +334,8 @@ mod tests {
     fn a_reused_tuple_moves_to_the_new_owner() {
         let mut t = SessionTable::new();
         let now = Instant::now();
-        t.open(1, key("127.0.0.2", 1000), 5, now).unwrap();
-        t.open(2, key("127.0.0.2", 1000), 5, now).unwrap();
+        t.open(1, key("127.0.0.2", 1000), 5, 0, now).unwrap();
+        t.open(2, key("127.0.0.2", 1000), 5, 0, now).unwrap();
         t.release_conn(1);
         assert_eq!(t.live("127.0.0.2".parse().unwrap()), 1, "the old owner does not free the new session");
         t.release_conn(2);

@@ -76,6 +76,13 @@ impl Established {
         Self(pairs.into_iter().collect())
     }
 
+    /// Connections from `client_ip` to `server` other than `except`.
+    pub fn count_from(&self, server: SocketAddr, client_ip: IpAddr, except: SocketAddr) -> u32 {
+        let canon = |a: SocketAddr| SocketAddr::new(canonical_ip(a.ip()), a.port());
+        let (server, except, ip) = (canon(server), canon(except), canonical_ip(client_ip));
+        self.0.iter().filter(|(s, c)| *s == server && c.ip() == ip && *c != except).count() as u32
+    }
+
     /// Is `client ↔ server` still connected?
     pub fn contains(&self, server: SocketAddr, client: SocketAddr) -> bool {
         let canon = |a: SocketAddr| SocketAddr::new(canonical_ip(a.ip()), a.port());
@@ -115,6 +122,8 @@ mod tests {
         assert!(table.contains(sa("127.0.0.1:25"), sa("127.0.0.3:50001")));
         assert!(table.contains(sa("[::ffff:127.0.0.1]:25"), sa("[::ffff:127.0.0.3]:50001")));
         assert!(!table.contains(sa("127.0.0.1:25"), sa("127.0.0.3:50002")));
+        assert_eq!(table.count_from(sa("127.0.0.1:25"), "127.0.0.3".parse().unwrap(), sa("127.0.0.3:1")), 1);
+        assert_eq!(table.count_from(sa("127.0.0.1:25"), "127.0.0.3".parse().unwrap(), sa("127.0.0.3:50001")), 0);
     }
 
     #[test]
