@@ -67,6 +67,32 @@ async fn per_ip_session_limit_at_connect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_counts_survive_a_relaykey_crash() {
+    if !policy_postfix::available() {
+        return;
+    }
+    let mut pf = Postfix::start(Options { relaykey_toml: "[limits]\nmax_connections_per_ip = 3\n" });
+    let port = pf.ports.p2525;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (s, greeting) = Smtp::connect("127.0.0.5", port).await;
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        held.push(s);
+    }
+    pf.crash_and_restart_relaykey();
+    let (_, refused) = Smtp::connect("127.0.0.5", port).await;
+    assert!(refused.starts_with("421 4.7.0 "), "sessions begun before the crash still count: {refused}");
+    let (_, greeting) = Smtp::connect("127.0.0.6", port).await;
+    assert!(greeting.starts_with("220 "), "another IP: {greeting}");
+    // The sessions in progress go on with the new process.
+    assert!(held[0].command("EHLO client.example").await.starts_with("250 "));
+    assert!(held[0].command("MAIL FROM:<a@example.com>").await.starts_with("250 "));
+    drop(held.remove(1));
+    let (_, took) = accepted_within("127.0.0.5", port, Duration::from_secs(2)).await;
+    eprintln!("slot reused after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_time_limit_ends_old_sessions() {
     if !policy_postfix::available() {
         return;

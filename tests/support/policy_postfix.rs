@@ -207,7 +207,7 @@ impl Postfix {
     }
 
     fn start_daemon(&mut self) {
-        let log = std::fs::File::create(self.root().join("relaykey.log")).unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.root().join("relaykey.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_relaykey"))
             .arg("--config")
             .arg(&self.config_path)
@@ -222,6 +222,15 @@ impl Postfix {
             let socket = self.root().join("spool/private").join(name);
             self.wait_for(name, || std::os::unix::net::UnixStream::connect(&socket).is_ok());
         }
+    }
+
+    /// Kills relaykey with SIGKILL (no chance to clean up) and starts it again.
+    pub fn crash_and_restart_relaykey(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        self.start_daemon();
     }
 
     pub fn maillog(&self) -> String {
