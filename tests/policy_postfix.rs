@@ -160,3 +160,23 @@ fn message_rate_limit_counts_messages_not_recipients() {
     assert!(transcript.contains("450 4.7.1"), "{transcript}");
     assert_eq!(pf.relaykey_log().matches("reason=rate_limit_minute").count(), 1, "one refusal, at DATA");
 }
+
+#[test]
+fn after_a_relaykey_crash_logged_in_sessions_are_checked_against_their_account() {
+    if !policy_postfix::available() {
+        return;
+    }
+    let mut pf = Postfix::start(Options { relaykey_toml: "" });
+    let (_, password) = credential(&pf, "dave@example.com");
+    let (mut s, greeting) = TlsSmtp::connect(pf.ports.submissions);
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    assert!(s.command("EHLO client.example").starts_with("250 "));
+    assert!(s.command(&auth_plain("dave@example.com", &password)).starts_with("235 "), "login");
+    // The new process has no record of this login (unknown_login = "check_account").
+    pf.crash_and_restart_relaykey();
+    assert!(s.command("MAIL FROM:<dave@example.com>").starts_with("250 "), "account still fine");
+    assert!(s.command("RSET").starts_with("250 "));
+    pf.relaykey(&["account", "disable", "dave@example.com"]);
+    let refused = s.command("MAIL FROM:<dave@example.com>");
+    assert!(refused.starts_with("554 5.7.1 ") && refused.contains("disabled"), "{refused}");
+}
