@@ -67,13 +67,18 @@ impl Setup {
 
     /// Runs the check with `main` as main.cf; returns (exit code, stdout).
     fn check(&self, main: &str) -> (Option<i32>, String) {
+        self.check_with(main, MASTER)
+    }
+
+    /// Runs the check with `main` as main.cf and `master` as master.cf.
+    fn check_with(&self, main: &str, master: &str) -> (Option<i32>, String) {
         // A config directory per call, so that checks can run side by side.
         static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let etc = self.dir.path().join(format!("etc{n}"));
         std::fs::create_dir_all(&etc).unwrap();
         std::fs::write(etc.join("main.cf"), main).unwrap();
-        std::fs::write(etc.join("master.cf"), MASTER).unwrap();
+        std::fs::write(etc.join("master.cf"), master).unwrap();
         let out = Command::new(relaykey())
             .arg("--config")
             .arg(self.dir.path().join("relaykey.toml"))
@@ -173,4 +178,24 @@ fn names_a_socket_postfix_cannot_reach() {
     let (code, out) = setup.check(&good);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("does not exist (is relaykey running?)"), "{out}");
+}
+
+#[test]
+fn the_shipped_sidecar_snippets_pass() {
+    if !available() {
+        return;
+    }
+    let setup = Setup::new();
+    let snippet =
+        |name: &str| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("postfix").join(name));
+    let (Ok(main), Ok(master)) = (snippet("main.cf.relaykey"), snippet("master.cf.relaykey")) else {
+        panic!("postfix/main.cf.relaykey and postfix/master.cf.relaykey are part of the repository");
+    };
+    let main = format!("compatibility_level = 3.6\nqueue_directory = {}\n{main}", setup.spool().display());
+    let (code, out) = setup.check_with(&main, &master);
+    assert_eq!(code, Some(0), "{out}");
+    // And the check sees the snippets: without its SASL type they fail.
+    let (code, out) = setup.check_with(&main.replace("smtpd_sasl_type = dovecot", ""), &master);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(out.matches("smtpd_sasl_type is \"cyrus\"").count(), 4, "one per service: {out}");
 }

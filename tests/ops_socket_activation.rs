@@ -1,6 +1,6 @@
-//! Socket activation with `systemd-socket-activate`: the daemon serves on the socket it was
-//! handed (matched by its name): a real AUTH goes through it, and nothing is bound at the
-//! configured path.
+//! Socket activation with `systemd-socket-activate`: the daemon serves on the sockets it was
+//! handed (matched by name: `sasl`, `policy`): a real AUTH and a policy request go through
+//! them, and nothing is bound at the configured paths.
 
 mod ops_support;
 
@@ -25,8 +25,9 @@ fn serves_on_the_socket_systemd_passed() {
     let config = write_config(dir.path(), "");
     let notify = NotifySocket::bind(dir.path());
     let activated = dir.path().join("activated-sasl.sock");
+    let activated_policy = dir.path().join("activated-policy.sock");
     let mut cmd = Command::new("systemd-socket-activate");
-    cmd.arg("-l").arg(&activated).arg("--fdname=sasl");
+    cmd.arg("-l").arg(&activated).arg("-l").arg(&activated_policy).arg("--fdname=sasl:policy");
     cmd.arg("-E").arg(format!("NOTIFY_SOCKET={}", notify.path.display()));
     cmd.arg(relaykey()).arg("--config").arg(&config).arg("serve");
     let (username, password) = smtp_credential(&config);
@@ -41,12 +42,16 @@ fn serves_on_the_socket_systemd_passed() {
     }
     let mut client = UnixStream::connect(&activated).unwrap();
     notify.wait_for("READY=1");
-    daemon.wait_log("sockets passed by systemd sockets=sasl");
+    daemon.wait_log("sockets passed by systemd sockets=sasl,policy");
 
-    let configured = dir.path().join("sasl.sock");
-    assert!(daemon.front_ends().iter().any(|f| f == "sasl"), "no SASL front end: {:#?}", daemon.log());
-    daemon.wait_log("using the socket systemd passed");
-    assert!(!configured.exists(), "bound {} although systemd passed a socket", configured.display());
+    let front_ends = daemon.front_ends();
+    for name in ["sasl", "policy"] {
+        assert!(front_ends.iter().any(|f| f == name), "no {name} front end: {:#?}", daemon.log());
+        let configured = dir.path().join(format!("{name}.sock"));
+        assert!(!configured.exists(), "bound {} although systemd passed a socket", configured.display());
+    }
+    assert_eq!(daemon.log().iter().filter(|l| l.contains("using the socket systemd passed")).count(), 2);
+    assert!(!daemon.log().iter().any(|l| l.contains("no enabled front end uses")), "{:#?}", daemon.log());
 
     // The connection that woke the daemon gets the Dovecot handshake, then a real AUTH.
     client.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -57,6 +62,18 @@ fn serves_on_the_socket_systemd_passed() {
     assert!(reply.starts_with(&format!("OK\t1\tuser={username}")), "{reply:?}");
     let reply = auth_plain(&mut client, 2, &username, "wrong");
     assert!(reply.starts_with("FAIL\t2"), "{reply:?}");
+
+    // The policy service answers on the other socket it was handed.
+    let mut policy = UnixStream::connect(&activated_policy).unwrap();
+    policy.set_read_timeout(Some(PATIENCE)).unwrap();
+    policy
+        .write_all(
+            b"request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\nclient_address=127.0.0.1\n\
+              client_port=40000\nserver_address=127.0.0.1\nserver_port=25\ninstance=1.1\nsasl_username=\n\n",
+        )
+        .unwrap();
+    let reply = read_until(&mut policy, "\n\n");
+    assert!(reply.starts_with("action="), "{reply:?}");
 
     daemon.signal(libc::SIGTERM);
     notify.wait_for("STOPPING=1");
