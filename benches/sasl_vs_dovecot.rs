@@ -129,8 +129,8 @@ impl RelaykeyProc {
         Self { child, socket }
     }
 
-    fn pids(&self) -> Vec<u32> {
-        vec![self.child.id()]
+    fn pids(&self) -> (Vec<u32>, Vec<u32>) {
+        (vec![self.child.id()], Vec::new())
     }
 }
 
@@ -176,8 +176,18 @@ impl DovecotProc {
         Self { config, socket, run: d.join("run") }
     }
 
-    /// The master and all its children (auth, log, config, anvil, ...).
-    fn pids(&self) -> Vec<u32> {
+    /// The master and all its children (auth, log, config, anvil, ...), and the auth process.
+    fn pids(&self) -> (Vec<u32>, Vec<u32>) {
+        let all = self.all_pids();
+        let auth = all
+            .iter()
+            .copied()
+            .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "auth"))
+            .collect();
+        (all, auth)
+    }
+
+    fn all_pids(&self) -> Vec<u32> {
         let Ok(master) = std::fs::read_to_string(self.run.join("master.pid")) else { return Vec::new() };
         let Ok(master) = master.trim().parse::<u32>() else { return Vec::new() };
         let mut pids = vec![master];
@@ -253,6 +263,8 @@ struct Stats {
     p99_ms: f64,
     failures: usize,
     rss_kib: u64,
+    /// Dovecot only: the auth process alone.
+    auth_rss_kib: u64,
 }
 
 fn stats(mut lat: Vec<Duration>, failures: usize, elapsed: Duration, rss_kib: u64) -> Stats {
@@ -264,6 +276,7 @@ fn stats(mut lat: Vec<Duration>, failures: usize, elapsed: Duration, rss_kib: u6
         p99_ms: pick(0.99),
         failures,
         rss_kib,
+        auth_rss_kib: 0,
     }
 }
 
@@ -272,11 +285,11 @@ async fn login(c: &mut Client, id: u32, u: &User) -> bool {
 }
 
 /// Every credential in `batch` logs in once, spread over `conns` connections.
-async fn run_cold(socket: &Path, conns: usize, batch: &[User], pids: Vec<u32>) -> Stats {
+async fn run_cold(socket: &Path, conns: usize, batch: &[User], pids: (Vec<u32>, Vec<u32>)) -> Stats {
     let users: Arc<Vec<(String, String)>> =
         Arc::new(batch.iter().map(|u| (u.name.clone(), u.password.clone())).collect());
     let next = Arc::new(AtomicU64::new(0));
-    let sampler = RssSampler::start(pids);
+    let sampler = (RssSampler::start(pids.0), RssSampler::start(pids.1));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conns {
@@ -308,10 +321,10 @@ async fn prime(socket: &Path, users: &[User]) {
 }
 
 /// The warm credentials over and over for `secs`.
-async fn run_warm(socket: &Path, conns: usize, users: &[User], secs: Duration, pids: Vec<u32>) -> Stats {
+async fn run_warm(socket: &Path, conns: usize, users: &[User], secs: Duration, pids: (Vec<u32>, Vec<u32>)) -> Stats {
     let users: Arc<Vec<(String, String)>> =
         Arc::new(users.iter().map(|u| (u.name.clone(), u.password.clone())).collect());
-    let sampler = RssSampler::start(pids);
+    let sampler = (RssSampler::start(pids.0), RssSampler::start(pids.1));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for k in 0..conns {
@@ -336,7 +349,7 @@ async fn run_warm(socket: &Path, conns: usize, users: &[User], secs: Duration, p
 async fn collect(
     tasks: Vec<tokio::task::JoinHandle<(Vec<Duration>, usize)>>,
     started: Instant,
-    sampler: RssSampler,
+    sampler: (RssSampler, RssSampler),
 ) -> Stats {
     let (mut lat, mut failed) = (Vec::new(), 0);
     for t in tasks {
@@ -345,18 +358,20 @@ async fn collect(
         failed += f;
     }
     let elapsed = started.elapsed();
-    stats(lat, failed, elapsed, sampler.finish())
+    let mut s = stats(lat, failed, elapsed, sampler.0.finish());
+    s.auth_rss_kib = sampler.1.finish();
+    s
 }
 
 fn print_table(rows: &[(&str, usize, Stats, Stats)]) {
     println!();
     println!(
-        "| scenario | conns | relaykey logins/s | p50 ms | p99 ms | RSS MiB | Dovecot logins/s | p50 ms | p99 ms | RSS MiB | speed ratio | p99 ratio |"
+        "| scenario | conns | relaykey logins/s | p50 ms | p99 ms | RSS MiB | Dovecot logins/s | p50 ms | p99 ms | RSS MiB all (auth) | speed ratio | p99 ratio |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, conns, r, d) in rows {
         println!(
-            "| {name} | {conns} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2}x | {:.2}x |",
+            "| {name} | {conns} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} ({:.1}) | {:.2}x | {:.2}x |",
             r.per_sec,
             r.p50_ms,
             r.p99_ms,
@@ -365,6 +380,7 @@ fn print_table(rows: &[(&str, usize, Stats, Stats)]) {
             d.p50_ms,
             d.p99_ms,
             d.rss_kib as f64 / 1024.0,
+            d.auth_rss_kib as f64 / 1024.0,
             r.per_sec / d.per_sec.max(f64::EPSILON),
             d.p99_ms / r.p99_ms.max(f64::EPSILON),
         );
