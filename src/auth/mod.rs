@@ -202,6 +202,38 @@ impl Authenticator {
         }
     }
 
+    /// Checks a login whose grant is not known (the policy server after a restart): the
+    /// username must still name an SMTP credential or an account, the account be enabled, and
+    /// `client_ip` be inside the credential's restriction. Which secret was used cannot be told.
+    /// `Ok(None)`: nothing against it.
+    pub async fn recheck_username(
+        &self,
+        username: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Option<DenyReason>, StoreError> {
+        let state = self.state.clone();
+        let username = username.trim().to_lowercase();
+        let found = tokio::task::spawn_blocking(move || {
+            let st = state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(cred) = st.store.smtp_credential_by_username(&username)? {
+                return Ok(st.store.account_by_id(cred.account_id)?.map(|a| (a.enabled, Some(cred.allow))));
+            }
+            Ok::<_, StoreError>(st.store.account_for_login(&username)?.map(|a| (a.enabled, None)))
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Corrupt(format!("lookup task failed: {e}"))))?;
+        Ok(match found {
+            None => Some(DenyReason::UnknownUser),
+            Some((false, _)) => Some(DenyReason::AccountDisabled),
+            Some((true, Some(allow))) => match allow.check(client_ip) {
+                IpCheck::Allowed => None,
+                IpCheck::Outside => Some(DenyReason::IpNotAllowed),
+                IpCheck::Unknown => Some(DenyReason::IpRequired),
+            },
+            Some((true, None)) => None,
+        })
+    }
+
     /// Proves the store is readable (watchdog).
     pub async fn ping(&self) -> Result<(), StoreError> {
         let state = self.state.clone();
