@@ -4,7 +4,7 @@
 
 mod ops_support;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::Instant;
@@ -75,6 +75,49 @@ fn serves_on_the_socket_systemd_passed() {
     let reply = read_until(&mut policy, "\n\n");
     assert!(reply.starts_with("action="), "{reply:?}");
 
+    daemon.signal(libc::SIGTERM);
+    notify.wait_for("STOPPING=1");
+    assert_eq!(daemon.wait_exit(), Some(0), "{:#?}", daemon.log());
+}
+
+#[test]
+fn the_relay_serves_on_the_tcp_socket_systemd_passed() {
+    if !available() {
+        return;
+    }
+    // The relay front end comes with its `queue` command; a build without it has nothing to test.
+    if !Command::new(relaykey()).args(["queue", "--help"]).output().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping: this build has no relay front end");
+        return;
+    }
+    let dir = open_tempdir();
+    // A free loopback port (released again for systemd-socket-activate to bind).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("127.0.0.1:{port}");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[relay]\nenabled = true\nhostname = \"relay.test\"\nspool = \"{}/spool\"\n\
+             [[relay.listen]]\naddress = \"{address}\"\ntls = \"none\"\n",
+            dir.path().display()
+        ),
+    );
+    let notify = NotifySocket::bind(dir.path());
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.arg("-l").arg(&address).arg("--fdname=relay");
+    cmd.arg("-E").arg(format!("NOTIFY_SOCKET={}", notify.path.display()));
+    cmd.arg(relaykey()).arg("--config").arg(&config).arg("serve");
+    let mut daemon = Daemon::spawn(cmd);
+    daemon.wait_log("Listening on");
+    // The daemon would fail to start if it bound the address itself: systemd-socket-activate holds it.
+    let mut client = std::net::TcpStream::connect(&address).unwrap();
+    notify.wait_for("READY=1");
+    assert!(daemon.front_ends().iter().any(|f| f == "relay"), "{:#?}", daemon.log());
+    daemon.wait_log(&format!("front_end=\"relay:{address}\""));
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut banner = [0u8; 64];
+    let n = client.read(&mut banner).unwrap();
+    assert!(banner[..n].starts_with(b"220 "), "{:?}", String::from_utf8_lossy(&banner[..n]));
     daemon.signal(libc::SIGTERM);
     notify.wait_for("STOPPING=1");
     assert_eq!(daemon.wait_exit(), Some(0), "{:#?}", daemon.log());
