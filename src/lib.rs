@@ -11,6 +11,8 @@ pub mod config;
 pub mod limits;
 pub mod logging;
 pub mod model;
+pub mod queue;
 pub mod restriction;
 pub mod secret;
+pub mod smtp;
 pub mod store;

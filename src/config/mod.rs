@@ -17,7 +17,7 @@ pub use api::ApiConfig;
 pub use auth::AuthConfig;
 pub use limits::{LimitOverride, LimitsConfig};
 pub use policy::PolicyConfig;
-pub use relay::{ListenConfig, RelayConfig};
+pub use relay::{ListenConfig, RelayConfig, TlsMode, smarthost_parts};
 pub use sasl::SaslConfig;
 
 /// Where the config is read from when neither `--config` nor `RELAYKEY_CONFIG` is given.
@@ -83,6 +83,7 @@ impl Config {
             .map_err(|e| format!("log_level: invalid filter {:?}: {e}", self.log_level))?;
         self.auth.validate()?;
         self.limits.validate()?;
+        self.relay.validate()?;
         Ok(())
     }
 }

@@ -1,0 +1,16 @@
+//! The durable queue: a spool directory of message and envelope files ([`spool`]), written and
+//! fsynced before the SMTP `250`, and the delivery side that empties it ([`delivery`]).
+
+pub mod envelope;
+
+pub use envelope::{Envelope, Recipient, RecipientStatus, Submission};
+
+/// Why a message could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// ENOSPC or EDQUOT: `452 4.3.1`, and nothing of the message is left behind.
+    #[error("spool is full")]
+    DiskFull,
+    #[error("spool I/O error: {0}")]
+    Io(String),
+}
