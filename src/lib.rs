@@ -8,6 +8,7 @@ pub mod address;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod limits;
 pub mod logging;
 pub mod model;

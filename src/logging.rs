@@ -36,7 +36,11 @@ pub fn init(level: &str) -> LogHandle {
             let _ = registry.with(layer).try_init();
         }
         None => {
-            let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+            use std::io::IsTerminal;
+            let fmt = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false);
             let _ = registry.with(fmt).try_init();
         }
     }

@@ -17,9 +17,11 @@ use crate::restriction::canonical_ip;
 const DEFAULT_KEEP: Duration = Duration::from_secs(3600);
 const MAX_RECORDS: usize = 200_000;
 
+type LoginKey = (String, Option<IpAddr>);
+
 pub struct LoginLedger {
     keep: Duration,
-    records: Mutex<HashMap<(String, Option<IpAddr>), (Grant, Instant)>>,
+    records: Mutex<HashMap<LoginKey, (Grant, Instant)>>,
 }
 
 impl Default for LoginLedger {
@@ -33,7 +35,7 @@ impl LoginLedger {
         Self { keep, records: Mutex::new(HashMap::new()) }
     }
 
-    fn key(username: &str, ip: Option<IpAddr>) -> (String, Option<IpAddr>) {
+    fn key(username: &str, ip: Option<IpAddr>) -> LoginKey {
         (username.trim().to_lowercase(), ip.map(canonical_ip))
     }
 

@@ -46,6 +46,8 @@ pub enum Command {
     /// Test a login through the daemon's decision path
     #[command(subcommand)]
     Auth(auth::AuthCmd),
+    /// Run the daemon (SASL, policy and relay, as configured)
+    Serve,
     /// Check the configuration
     #[command(subcommand)]
     Config(config_cmd::ConfigCmd),
@@ -128,6 +130,11 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Smtp(cmd) => smtp::run(cmd, &config()?, json),
         Command::Auth(cmd) => auth::run(cmd, &config()?, json),
         Command::Config(cmd) => config_cmd::run(cmd, path.as_ref(), json),
+        Command::Serve => {
+            let config = config()?;
+            let path = path.or_else(|| Some(PathBuf::from(config::DEFAULT_PATH)).filter(|p| p.exists()));
+            Ok(crate::daemon::run(path, config))
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod daemon;
 mod duration;
 mod limits;
 mod policy;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use api::ApiConfig;
 pub use auth::AuthConfig;
+pub use daemon::DaemonConfig;
 pub use limits::{LimitOverride, LimitsConfig};
 pub use policy::PolicyConfig;
 pub use relay::{ListenConfig, RelayConfig, TlsMode, smarthost_parts};
@@ -29,6 +31,7 @@ pub struct Config {
     pub database: PathBuf,
     /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter directive.
     pub log_level: String,
+    pub daemon: DaemonConfig,
     pub auth: AuthConfig,
     pub sasl: SaslConfig,
     pub policy: PolicyConfig,
@@ -42,6 +45,7 @@ impl Default for Config {
         Self {
             database: PathBuf::from("/var/lib/relaykey/relaykey.db"),
             log_level: "info".into(),
+            daemon: DaemonConfig::default(),
             auth: AuthConfig::default(),
             sasl: SaslConfig::default(),
             policy: PolicyConfig::default(),

@@ -1,0 +1,207 @@
+//! `relaykey serve`: start the front ends on one shared authenticator, tell systemd, reload on
+//! SIGHUP and drain on SIGTERM.
+
+mod listeners;
+mod notify;
+mod unix_socket;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+pub use listeners::{listen_tcp, listen_unix};
+pub use unix_socket::{bind_unix, chown, group_id, is_socket};
+
+use crate::auth::{Authenticator, FailureThrottle, LoginLedger};
+use crate::config::Config;
+use crate::limits::ConnectionLimiter;
+use crate::logging::{self, LogHandle};
+
+/// What every front end shares: one config, one authenticator, one limits table.
+pub struct Shared {
+    /// The current config; SIGHUP publishes a new one. Front ends read it per connection.
+    pub config: watch::Receiver<Arc<Config>>,
+    pub authenticator: Arc<Authenticator>,
+    /// Which secret each login used (SASL writes, policy reads).
+    pub ledger: Arc<LoginLedger>,
+    /// Failed-AUTH delays per client address (SASL and relay).
+    pub throttle: Arc<Mutex<FailureThrottle>>,
+    /// Per-IP connection permits.
+    pub limiter: ConnectionLimiter,
+    /// Cancelled on SIGTERM: accept loops stop, connections finish their request and close.
+    pub shutdown: CancellationToken,
+    /// Every listener and connection task, so that shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+impl Shared {
+    pub fn new(config: Config, authenticator: Authenticator) -> (Arc<Self>, watch::Sender<Arc<Config>>) {
+        let throttle = FailureThrottle::new(config.auth.failure_delay, config.auth.max_failure_delay);
+        let limiter = ConnectionLimiter::new(&config.limits);
+        let (tx, rx) = watch::channel(Arc::new(config));
+        let shared = Self {
+            config: rx,
+            authenticator: Arc::new(authenticator),
+            ledger: Arc::new(LoginLedger::default()),
+            throttle: Arc::new(Mutex::new(throttle)),
+            limiter,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        (Arc::new(shared), tx)
+    }
+
+    /// A snapshot of the current config.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. `path` is re-read on SIGHUP.
+pub fn run(path: Option<PathBuf>, config: Config) -> ExitCode {
+    let log = logging::init(&config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(path, config, log)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            error!("{message}");
+            eprintln!("relaykey: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<(), String> {
+    let authenticator = Authenticator::open(&config.database, &config.auth)
+        .map_err(|e| format!("cannot open the store {}: {e}", config.database.display()))?;
+    let (shared, publish) = Shared::new(config.clone(), authenticator);
+
+    // Front ends start here: each gets its listeners from `listen_unix` / `listen_tcp` (so that
+    // socket activation works; failing startup on error), spawns its accept loop on
+    // `shared.tasks` and pushes its name.
+    let started: Vec<&str> = Vec::new();
+    if started.is_empty() {
+        warn!("no front end is enabled; serving nothing");
+    }
+
+    notify::ready();
+    info!(front_ends = %started.join(","), database = %config.database.display(), "ready");
+    spawn_watchdog(&shared);
+    spawn_status(&shared);
+
+    wait_for_signals(&shared, path.as_deref(), &publish, &log).await?;
+
+    notify::stopping();
+    info!("shutting down");
+    shared.shutdown.cancel();
+    shared.tasks.close();
+    let grace = shared.config().daemon.shutdown_grace;
+    if tokio::time::timeout(grace, shared.tasks.wait()).await.is_err() {
+        warn!(open = shared.tasks.len(), "shutdown grace expired");
+    }
+    Ok(())
+}
+
+/// Handles SIGHUP (reload) until SIGTERM or SIGINT arrives.
+async fn wait_for_signals(
+    shared: &Shared,
+    path: Option<&Path>,
+    publish: &watch::Sender<Arc<Config>>,
+    log: &LogHandle,
+) -> Result<(), String> {
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                notify::reloading();
+                reload(shared, path, publish, log);
+                notify::ready();
+            }
+        }
+    }
+}
+
+/// Loads and validates the whole config; a bad one is refused and the old one kept.
+fn reload(shared: &Shared, path: Option<&Path>, publish: &watch::Sender<Arc<Config>>, log: &LogHandle) {
+    let Some(path) = path else {
+        info!("reload: no config file, keeping built-in defaults");
+        return;
+    };
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "reload refused; keeping the running config");
+            return;
+        }
+    };
+    let old = shared.config();
+    if new.database != old.database || new.sasl.socket != old.sasl.socket || new.policy.socket != old.policy.socket {
+        warn!("reload: database or socket paths changed; restart required for those");
+    }
+    if let Err(e) = log.set_level(&new.log_level) {
+        warn!(error = %e, "reload: log level unchanged");
+    }
+    shared.limiter.reconfigure(&new.limits);
+    if let Ok(mut t) = shared.throttle.lock() {
+        *t = FailureThrottle::new(new.auth.failure_delay, new.auth.max_failure_delay);
+    }
+    publish.send_replace(Arc::new(new));
+    info!(config = %path.display(), "reloaded");
+}
+
+/// Sends WATCHDOG=1 only while the store answers, so systemd restarts a daemon that can no
+/// longer decide logins.
+fn spawn_watchdog(shared: &Arc<Shared>) {
+    let Some(interval) = sd_notify::watchdog_enabled() else { return };
+    let shared2 = shared.clone();
+    shared.tasks.spawn(async move {
+        let mut tick = tokio::time::interval(interval / 2);
+        loop {
+            tokio::select! {
+                _ = shared2.shutdown.cancelled() => return,
+                _ = tick.tick() => match shared2.authenticator.ping().await {
+                    Ok(()) => notify::watchdog(),
+                    Err(e) => error!(error = %e, "watchdog: store unreadable; not petting the watchdog"),
+                },
+            }
+        }
+    });
+}
+
+fn spawn_status(shared: &Arc<Shared>) {
+    let shared2 = shared.clone();
+    shared.tasks.spawn(async move {
+        let mut tick = tokio::time::interval(shared2.config().daemon.status_interval.max(Duration::from_secs(1)));
+        loop {
+            tokio::select! {
+                _ = shared2.shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    let text = format!(
+                        "connections: {}, cached logins: {}, tracked logins: {}",
+                        shared2.limiter.total(),
+                        shared2.authenticator.cached_logins(),
+                        shared2.ledger.len(),
+                    );
+                    notify::status(&text);
+                }
+            }
+        }
+    });
+}
