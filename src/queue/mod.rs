@@ -2,8 +2,10 @@
 //! fsynced before the SMTP `250`, and the delivery side that empties it ([`delivery`]).
 
 pub mod envelope;
+pub mod spool;
 
 pub use envelope::{Envelope, Recipient, RecipientStatus, Submission};
+pub use spool::{Incoming, Spool, SpoolError};
 
 /// Why a message could not be queued.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,305 @@
+//! The spool directory: one `<id>.msg` (the message, never changed once queued) and one
+//! `<id>.env` (the envelope and delivery state, JSON) per queued message, in `<spool>/queue/`.
+//!
+//! Crash safety. A message is written as `<id>.msg.tmp` and `<id>.env.tmp`, both fsynced,
+//! then renamed to their final names (message first), then the directory is fsynced; only
+//! then does the session say `250`. The `.env` file is the commit point: at startup
+//! [`Spool::open`] removes every `.tmp` file and every `.msg` without an `.env` (a message that
+//! was never acknowledged). Envelope updates go through the same write-fsync-rename path, so a
+//! crash leaves the old or the new envelope, never half of one. Delivery is at-least-once:
+//! a crash between a delivery and the envelope update sends that recipient's copy again.
+//!
+//! All functions here block; the async callers run them on the blocking pool.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{EnqueueError, Envelope, Submission};
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+/// A message being received: its `.msg.tmp` file, open for writing.
+pub struct Incoming {
+    id: String,
+    file: BufWriter<File>,
+    size: u64,
+    dir: PathBuf,
+}
+
+/// Holds a message's flock: delivery and the CLI never work on the same message at once.
+pub struct MessageLock {
+    _file: File,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("no queued message {0}")]
+    NotFound(String),
+    #[error("message {0} is being delivered right now; try again")]
+    Busy(String),
+    #[error("spool {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("envelope {path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io { path: path.to_path_buf(), source }
+}
+
+impl From<io::Error> for EnqueueError {
+    fn from(e: io::Error) -> Self {
+        // ENOSPC and EDQUOT: the client should come back later (RFC 3463 X.3.1).
+        match e.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Self::DiskFull,
+            _ if e.kind() == ErrorKind::StorageFull || e.kind() == ErrorKind::QuotaExceeded => Self::DiskFull,
+            _ => Self::Io(e.to_string()),
+        }
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// 16 upper-case hex digits: microseconds (so `ls` sorts by arrival) and 12 random bits.
+fn new_id() -> String {
+    let micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0) as u64;
+    let mut r = [0u8; 2];
+    let _ = getrandom::fill(&mut r);
+    format!("{:013X}{:03X}", micros & 0x000F_FFFF_FFFF_FFFF, u16::from_le_bytes(r) & 0xFFF)
+}
+
+/// A queue id is what [`new_id`] makes; anything else (`../x`) never reaches a path.
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 16 && id.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Spool {
+    /// Creates the spool if needed and clears what a crash left behind.
+    pub fn open(root: &Path) -> Result<Self, SpoolError> {
+        let dir = root.join("queue");
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err(&dir))?;
+        let spool = Self { dir };
+        spool.recover()?;
+        Ok(spool)
+    }
+
+    /// Opens the spool without recovery (the CLI, while the daemon runs).
+    pub fn open_existing(root: &Path) -> Result<Self, SpoolError> {
+        let dir = root.join("queue");
+        if !dir.is_dir() {
+            return Err(SpoolError::Io { path: dir, source: io::Error::from(ErrorKind::NotFound) });
+        }
+        Ok(Self { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn recover(&self) -> Result<(), SpoolError> {
+        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let path = entry.map_err(io_err(&self.dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let orphan = match name.strip_suffix(".msg") {
+                Some(id) => !self.env_path(id).exists(),
+                None => name.ends_with(".tmp"),
+            };
+            if orphan {
+                tracing::info!(file = %path.display(), "spool: removing unacknowledged file");
+                fs::remove_file(&path).map_err(io_err(&path))?;
+            }
+        }
+        sync_dir(&self.dir).map_err(io_err(&self.dir))
+    }
+
+    pub fn msg_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.msg"))
+    }
+
+    fn env_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.env"))
+    }
+
+    /// Starts receiving a message.
+    pub fn begin(&self) -> Result<Incoming, EnqueueError> {
+        for _ in 0..8 {
+            let id = new_id();
+            let path = self.dir.join(format!("{id}.msg.tmp"));
+            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+                Ok(file) => {
+                    return Ok(Incoming { id, file: BufWriter::with_capacity(64 * 1024, file), size: 0, dir: self.dir.clone() });
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EnqueueError::Io("cannot find a free queue id".into()))
+    }
+
+    /// Makes the message durable and returns its id: only after this may `250` be sent.
+    /// On failure nothing of the message remains.
+    pub fn commit(&self, mut incoming: Incoming, submission: &Submission) -> Result<Envelope, EnqueueError> {
+        let envelope = Envelope::new(incoming.id.clone(), submission, unix_now(), incoming.size);
+        let result = (|| -> io::Result<()> {
+            incoming.file.flush()?;
+            incoming.file.get_ref().sync_all()?;
+            write_synced(&self.dir.join(format!("{}.env.tmp", envelope.id)), &envelope_json(&envelope))?;
+            fs::rename(incoming.tmp_path(), self.msg_path(&envelope.id))?;
+            fs::rename(self.dir.join(format!("{}.env.tmp", envelope.id)), self.env_path(&envelope.id))?;
+            sync_dir(&self.dir)
+        })();
+        match result {
+            Ok(()) => Ok(envelope),
+            Err(e) => {
+                self.discard(&envelope.id);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Removes every file of a message that was not acknowledged.
+    fn discard(&self, id: &str) {
+        for name in [format!("{id}.env"), format!("{id}.env.tmp"), format!("{id}.msg"), format!("{id}.msg.tmp")] {
+            let _ = fs::remove_file(self.dir.join(name));
+        }
+    }
+
+    pub fn abort(&self, incoming: Incoming) {
+        let id = incoming.id.clone();
+        drop(incoming);
+        self.discard(&id);
+    }
+
+    pub fn load(&self, id: &str) -> Result<Envelope, SpoolError> {
+        if !valid_id(id) {
+            return Err(SpoolError::NotFound(id.to_string()));
+        }
+        let path = self.env_path(id);
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(SpoolError::NotFound(id.to_string())),
+            Err(e) => return Err(SpoolError::Io { path, source: e }),
+        };
+        serde_json::from_slice(&text).map_err(|e| SpoolError::Corrupt { path, message: e.to_string() })
+    }
+
+    /// Rewrites an envelope atomically (write, fsync, rename, fsync directory).
+    pub fn save(&self, envelope: &Envelope) -> Result<(), SpoolError> {
+        let tmp = self.dir.join(format!("{}.env.tmp", envelope.id));
+        let result = write_synced(&tmp, &envelope_json(envelope))
+            .and_then(|()| fs::rename(&tmp, self.env_path(&envelope.id)))
+            .and_then(|()| sync_dir(&self.dir));
+        result.map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            SpoolError::Io { path: tmp.clone(), source: e }
+        })
+    }
+
+    /// Removes a message for good: the envelope first, so a crash leaves an orphan body that
+    /// [`Spool::open`] clears, never an envelope without its message.
+    pub fn remove(&self, id: &str) -> Result<(), SpoolError> {
+        if !valid_id(id) {
+            return Err(SpoolError::NotFound(id.to_string()));
+        }
+        let env = self.env_path(id);
+        match fs::remove_file(&env) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(SpoolError::NotFound(id.to_string())),
+            Err(e) => return Err(SpoolError::Io { path: env, source: e }),
+        }
+        let _ = fs::remove_file(self.msg_path(id));
+        sync_dir(&self.dir).map_err(io_err(&self.dir))
+    }
+
+    /// Ids of every queued message, oldest first.
+    pub fn ids(&self) -> Result<Vec<String>, SpoolError> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let entry = entry.map_err(io_err(&self.dir))?;
+            if let Some(id) = entry.file_name().to_str().and_then(|n| n.strip_suffix(".env")) {
+                if valid_id(id) {
+                    ids.push(id.to_string());
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Every readable envelope, oldest first; a message removed meanwhile is skipped.
+    pub fn list(&self) -> Result<Vec<Envelope>, SpoolError> {
+        let mut out = Vec::new();
+        for id in self.ids()? {
+            match self.load(&id) {
+                Ok(e) => out.push(e),
+                Err(SpoolError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn read_message(&self, id: &str) -> Result<Vec<u8>, SpoolError> {
+        let path = self.msg_path(id);
+        fs::read(&path).map_err(io_err(&path))
+    }
+
+    /// Takes the message's lock without waiting; `Busy` when someone else holds it.
+    pub fn lock(&self, id: &str) -> Result<MessageLock, SpoolError> {
+        let path = self.msg_path(id);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(SpoolError::NotFound(id.to_string())),
+            Err(e) => return Err(SpoolError::Io { path, source: e }),
+        };
+        // SAFETY: flock on a descriptor this function owns; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(SpoolError::Busy(id.to_string()));
+        }
+        Ok(MessageLock { _file: file })
+    }
+}
+
+impl Incoming {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), EnqueueError> {
+        self.size += bytes.len() as u64;
+        self.file.write_all(bytes).map_err(EnqueueError::from)
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.msg.tmp", self.id))
+    }
+}
+
+fn envelope_json(envelope: &Envelope) -> Vec<u8> {
+    // Serializing a struct of strings and numbers cannot fail.
+    serde_json::to_vec_pretty(envelope).unwrap_or_default()
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+#[path = "spool_tests.rs"]
+mod tests;
