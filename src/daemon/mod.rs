@@ -92,7 +92,16 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     // Front ends start here: each gets its listeners from `listen_unix` / `listen_tcp` (so that
     // socket activation works; failing startup on error), spawns its accept loop on
     // `shared.tasks` and pushes its name.
-    let started: Vec<&str> = Vec::new();
+    let mut started: Vec<&str> = Vec::new();
+    if config.relay.enabled {
+        let mut listeners = Vec::new();
+        for l in &config.relay.listen {
+            let listener = listen_tcp(&format!("relay:{}", l.address), l.address).await.map_err(|e| e.to_string())?;
+            listeners.push(crate::smtp::RelayListener { listener, tls: l.tls });
+        }
+        crate::smtp::serve_relay(shared.clone(), listeners).await.map_err(|e| format!("relay: {e}"))?;
+        started.push("relay");
+    }
     if started.is_empty() {
         warn!("no front end is enabled; serving nothing");
     }

@@ -1,7 +1,11 @@
 //! The durable queue: a spool directory of message and envelope files ([`spool`]), written and
 //! fsynced before the SMTP `250`, and the delivery side that empties it ([`delivery`]).
 
+pub mod client;
+pub mod delivery;
+pub mod dsn;
 pub mod envelope;
+pub mod route;
 pub mod spool;
 
 pub use envelope::{Envelope, Recipient, RecipientStatus, Submission};
