@@ -41,10 +41,7 @@ fn send_one(port: u16, seq: usize) -> std::io::Result<bool> {
     };
     reply()?;
     let filler = "The quick brown fox jumps over the lazy dog.\r\n".repeat(40);
-    write!(
-        w,
-        "EHLO crash.test\r\nMAIL FROM:<ann@example.com>\r\nRCPT TO:<sink@example.net>\r\nDATA\r\n"
-    )?;
+    write!(w, "EHLO crash.test\r\nMAIL FROM:<ann@example.com>\r\nRCPT TO:<sink@example.net>\r\nDATA\r\n")?;
     for _ in 0..4 {
         reply()?;
     }

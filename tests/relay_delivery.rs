@@ -177,14 +177,17 @@ fn mx_mode_follows_mx_records_and_falls_back_to_a_records() {
     }
     let sink = Sink::start();
     let dns_port = free_port();
-    let _dns = dnsmasq(dns_port, &[
-        "--mx-host=mx-test.example,mx1.mx-test.example,10",
-        "--host-record=mx1.mx-test.example,127.0.0.1",
-        "--host-record=a-only.example,127.0.0.1",
-        "--mx-host=example.com,mx1.mx-test.example,10",
-        // Authoritative for .example: names it lacks are NXDOMAIN, types it lacks are NODATA.
-        "--local=/example/",
-    ]);
+    let _dns = dnsmasq(
+        dns_port,
+        &[
+            "--mx-host=mx-test.example,mx1.mx-test.example,10",
+            "--host-record=mx1.mx-test.example,127.0.0.1",
+            "--host-record=a-only.example,127.0.0.1",
+            "--mx-host=example.com,mx1.mx-test.example,10",
+            // Authoritative for .example: names it lacks are NXDOMAIN, types it lacks are NODATA.
+            "--local=/example/",
+        ],
+    );
     let relay = Relay::start(Options {
         relay: format!("nameservers = [\"127.0.0.1:{dns_port}\"]\nmx_port = {}\n", sink.port),
         ..Options::default()

@@ -49,7 +49,8 @@ smtp_tls_loglevel = 1
         port = relay.starttls
     ));
     let server = format!("127.0.0.1:{}", pf.port);
-    let (ok, text) = swaks(&["-s", &server, "-f", USER, "-t", "friend@example.net", "--header", "Subject: via postfix"]);
+    let (ok, text) =
+        swaks(&["-s", &server, "-f", USER, "-t", "friend@example.net", "--header", "Subject: via postfix"]);
     assert!(ok, "{text}");
     let got = sink.wait_for(1, Duration::from_secs(90));
     assert_eq!(got.len(), 1, "nothing arrived; postfix log:\n{}\nrelaykey log:\n{}", pf.maillog(), relay.log());

@@ -71,7 +71,8 @@ fn pipelined_session_carries_three_messages_with_8bit_bodies_intact() {
     for ext in ["PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8"] {
         assert!(ehlo.contains(ext), "{ext} missing: {ehlo}");
     }
-    let bodies: Vec<String> = (0..3).map(|i| format!("Subject: m{i}\r\n\r\nGrüße {i} — ünïcödé\r\n.leading dot\r\n")).collect();
+    let bodies: Vec<String> =
+        (0..3).map(|i| format!("Subject: m{i}\r\n\r\nGrüße {i} — ünïcödé\r\n.leading dot\r\n")).collect();
     for (i, body) in bodies.iter().enumerate() {
         let stuffed = body.replace("\r\n.", "\r\n..");
         d.send(&format!("MAIL FROM:<{USER}> BODY=8BITMIME\r\nRCPT TO:<m{i}@example.net>\r\nDATA\r\n{stuffed}.\r\n"));
@@ -127,7 +128,8 @@ fn auth_before_starttls_is_refused_and_untrusted_clients_must_authenticate() {
     assert!(d.reply().starts_with("530 5.7.0"));
     // swaks, without --tls, finds no AUTH to use.
     let server = format!("127.0.0.1:{}", relay.starttls);
-    let (ok, text) = swaks(&["-s", &server, "-a", "PLAIN", "-au", USER, "-ap", &relay.password, "-f", USER, "-t", "x@example.net"]);
+    let (ok, text) =
+        swaks(&["-s", &server, "-a", "PLAIN", "-au", USER, "-ap", &relay.password, "-f", USER, "-t", "x@example.net"]);
     assert!(!ok && text.contains("did not advertise authentication"), "{text}");
     // 127.0.0.9 is outside trusted_networks: no relaying without AUTH.
     let mut d = Dialog::connect_from(relay.plain, Some("127.0.0.9"));
@@ -153,8 +155,23 @@ fn restricted_credential_is_refused_from_a_disallowed_address() {
     let (user, password) = relay.create_credential(&["--username", "limited@example.com", "--allow", "127.0.0.5"]);
     let server = format!("127.0.0.1:{}", relay.implicit);
     let run = |from: &str| {
-        swaks(&["-s", &server, "--tlsc", "-li", from, "-a", "PLAIN", "-au", &user, "-ap", &password, "-f", &user, "-t",
-                "r@example.net"])
+        swaks(&[
+            "-s",
+            &server,
+            "--tlsc",
+            "-li",
+            from,
+            "-a",
+            "PLAIN",
+            "-au",
+            &user,
+            "-ap",
+            &password,
+            "-f",
+            &user,
+            "-t",
+            "r@example.net",
+        ])
     };
     let (ok, text) = run("127.0.0.9");
     assert!(!ok, "{text}");

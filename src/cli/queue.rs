@@ -79,7 +79,7 @@ pub fn run(cmd: QueueCmd, config: &Config, json: bool) -> CliResult {
         QueueCmd::Retry { id: None, all: false } => Err(CliError::refused("queue retry: give an id or --all")),
         QueueCmd::Delete { id } => {
             let _lock = spool.lock(&id)?;
-            spool.remove(&id)?;
+            spool.remove_synced(&id)?;
             if json {
                 print_json(&serde_json::json!({ "deleted": id }));
             } else {

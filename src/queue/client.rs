@@ -126,7 +126,9 @@ impl Connector {
         let caps = client.ehlo(tx.helo).await.map_err(classify)?;
         let offers_tls = caps.has_capability(EXT_START_TLS);
         match policy {
-            TlsPolicy::Required if !offers_tls => Err(HostFailure::Temporary(format!("{host_name} does not offer STARTTLS"))),
+            TlsPolicy::Required if !offers_tls => {
+                Err(HostFailure::Temporary(format!("{host_name} does not offer STARTTLS")))
+            }
             TlsPolicy::Required | TlsPolicy::Opportunistic if offers_tls => {
                 let mut tls = client.start_tls(self.tls_for(policy), host_name).await.map_err(temporary)?;
                 let caps = tls.ehlo(tx.helo).await.map_err(classify)?;

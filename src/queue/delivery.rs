@@ -30,10 +30,12 @@ pub fn start(shared: Arc<Shared>, spool: Spool) -> mpsc::UnboundedSender<Envelop
     let config = shared.config();
     let relay = &config.relay;
     let credentials = smarthost_credentials(relay);
-    let connector = Connector::new(relay.delivery_timeout, relay.smarthost_tls_verify, credentials).unwrap_or_else(|e| {
-        warn!(error = %e, "delivery: no verifying TLS client; smarthost certificates will not be checked");
-        Connector::new(relay.delivery_timeout, false, smarthost_credentials(relay)).expect("a non-verifying TLS config always builds")
-    });
+    let connector =
+        Connector::new(relay.delivery_timeout, relay.smarthost_tls_verify, credentials).unwrap_or_else(|e| {
+            warn!(error = %e, "delivery: no verifying TLS client; smarthost certificates will not be checked");
+            Connector::new(relay.delivery_timeout, false, smarthost_credentials(relay))
+                .expect("a non-verifying TLS config always builds")
+        });
     let runner = Arc::new(Runner {
         shared: shared.clone(),
         spool,
@@ -221,9 +223,13 @@ impl Runner {
         let all = |o: RcptOutcome| rcpts.iter().map(|_| o.clone()).collect::<Vec<_>>();
         let slots = {
             let mut map = self.per_destination.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(dest.clone()).or_insert_with(|| Arc::new(Semaphore::new(relay.max_deliveries_per_destination))).clone()
+            map.entry(dest.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(relay.max_deliveries_per_destination)))
+                .clone()
         };
-        let Ok(_slot) = slots.acquire_owned().await else { return (None, all(RcptOutcome::Temporary("closing".into()))) };
+        let Ok(_slot) = slots.acquire_owned().await else {
+            return (None, all(RcptOutcome::Temporary("closing".into())));
+        };
         let hosts = match self.router.hosts(relay, dest).await {
             Ok(h) => h,
             Err(RouteError::Permanent(m)) => return (None, all(RcptOutcome::Permanent(format!("550 5.1.2 {m}")))),

@@ -94,8 +94,10 @@ fn status_of(r: &Recipient, why: Failure) -> String {
     let found = r.last_result.as_deref().and_then(|text| {
         let word = text.split_whitespace().nth(1)?;
         let parts: Vec<&str> = word.split('.').collect();
-        (parts.len() == 3 && parts[0] == "5" && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
-            .then(|| word.to_string())
+        (parts.len() == 3
+            && parts[0] == "5"
+            && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+        .then(|| word.to_string())
     });
     found.unwrap_or_else(|| "5.0.0".into())
 }

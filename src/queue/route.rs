@@ -85,8 +85,8 @@ impl Router {
         match destination {
             Destination::Smarthost => {
                 let spec = config.smarthost.as_deref().unwrap_or_default();
-                let (host, port) = smarthost_parts(spec)
-                    .ok_or_else(|| RouteError::Permanent(format!("bad smarthost {spec:?}")))?;
+                let (host, port) =
+                    smarthost_parts(spec).ok_or_else(|| RouteError::Permanent(format!("bad smarthost {spec:?}")))?;
                 Ok(vec![self.address(&host, port).await?])
             }
             Destination::Domain(domain) => self.mx_hosts(domain, config.mx_port).await,

@@ -1,28 +1,90 @@
-//! The spool directory: one `<id>.msg` (the message, never changed once queued) and one
-//! `<id>.env` (the envelope and delivery state, JSON) per queued message, in `<spool>/queue/`.
+//! The spool directory `<spool>/queue/`: one `<id>.msg` per queued message, holding the
+//! message followed by its envelope (JSON) and a fixed-size trailer that gives both lengths,
+//! and, once delivery has changed something, an `<id>.env` with the current envelope.
 //!
-//! Crash safety. A message is written as `<id>.msg.tmp` and `<id>.env.tmp`, both fsynced,
-//! then renamed to their final names (message first), then the directory is fsynced; only
-//! then does the session say `250`. The `.env` file is the commit point: at startup
-//! [`Spool::open`] removes every `.tmp` file and every `.msg` without an `.env` (a message that
-//! was never acknowledged). Envelope updates go through the same write-fsync-rename path, so a
-//! crash leaves the old or the new envelope, never half of one. Delivery is at-least-once:
-//! a crash between a delivery and the envelope update sends that recipient's copy again.
+//! Crash safety. A message is written as `<id>.msg.tmp`, fsynced, renamed to `<id>.msg`, and
+//! the directory is fsynced; only then does the session say `250`. One file means one data
+//! fsync per message; the directory fsync is shared by every commit waiting for one at the
+//! same moment (group commit, [`DirSync`]), and each reply still follows its own. At startup
+//! [`Spool::open`] removes every `.tmp`, every `.env` without its `.msg`, and any `.msg`
+//! whose trailer is not intact. Envelope updates go through write-fsync-rename, so a crash
+//! leaves the old or the new envelope, never half of one. Delivery is at-least-once: a crash
+//! between a delivery and the envelope update sends that recipient's copy again.
 //!
 //! All functions here block; the async callers run them on the blocking pool.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, ErrorKind, Write};
+use std::io::{self, BufWriter, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{EnqueueError, Envelope, Submission};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Spool {
     dir: PathBuf,
+    dir_sync: Arc<DirSync>,
+}
+
+/// `\nRKQ1 <envelope length, 10 digits> <message length, 16 digits>\n`
+const TRAILER_LEN: usize = 34;
+
+fn trailer(env_len: usize, msg_len: u64) -> String {
+    format!("\nRKQ1 {env_len:010} {msg_len:016}\n")
+}
+
+/// Parses a trailer into (envelope length, message length).
+fn parse_trailer(t: &[u8]) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(t).ok()?;
+    let rest = text.strip_prefix("\nRKQ1 ")?.strip_suffix('\n')?;
+    let (env, msg) = rest.split_once(' ')?;
+    Some((env.parse().ok()?, msg.parse().ok()?))
+}
+
+/// Group commit of directory fsyncs: a caller that renamed a file before asking is covered by
+/// any fsync that *starts* after it asked, so concurrent commits share one.
+#[derive(Default)]
+struct DirSync {
+    state: Mutex<SyncState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct SyncState {
+    requested: u64,
+    completed: u64,
+    running: bool,
+}
+
+impl DirSync {
+    fn sync(&self, dir: &Path) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.requested += 1;
+        let ticket = st.requested;
+        loop {
+            if st.completed >= ticket {
+                return Ok(());
+            }
+            if !st.running {
+                st.running = true;
+                let target = st.requested;
+                drop(st);
+                let result = sync_dir(dir);
+                st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.running = false;
+                if result.is_ok() {
+                    st.completed = st.completed.max(target);
+                }
+                self.done.notify_all();
+                // A failed fsync covers nobody: report it to this caller; others retry.
+                return result;
+            }
+            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 /// A message being received: its `.msg.tmp` file, open for writing.
@@ -91,7 +153,7 @@ impl Spool {
     pub fn open(root: &Path) -> Result<Self, SpoolError> {
         let dir = root.join("queue");
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err(&dir))?;
-        let spool = Self { dir };
+        let spool = Self { dir, dir_sync: Arc::default() };
         spool.recover()?;
         Ok(spool)
     }
@@ -102,7 +164,7 @@ impl Spool {
         if !dir.is_dir() {
             return Err(SpoolError::Io { path: dir, source: io::Error::from(ErrorKind::NotFound) });
         }
-        Ok(Self { dir })
+        Ok(Self { dir, dir_sync: Arc::default() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -113,12 +175,15 @@ impl Spool {
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let path = entry.map_err(io_err(&self.dir))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-            let orphan = match name.strip_suffix(".msg") {
-                Some(id) => !self.env_path(id).exists(),
-                None => name.ends_with(".tmp"),
+            let orphan = if let Some(id) = name.strip_suffix(".env") {
+                !self.msg_path(id).exists()
+            } else if let Some(id) = name.strip_suffix(".msg") {
+                self.read_trailer(id).is_err()
+            } else {
+                name.ends_with(".tmp")
             };
             if orphan {
-                tracing::info!(file = %path.display(), "spool: removing unacknowledged file");
+                tracing::info!(file = %path.display(), "spool: removing unacknowledged or damaged file");
                 fs::remove_file(&path).map_err(io_err(&path))?;
             }
         }
@@ -140,7 +205,12 @@ impl Spool {
             let path = self.dir.join(format!("{id}.msg.tmp"));
             match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
                 Ok(file) => {
-                    return Ok(Incoming { id, file: BufWriter::with_capacity(64 * 1024, file), size: 0, dir: self.dir.clone() });
+                    return Ok(Incoming {
+                        id,
+                        file: BufWriter::with_capacity(64 * 1024, file),
+                        size: 0,
+                        dir: self.dir.clone(),
+                    });
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e.into()),
@@ -149,17 +219,18 @@ impl Spool {
         Err(EnqueueError::Io("cannot find a free queue id".into()))
     }
 
-    /// Makes the message durable and returns its id: only after this may `250` be sent.
+    /// Makes the message durable and returns its envelope: only after this may `250` be sent.
     /// On failure nothing of the message remains.
     pub fn commit(&self, mut incoming: Incoming, submission: &Submission) -> Result<Envelope, EnqueueError> {
         let envelope = Envelope::new(incoming.id.clone(), submission, unix_now(), incoming.size);
+        let json = envelope_json(&envelope);
         let result = (|| -> io::Result<()> {
+            incoming.file.write_all(&json)?;
+            incoming.file.write_all(trailer(json.len(), incoming.size).as_bytes())?;
             incoming.file.flush()?;
             incoming.file.get_ref().sync_all()?;
-            write_synced(&self.dir.join(format!("{}.env.tmp", envelope.id)), &envelope_json(&envelope))?;
             fs::rename(incoming.tmp_path(), self.msg_path(&envelope.id))?;
-            fs::rename(self.dir.join(format!("{}.env.tmp", envelope.id)), self.env_path(&envelope.id))?;
-            sync_dir(&self.dir)
+            self.dir_sync.sync(&self.dir)
         })();
         match result {
             Ok(()) => Ok(envelope),
@@ -183,6 +254,7 @@ impl Spool {
         self.discard(&id);
     }
 
+    /// The current envelope: `<id>.env` if delivery wrote one, else the one in the message file.
     pub fn load(&self, id: &str) -> Result<Envelope, SpoolError> {
         if !valid_id(id) {
             return Err(SpoolError::NotFound(id.to_string()));
@@ -190,10 +262,47 @@ impl Spool {
         let path = self.env_path(id);
         let text = match fs::read(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Err(SpoolError::NotFound(id.to_string())),
+            Err(e) if e.kind() == ErrorKind::NotFound => return self.initial_envelope(id),
             Err(e) => return Err(SpoolError::Io { path, source: e }),
         };
         serde_json::from_slice(&text).map_err(|e| SpoolError::Corrupt { path, message: e.to_string() })
+    }
+
+    fn open_msg(&self, id: &str) -> Result<File, SpoolError> {
+        let path = self.msg_path(id);
+        match File::open(&path) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(SpoolError::NotFound(id.to_string())),
+            Err(e) => Err(SpoolError::Io { path, source: e }),
+        }
+    }
+
+    /// (envelope length, message length) from the trailer, checked against the file size.
+    fn read_trailer(&self, id: &str) -> Result<(File, u64, u64), SpoolError> {
+        let path = self.msg_path(id);
+        let corrupt = |message: &str| SpoolError::Corrupt { path: path.clone(), message: message.into() };
+        let mut f = self.open_msg(id)?;
+        let len = f.metadata().map_err(io_err(&path))?.len();
+        if len < TRAILER_LEN as u64 {
+            return Err(corrupt("shorter than its trailer"));
+        }
+        let mut t = [0u8; TRAILER_LEN];
+        f.seek(SeekFrom::Start(len - TRAILER_LEN as u64)).map_err(io_err(&path))?;
+        f.read_exact(&mut t).map_err(io_err(&path))?;
+        let (env_len, msg_len) = parse_trailer(&t).ok_or_else(|| corrupt("no trailer"))?;
+        if env_len + msg_len + TRAILER_LEN as u64 != len {
+            return Err(corrupt("lengths do not add up"));
+        }
+        Ok((f, env_len, msg_len))
+    }
+
+    fn initial_envelope(&self, id: &str) -> Result<Envelope, SpoolError> {
+        let (mut f, env_len, msg_len) = self.read_trailer(id)?;
+        let path = self.msg_path(id);
+        let mut json = vec![0u8; env_len as usize];
+        f.seek(SeekFrom::Start(msg_len)).map_err(io_err(&path))?;
+        f.read_exact(&mut json).map_err(io_err(&path))?;
+        serde_json::from_slice(&json).map_err(|e| SpoolError::Corrupt { path, message: e.to_string() })
     }
 
     /// Rewrites an envelope atomically (write, fsync, rename, fsync directory).
@@ -201,27 +310,33 @@ impl Spool {
         let tmp = self.dir.join(format!("{}.env.tmp", envelope.id));
         let result = write_synced(&tmp, &envelope_json(envelope))
             .and_then(|()| fs::rename(&tmp, self.env_path(&envelope.id)))
-            .and_then(|()| sync_dir(&self.dir));
+            .and_then(|()| self.dir_sync.sync(&self.dir));
         result.map_err(|e| {
             let _ = fs::remove_file(&tmp);
             SpoolError::Io { path: tmp.clone(), source: e }
         })
     }
 
-    /// Removes a message for good: the envelope first, so a crash leaves an orphan body that
-    /// [`Spool::open`] clears, never an envelope without its message.
+    /// Removes a message for good. The directory is not fsynced: if a crash undoes the removal,
+    /// the message is delivered again (at-least-once), which costs less than a sync per message.
     pub fn remove(&self, id: &str) -> Result<(), SpoolError> {
         if !valid_id(id) {
             return Err(SpoolError::NotFound(id.to_string()));
         }
-        let env = self.env_path(id);
-        match fs::remove_file(&env) {
+        let msg = self.msg_path(id);
+        match fs::remove_file(&msg) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(SpoolError::NotFound(id.to_string())),
-            Err(e) => return Err(SpoolError::Io { path: env, source: e }),
+            Err(e) => return Err(SpoolError::Io { path: msg, source: e }),
         }
-        let _ = fs::remove_file(self.msg_path(id));
-        sync_dir(&self.dir).map_err(io_err(&self.dir))
+        let _ = fs::remove_file(self.env_path(id));
+        Ok(())
+    }
+
+    /// [`Spool::remove`], made durable (the operator's `queue delete`).
+    pub fn remove_synced(&self, id: &str) -> Result<(), SpoolError> {
+        self.remove(id)?;
+        self.dir_sync.sync(&self.dir).map_err(io_err(&self.dir))
     }
 
     /// Ids of every queued message, oldest first.
@@ -229,7 +344,7 @@ impl Spool {
         let mut ids = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let entry = entry.map_err(io_err(&self.dir))?;
-            if let Some(id) = entry.file_name().to_str().and_then(|n| n.strip_suffix(".env")) {
+            if let Some(id) = entry.file_name().to_str().and_then(|n| n.strip_suffix(".msg")) {
                 if valid_id(id) {
                     ids.push(id.to_string());
                 }
@@ -252,19 +367,19 @@ impl Spool {
         Ok(out)
     }
 
+    /// The message as received (without the stored envelope).
     pub fn read_message(&self, id: &str) -> Result<Vec<u8>, SpoolError> {
+        let (mut f, _, msg_len) = self.read_trailer(id)?;
         let path = self.msg_path(id);
-        fs::read(&path).map_err(io_err(&path))
+        let mut message = vec![0u8; msg_len as usize];
+        f.seek(SeekFrom::Start(0)).map_err(io_err(&path))?;
+        f.read_exact(&mut message).map_err(io_err(&path))?;
+        Ok(message)
     }
 
     /// Takes the message's lock without waiting; `Busy` when someone else holds it.
     pub fn lock(&self, id: &str) -> Result<MessageLock, SpoolError> {
-        let path = self.msg_path(id);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Err(SpoolError::NotFound(id.to_string())),
-            Err(e) => return Err(SpoolError::Io { path, source: e }),
-        };
+        let file = self.open_msg(id)?;
         // SAFETY: flock on a descriptor this function owns; no memory is involved.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {

@@ -26,7 +26,7 @@ fn committed_message_reads_back_with_its_envelope() {
     incoming.write(b"Subject: x\r\n\r\nhello\r\n").unwrap();
     let env = spool.commit(incoming, &submission()).unwrap();
     assert!(valid_id(&env.id));
-    assert_eq!(files(&spool), vec![format!("{}.env", env.id), format!("{}.msg", env.id)]);
+    assert_eq!(files(&spool), vec![format!("{}.msg", env.id)]);
     assert_eq!(spool.read_message(&env.id).unwrap(), b"Subject: x\r\n\r\nhello\r\n");
     let loaded = spool.load(&env.id).unwrap();
     assert_eq!(loaded, env);
@@ -44,14 +44,16 @@ fn recovery_removes_what_was_never_acknowledged() {
         i.write(b"kept").unwrap();
         spool.commit(i, &submission()).unwrap()
     };
-    // A crash mid-DATA, and one between the two renames.
+    // A crash mid-DATA, a damaged message file, and an envelope left without its message.
     let mut open = spool.begin().unwrap();
     open.write(b"partial").unwrap();
     std::mem::forget(open);
-    fs::write(spool.dir().join("0000000000000ABC.msg"), b"renamed but no envelope").unwrap();
-    fs::write(spool.dir().join("0000000000000ABC.env.tmp"), b"{").unwrap();
+    fs::write(spool.dir().join("0000000000000ABC.msg"), b"no trailer").unwrap();
+    fs::write(spool.dir().join("0000000000000ABD.env"), b"{}").unwrap();
+    fs::write(spool.dir().join("0000000000000ABE.env.tmp"), b"{").unwrap();
     let spool = Spool::open(dir.path()).unwrap();
-    assert_eq!(files(&spool), vec![format!("{}.env", kept.id), format!("{}.msg", kept.id)]);
+    assert_eq!(files(&spool), vec![format!("{}.msg", kept.id)]);
+    assert_eq!(spool.read_message(&kept.id).unwrap(), b"kept");
 }
 
 #[test]
@@ -65,7 +67,9 @@ fn save_replaces_and_remove_deletes_both_files() {
     env.recipients[0].status = crate::queue::RecipientStatus::Delivered;
     spool.save(&env).unwrap();
     assert_eq!(spool.load(&env.id).unwrap(), env);
-    spool.remove(&env.id).unwrap();
+    assert_eq!(files(&spool).len(), 2, "message and updated envelope");
+    assert_eq!(spool.read_message(&env.id).unwrap(), b"x");
+    spool.remove_synced(&env.id).unwrap();
     assert!(files(&spool).is_empty());
     assert!(matches!(spool.load(&env.id), Err(SpoolError::NotFound(_))));
     assert!(matches!(spool.remove(&env.id), Err(SpoolError::NotFound(_))));
@@ -108,4 +112,35 @@ fn enospc_maps_to_disk_full() {
     assert!(matches!(EnqueueError::from(io::Error::from_raw_os_error(libc::ENOSPC)), EnqueueError::DiskFull));
     assert!(matches!(EnqueueError::from(io::Error::from_raw_os_error(libc::EDQUOT)), EnqueueError::DiskFull));
     assert!(matches!(EnqueueError::from(io::Error::from_raw_os_error(libc::EIO)), EnqueueError::Io(_)));
+}
+
+#[test]
+fn concurrent_commits_share_directory_fsyncs_and_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let spool = spool.clone();
+                s.spawn(move || {
+                    let mut inc = spool.begin().unwrap();
+                    inc.write(format!("message {i}").as_bytes()).unwrap();
+                    spool.commit(inc, &submission()).unwrap().id
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(spool.ids().unwrap().len(), 16);
+    for id in ids {
+        assert!(String::from_utf8(spool.read_message(&id).unwrap()).unwrap().starts_with("message "));
+    }
+}
+
+#[test]
+fn trailer_has_its_fixed_length_and_parses_back() {
+    let t = trailer(123, 4567);
+    assert_eq!(t.len(), TRAILER_LEN);
+    assert_eq!(parse_trailer(t.as_bytes()), Some((123, 4567)));
+    assert_eq!(parse_trailer(b"\nRKQ1 x\n"), None);
 }

@@ -88,7 +88,9 @@ mod tests {
             unix_time: 0,
         };
         let h = t.header();
-        assert!(h.starts_with("Received: from c.example ([192.0.2.1])\r\n\tby relay.example (relaykey) with ESMTPSA id ABC"));
+        assert!(h.starts_with(
+            "Received: from c.example ([192.0.2.1])\r\n\tby relay.example (relaykey) with ESMTPSA id ABC"
+        ));
         assert!(h.contains("for <b@example.net>;") && h.ends_with("+0000\r\n"));
         t.single_recipient = None;
         assert!(!t.header().contains("for <"));

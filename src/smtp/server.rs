@@ -66,7 +66,11 @@ async fn connection(ctx: Arc<RelayContext>, mut stream: TcpStream, peer: SocketA
         Ok(p) => p,
         Err(e) => {
             info!(proto = "smtp", decision = "reject", reason = "too_many_connections", ip = %ip, limit = e.limit, "connect");
-            let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&Reply::too_many_connections().to_bytes())).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                stream.write_all(&Reply::too_many_connections().to_bytes()),
+            )
+            .await;
             return;
         }
     };
@@ -181,7 +185,8 @@ impl Connection<'_> {
         session: &mut Session,
         greet: bool,
     ) -> std::io::Result<Outcome<S>> {
-        let mut io = Io { stream, rbuf: Vec::with_capacity(READ_CHUNK), wbuf: Vec::with_capacity(1024), skipping: false };
+        let mut io =
+            Io { stream, rbuf: Vec::with_capacity(READ_CHUNK), wbuf: Vec::with_capacity(1024), skipping: false };
         if greet {
             session.greeting().encode(&mut io.wbuf);
         }
@@ -302,7 +307,8 @@ impl Connection<'_> {
                 shared.tasks.spawn(async move { auth.touch(&credential).await });
             }
             Decision::Denied(_) => {
-                let delay = shared.throttle.lock().unwrap_or_else(|p| p.into_inner()).on_failure(Some(ip), Instant::now());
+                let delay =
+                    shared.throttle.lock().unwrap_or_else(|p| p.into_inner()).on_failure(Some(ip), Instant::now());
                 tokio::time::sleep(delay).await;
             }
             Decision::TempFail(_) => {}
@@ -377,7 +383,11 @@ impl Connection<'_> {
         .header()
     }
 
-    async fn spool_write(&self, incoming: Result<Incoming, EnqueueError>, chunk: Vec<u8>) -> Result<Incoming, EnqueueError> {
+    async fn spool_write(
+        &self,
+        incoming: Result<Incoming, EnqueueError>,
+        chunk: Vec<u8>,
+    ) -> Result<Incoming, EnqueueError> {
         let mut inc = incoming?;
         let spool = self.ctx.spool.clone();
         let joined = tokio::task::spawn_blocking(move || match inc.write(&chunk) {

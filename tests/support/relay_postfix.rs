@@ -70,11 +70,7 @@ smtpd_relay_restrictions = permit_mynetworks, reject
             t = t.display()
         );
         std::fs::write(conf.join("main.cf"), main_cf).unwrap();
-        std::fs::write(
-            conf.join("master.cf"),
-            format!("127.0.0.1:{port} inet n - n - - smtpd\n{SERVICES}"),
-        )
-        .unwrap();
+        std::fs::write(conf.join("master.cf"), format!("127.0.0.1:{port} inet n - n - - smtpd\n{SERVICES}")).unwrap();
         let pf = Self { dir, port, conf };
         let (ok, err) = pf.postfix(&["start"]);
         assert!(ok, "postfix start failed: {err}\nmaillog:\n{}", pf.maillog());
