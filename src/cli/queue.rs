@@ -73,7 +73,7 @@ pub fn run(cmd: QueueCmd, config: &Config, json: bool) -> CliResult {
         QueueCmd::Show { id } => show(&spool, &id, json),
         QueueCmd::Retry { id: Some(id), .. } => retry(&spool, &[id], json),
         QueueCmd::Retry { id: None, all: true } => {
-            let ids = spool.ids()?;
+            let ids: Vec<String> = spool.list()?.into_iter().map(|e| e.id).collect();
             retry(&spool, &ids, json)
         }
         QueueCmd::Retry { id: None, all: false } => Err(CliError::refused("queue retry: give an id or --all")),

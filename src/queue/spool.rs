@@ -1,15 +1,19 @@
 //! The spool directory `<spool>/queue/`: one `<id>.msg` per queued message, holding the
-//! message followed by its envelope (JSON) and a fixed-size trailer that gives both lengths,
-//! and, once delivery has changed something, an `<id>.env` with the current envelope.
+//! message followed by its envelope (JSON) and a fixed-size trailer with both lengths and a
+//! checksum, and, once delivery has changed something, an `<id>.env` with the current envelope.
 //!
-//! Crash safety. A message is written as `<id>.msg.tmp`, fsynced, renamed to `<id>.msg`, and
-//! the directory is fsynced; only then does the session say `250`. One file means one data
-//! fsync per message; the directory fsync is shared by every commit waiting for one at the
-//! same moment (group commit, [`DirSync`]), and each reply still follows its own. At startup
-//! [`Spool::open`] removes every `.tmp`, every `.env` without its `.msg`, and any `.msg`
-//! whose trailer is not intact. Envelope updates go through write-fsync-rename, so a crash
-//! leaves the old or the new envelope, never half of one. Delivery is at-least-once: a crash
-//! between a delivery and the envelope update sends that recipient's copy again.
+//! Crash safety. The message file is created under its final name when DATA starts; it counts
+//! as queued only once its trailer is written and checks out. At the end of DATA the envelope
+//! and trailer are appended, the file is fsynced, then the directory (which holds its entry);
+//! only then does the session say `250`. That is one data fsync per message, and no rename
+//! that would need a journal commit of its own: the entry was created long before, so the
+//! directory fsync usually finds nothing left to write. Directory fsyncs are shared by every
+//! commit waiting at the same moment (group commit, [`DirSync`]); each reply still follows
+//! its own. At startup [`Spool::open`] removes every file whose trailer is missing or whose
+//! checksum fails (never acknowledged), every `.tmp`, and every `.env` without its message.
+//! Envelope updates go through write-fsync-rename, so a crash leaves the old or the new
+//! envelope. Delivery is at-least-once: a crash between a delivery and the envelope update
+//! sends that recipient's copy again.
 //!
 //! All functions here block; the async callers run them on the blocking pool.
 
@@ -29,19 +33,37 @@ pub struct Spool {
     dir_sync: Arc<DirSync>,
 }
 
-/// `\nRKQ1 <envelope length, 10 digits> <message length, 16 digits>\n`
-const TRAILER_LEN: usize = 34;
+/// `\nRKQ1 <envelope length:10> <message length:16> <FNV-1a of both:16 hex>\n`
+const TRAILER_LEN: usize = 51;
 
-fn trailer(env_len: usize, msg_len: u64) -> String {
-    format!("\nRKQ1 {env_len:010} {msg_len:016}\n")
+fn trailer(env_len: usize, msg_len: u64, checksum: u64) -> String {
+    format!("\nRKQ1 {env_len:010} {msg_len:016} {checksum:016x}\n")
 }
 
-/// Parses a trailer into (envelope length, message length).
-fn parse_trailer(t: &[u8]) -> Option<(u64, u64)> {
+/// Parses a trailer into (envelope length, message length, checksum).
+fn parse_trailer(t: &[u8]) -> Option<(u64, u64, u64)> {
     let text = std::str::from_utf8(t).ok()?;
     let rest = text.strip_prefix("\nRKQ1 ")?.strip_suffix('\n')?;
-    let (env, msg) = rest.split_once(' ')?;
-    Some((env.parse().ok()?, msg.parse().ok()?))
+    let mut parts = rest.split(' ');
+    let env = parts.next()?.parse().ok()?;
+    let msg = parts.next()?.parse().ok()?;
+    let sum = u64::from_str_radix(parts.next()?, 16).ok()?;
+    parts.next().is_none().then_some((env, msg, sum))
+}
+
+/// FNV-1a, 64 bits: catches a file that looks complete after a crash but is not, cheaply.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+    fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
 }
 
 /// Group commit of directory fsyncs: a caller that renamed a file before asking is covered by
@@ -92,7 +114,7 @@ pub struct Incoming {
     id: String,
     file: BufWriter<File>,
     size: u64,
-    dir: PathBuf,
+    checksum: Fnv,
 }
 
 /// Holds a message's flock: delivery and the CLI never work on the same message at once.
@@ -178,7 +200,7 @@ impl Spool {
             let orphan = if let Some(id) = name.strip_suffix(".env") {
                 !self.msg_path(id).exists()
             } else if let Some(id) = name.strip_suffix(".msg") {
-                self.read_trailer(id).is_err()
+                !self.is_intact(id)
             } else {
                 name.ends_with(".tmp")
             };
@@ -198,19 +220,14 @@ impl Spool {
         self.dir.join(format!("{id}.env"))
     }
 
-    /// Starts receiving a message.
+    /// Starts receiving a message: creates its file, which is not queued until committed.
     pub fn begin(&self) -> Result<Incoming, EnqueueError> {
         for _ in 0..8 {
             let id = new_id();
-            let path = self.dir.join(format!("{id}.msg.tmp"));
-            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(self.msg_path(&id)) {
                 Ok(file) => {
-                    return Ok(Incoming {
-                        id,
-                        file: BufWriter::with_capacity(64 * 1024, file),
-                        size: 0,
-                        dir: self.dir.clone(),
-                    });
+                    let file = BufWriter::with_capacity(64 * 1024, file);
+                    return Ok(Incoming { id, file, size: 0, checksum: Fnv::new() });
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e.into()),
@@ -226,10 +243,11 @@ impl Spool {
         let json = envelope_json(&envelope);
         let result = (|| -> io::Result<()> {
             incoming.file.write_all(&json)?;
-            incoming.file.write_all(trailer(json.len(), incoming.size).as_bytes())?;
+            incoming.checksum.update(&json);
+            let end = trailer(json.len(), incoming.size, incoming.checksum.0);
+            incoming.file.write_all(end.as_bytes())?;
             incoming.file.flush()?;
             incoming.file.get_ref().sync_all()?;
-            fs::rename(incoming.tmp_path(), self.msg_path(&envelope.id))?;
             self.dir_sync.sync(&self.dir)
         })();
         match result {
@@ -243,7 +261,7 @@ impl Spool {
 
     /// Removes every file of a message that was not acknowledged.
     fn discard(&self, id: &str) {
-        for name in [format!("{id}.env"), format!("{id}.env.tmp"), format!("{id}.msg"), format!("{id}.msg.tmp")] {
+        for name in [format!("{id}.env"), format!("{id}.env.tmp"), format!("{id}.msg")] {
             let _ = fs::remove_file(self.dir.join(name));
         }
     }
@@ -277,8 +295,9 @@ impl Spool {
         }
     }
 
-    /// (envelope length, message length) from the trailer, checked against the file size.
-    fn read_trailer(&self, id: &str) -> Result<(File, u64, u64), SpoolError> {
+    /// (envelope length, message length, checksum) from the trailer, checked against the size.
+    /// A message still being received has no trailer yet and reads as `Corrupt`.
+    fn read_trailer(&self, id: &str) -> Result<(File, u64, u64, u64), SpoolError> {
         let path = self.msg_path(id);
         let corrupt = |message: &str| SpoolError::Corrupt { path: path.clone(), message: message.into() };
         let mut f = self.open_msg(id)?;
@@ -289,15 +308,27 @@ impl Spool {
         let mut t = [0u8; TRAILER_LEN];
         f.seek(SeekFrom::Start(len - TRAILER_LEN as u64)).map_err(io_err(&path))?;
         f.read_exact(&mut t).map_err(io_err(&path))?;
-        let (env_len, msg_len) = parse_trailer(&t).ok_or_else(|| corrupt("no trailer"))?;
+        let (env_len, msg_len, sum) = parse_trailer(&t).ok_or_else(|| corrupt("no trailer"))?;
         if env_len + msg_len + TRAILER_LEN as u64 != len {
             return Err(corrupt("lengths do not add up"));
         }
-        Ok((f, env_len, msg_len))
+        Ok((f, env_len, msg_len, sum))
+    }
+
+    /// Trailer present and checksum right: the message was committed (used at startup).
+    fn is_intact(&self, id: &str) -> bool {
+        let Ok((mut f, env_len, msg_len, sum)) = self.read_trailer(id) else { return false };
+        let mut content = Vec::with_capacity((env_len + msg_len) as usize);
+        if f.seek(SeekFrom::Start(0)).is_err() || (&mut f).take(env_len + msg_len).read_to_end(&mut content).is_err() {
+            return false;
+        }
+        let mut fnv = Fnv::new();
+        fnv.update(&content);
+        fnv.0 == sum
     }
 
     fn initial_envelope(&self, id: &str) -> Result<Envelope, SpoolError> {
-        let (mut f, env_len, msg_len) = self.read_trailer(id)?;
+        let (mut f, env_len, msg_len, _) = self.read_trailer(id)?;
         let path = self.msg_path(id);
         let mut json = vec![0u8; env_len as usize];
         f.seek(SeekFrom::Start(msg_len)).map_err(io_err(&path))?;
@@ -335,6 +366,8 @@ impl Spool {
 
     /// [`Spool::remove`], made durable (the operator's `queue delete`).
     pub fn remove_synced(&self, id: &str) -> Result<(), SpoolError> {
+        // A message still being received is not in the queue yet.
+        self.read_trailer(id).map_err(|_| SpoolError::NotFound(id.to_string()))?;
         self.remove(id)?;
         self.dir_sync.sync(&self.dir).map_err(io_err(&self.dir))
     }
@@ -360,7 +393,8 @@ impl Spool {
         for id in self.ids()? {
             match self.load(&id) {
                 Ok(e) => out.push(e),
-                Err(SpoolError::NotFound(_)) => {}
+                // Removed meanwhile, or still being received (no trailer yet).
+                Err(SpoolError::NotFound(_) | SpoolError::Corrupt { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -369,7 +403,7 @@ impl Spool {
 
     /// The message as received (without the stored envelope).
     pub fn read_message(&self, id: &str) -> Result<Vec<u8>, SpoolError> {
-        let (mut f, _, msg_len) = self.read_trailer(id)?;
+        let (mut f, _, msg_len, _) = self.read_trailer(id)?;
         let path = self.msg_path(id);
         let mut message = vec![0u8; msg_len as usize];
         f.seek(SeekFrom::Start(0)).map_err(io_err(&path))?;
@@ -396,12 +430,10 @@ impl Incoming {
 
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), EnqueueError> {
         self.size += bytes.len() as u64;
+        self.checksum.update(bytes);
         self.file.write_all(bytes).map_err(EnqueueError::from)
     }
 
-    fn tmp_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.msg.tmp", self.id))
-    }
 }
 
 fn envelope_json(envelope: &Envelope) -> Vec<u8> {

@@ -49,6 +49,9 @@ fn recovery_removes_what_was_never_acknowledged() {
     open.write(b"partial").unwrap();
     std::mem::forget(open);
     fs::write(spool.dir().join("0000000000000ABC.msg"), b"no trailer").unwrap();
+    // Right lengths, wrong checksum: looks complete but is not what was written.
+    let fake = format!("hello{{}}{}", trailer(2, 5, 1));
+    fs::write(spool.dir().join("0000000000000ABF.msg"), fake).unwrap();
     fs::write(spool.dir().join("0000000000000ABD.env"), b"{}").unwrap();
     fs::write(spool.dir().join("0000000000000ABE.env.tmp"), b"{").unwrap();
     let spool = Spool::open(dir.path()).unwrap();
@@ -81,6 +84,9 @@ fn aborted_message_leaves_nothing() {
     let spool = Spool::open(dir.path()).unwrap();
     let mut i = spool.begin().unwrap();
     i.write(b"x").unwrap();
+    let id = i.id().to_string();
+    assert!(spool.list().unwrap().is_empty(), "a message being received is not listed");
+    assert!(matches!(spool.remove_synced(&id), Err(SpoolError::NotFound(_))));
     spool.abort(i);
     assert!(files(&spool).is_empty());
 }
@@ -139,8 +145,8 @@ fn concurrent_commits_share_directory_fsyncs_and_all_land() {
 
 #[test]
 fn trailer_has_its_fixed_length_and_parses_back() {
-    let t = trailer(123, 4567);
+    let t = trailer(123, 4567, u64::MAX);
     assert_eq!(t.len(), TRAILER_LEN);
-    assert_eq!(parse_trailer(t.as_bytes()), Some((123, 4567)));
+    assert_eq!(parse_trailer(t.as_bytes()), Some((123, 4567, u64::MAX)));
     assert_eq!(parse_trailer(b"\nRKQ1 x\n"), None);
 }
