@@ -24,12 +24,8 @@ fn handshake(port: u16, version: &str) -> (String, String) {
         .and_then(|a| text[a..].find("-----END CERTIFICATE-----").map(|b| text[a..a + b + 25].to_string()))
         .unwrap_or_default();
     // "New, TLSv1.3, Cipher is TLS_AES_256_GCM_SHA384"
-    let protocol = text
-        .lines()
-        .find_map(|l| l.strip_prefix("New, "))
-        .and_then(|l| l.split(',').next())
-        .unwrap_or("")
-        .to_string();
+    let protocol =
+        text.lines().find_map(|l| l.strip_prefix("New, ")).and_then(|l| l.split(',').next()).unwrap_or("").to_string();
     (cert, protocol)
 }
 

@@ -377,10 +377,10 @@ impl Spool {
         let mut ids = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let entry = entry.map_err(io_err(&self.dir))?;
-            if let Some(id) = entry.file_name().to_str().and_then(|n| n.strip_suffix(".msg")) {
-                if valid_id(id) {
-                    ids.push(id.to_string());
-                }
+            if let Some(id) = entry.file_name().to_str().and_then(|n| n.strip_suffix(".msg"))
+                && valid_id(id)
+            {
+                ids.push(id.to_string());
             }
         }
         ids.sort();
@@ -433,12 +433,11 @@ impl Incoming {
         self.checksum.update(bytes);
         self.file.write_all(bytes).map_err(EnqueueError::from)
     }
-
 }
 
 fn envelope_json(envelope: &Envelope) -> Vec<u8> {
     // Serializing a struct of strings and numbers cannot fail.
-    serde_json::to_vec_pretty(envelope).unwrap_or_default()
+    serde_json::to_vec(envelope).unwrap_or_default()
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -414,12 +414,20 @@ impl Connection<'_> {
         rest: Vec<u8>,
         submission: Submission,
     ) -> Result<String, EnqueueError> {
-        let inc = self.spool_write(incoming, rest).await?;
+        let mut inc = incoming?;
         let spool = self.ctx.spool.clone();
         let log_sub = submission.clone();
-        let envelope = tokio::task::spawn_blocking(move || spool.commit(inc, &submission))
-            .await
-            .unwrap_or_else(|e| Err(EnqueueError::Io(e.to_string())));
+        // The last chunk and the commit in one trip to the blocking pool: it is the latency
+        // every acknowledged message waits for.
+        let envelope = tokio::task::spawn_blocking(move || match inc.write(&rest) {
+            Ok(()) => spool.commit(inc, &submission),
+            Err(e) => {
+                spool.abort(inc);
+                Err(e)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(EnqueueError::Io(e.to_string())));
         match envelope {
             Ok(env) => {
                 info!(proto = "smtp", id = %env.id, from = %env.sender, rcpts = env.recipients.len(), size = env.size,

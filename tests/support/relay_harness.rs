@@ -220,10 +220,7 @@ impl Dialog {
 
     pub fn connect_from(port: u16, local: Option<&str>) -> Self {
         let stream = match local {
-            Some(ip) => {
-                let socket = socket2_connect(ip, port);
-                socket
-            }
+            Some(ip) => socket2_connect(ip, port),
             None => TcpStream::connect(("127.0.0.1", port)).unwrap(),
         };
         stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
