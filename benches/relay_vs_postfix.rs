@@ -109,7 +109,7 @@ impl RssSampler {
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 p.fetch_max(tree_rss_kib(root), Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(250));
             }
         });
         Self { stop, peak, thread: Some(thread) }
