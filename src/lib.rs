@@ -14,6 +14,7 @@ pub mod logging;
 pub mod model;
 pub mod queue;
 pub mod restriction;
+pub mod sasl;
 pub mod secret;
 pub mod smtp;
 pub mod store;
