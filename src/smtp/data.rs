@@ -75,10 +75,6 @@ impl DotReader {
         let mut i = 0;
         while i < input.len() {
             let b = input[i];
-            self.line_len += 1;
-            if self.line_len > MAX_TEXT_LINE {
-                self.summary.line_too_long = true;
-            }
             // `reprocess` leaves `i` in place: the byte is looked at again in the new state.
             let mut reprocess = false;
             match (self.state, b) {
@@ -115,7 +111,6 @@ impl DotReader {
                 (State::Cr, b'\n') => {
                     self.emit(out, b"\r\n");
                     self.state = State::LineStart;
-                    self.line_len = 0;
                 }
                 (State::Cr, _) => {
                     // A bare CR: stored as a line break, and the byte is looked at again.
@@ -124,10 +119,7 @@ impl DotReader {
                     reprocess = true;
                 }
             }
-            if reprocess {
-                // The byte was counted once already; it will be counted again.
-                self.line_len = self.line_len.saturating_sub(1);
-            } else {
+            if !reprocess {
                 i += 1;
             }
         }
@@ -137,10 +129,23 @@ impl DotReader {
     fn bare_break(&mut self) {
         self.summary.bare_line_break = true;
         self.state = State::Text;
-        self.line_len = 0;
     }
 
+    /// Stores bytes of the message. Line length is counted as stored (after unstuffing, bare
+    /// breaks made CRLF), so whatever is stored passes the same limit when it is sent on.
     fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
+        for &b in bytes {
+            match b {
+                b'\n' => self.line_len = 0,
+                b'\r' => {}
+                _ => {
+                    self.line_len += 1;
+                    if self.line_len + 2 > MAX_TEXT_LINE {
+                        self.summary.line_too_long = true;
+                    }
+                }
+            }
+        }
         self.summary.size += bytes.len() as u64;
         if self.summary.size > self.max_size {
             self.summary.too_big = true;

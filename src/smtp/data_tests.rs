@@ -74,6 +74,20 @@ fn limits_are_flagged_and_scanning_continues() {
     assert_eq!(out.len(), 1000);
 }
 
+// Found by the fuzzer: a 999-octet line ended by a bare LF was 1000 octets on the wire but
+// 1001 once stored with CRLF. The limit applies to the stored line.
+#[test]
+fn line_limit_applies_to_the_stored_form() {
+    let bare = [b"x".repeat(999), b"\n\r\n.\r\n".to_vec()].concat();
+    assert!(read_all(&bare).2.line_too_long);
+    let fits = [b"x".repeat(998), b"\n\r\n.\r\n".to_vec()].concat();
+    let (out, _, s) = read_all(&fits);
+    assert!(!s.line_too_long);
+    let mut wire = Vec::new();
+    dot_stuff(&out, &mut wire);
+    assert!(!read_all(&wire).2.line_too_long);
+}
+
 fn arb_line() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(any::<u8>().prop_filter("no line breaks", |b| *b != b'\r' && *b != b'\n'), 0..40)
 }
