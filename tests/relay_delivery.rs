@@ -205,3 +205,48 @@ fn mx_mode_follows_mx_records_and_falls_back_to_a_records() {
     assert!(dsn.text().contains("Final-Recipient: rfc822; lost@no-such-domain.example"), "{}", dsn.text());
     assert!(relay.log().contains("remote=\"mx1.mx-test.example\""), "{}", relay.log());
 }
+
+#[test]
+fn a_message_past_max_queue_age_is_bounced_with_4_4_7() {
+    let sink = Sink::start();
+    let relay = Relay::start(Options {
+        relay: format!("smarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"none\"\nmax_queue_age = \"2s\"\n", sink.port),
+        ..Options::default()
+    });
+    submit(relay.plain, &["defer-forever@example.net"], "Subject: slow\r\n\r\nbody\r\n");
+    let got = sink.wait_for(1, WAIT);
+    let dsn = got.iter().find(|m| m.from.is_empty()).expect("an expiry DSN");
+    let text = dsn.text();
+    assert!(text.contains("Final-Recipient: rfc822; defer-forever@example.net"), "{text}");
+    assert!(text.contains("Status: 4.4.7"), "{text}");
+}
+
+#[test]
+fn smarthost_over_starttls_with_auth() {
+    let sink = Sink::start();
+    // The smarthost is a second relaykey that only relays for authenticated clients.
+    let smarthost = Relay::start(Options {
+        relay: format!(
+            "smarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"none\"\ntrusted_networks = [\"127.0.0.254/32\"]\n",
+            sink.port
+        ),
+        ..Options::default()
+    });
+    let password_file = smarthost.dir.path().join("smarthost-password");
+    std::fs::write(&password_file, format!("{}\n", smarthost.password)).unwrap();
+    let relay = Relay::start(Options {
+        relay: format!(
+            "smarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"starttls\"\nsmarthost_tls_verify = false\n\
+             smarthost_username = \"{USER}\"\nsmarthost_password_file = \"{}\"\n",
+            smarthost.starttls,
+            password_file.display()
+        ),
+        ..Options::default()
+    });
+    submit(relay.plain, &["far@example.net"], "Subject: two hops\r\n\r\nbody\r\n");
+    let got = sink.wait_for(1, WAIT);
+    assert_eq!(got.len(), 1, "{}\n{}", relay.log(), smarthost.log());
+    let text = got[0].text();
+    assert!(text.contains("with ESMTPSA"), "the second hop was not TLS + AUTH:\n{text}");
+    assert_eq!(text.matches("by relay.test (relaykey)").count(), 2, "{text}");
+}
