@@ -8,6 +8,7 @@
 //! delivered or bounced. A crash in between repeats work; it never loses it.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -124,20 +125,18 @@ impl Runner {
     }
 
     async fn attempt(&self, id: &str) {
-        let spool = self.spool.clone();
-        let key = id.to_string();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let lock = spool.lock(&key)?;
-            let env = spool.load(&key)?;
-            let message = spool.read_message(&key)?;
+        // Reading a just-written message comes from the page cache: done in place rather than
+        // paying two thread hand-offs on the blocking pool for it.
+        let loaded = (|| {
+            let lock = self.spool.lock(id)?;
+            let env = self.spool.load(id)?;
+            let message = self.spool.read_message(id)?;
             Ok::<_, SpoolError>((lock, env, message))
-        })
-        .await;
+        })();
         let (lock, mut env, message) = match loaded {
-            Ok(Ok(x)) => x,
-            Ok(Err(SpoolError::Busy(_) | SpoolError::NotFound(_))) => return,
-            Ok(Err(e)) => return warn!(id, error = %e, "delivery: cannot load message"),
-            Err(e) => return warn!(id, error = %e, "delivery: load task failed"),
+            Ok(x) => x,
+            Err(SpoolError::Busy(_) | SpoolError::NotFound(_)) => return,
+            Err(e) => return warn!(id, error = %e, "delivery: cannot load message"),
         };
         let now = unix_now();
         if env.next_attempt > now {
@@ -198,14 +197,22 @@ impl Runner {
         }
         env.attempts += 1;
         env.next_attempt = now + backoff(relay, env.attempts).as_secs();
-        let spool = self.spool.clone();
-        let saved = tokio::task::spawn_blocking(move || {
-            let r = if env.is_finished() { spool.remove(&env.id) } else { spool.save(&env) };
+        let saved = if env.is_finished() {
+            // Two unlinks, no fsync: cheap enough to do in place.
+            let r = self.spool.remove(&env.id);
             drop(lock);
             r
-        })
-        .await;
-        if let Ok(Err(e)) = saved {
+        } else {
+            let spool = self.spool.clone();
+            tokio::task::spawn_blocking(move || {
+                let r = spool.save(&env);
+                drop(lock);
+                r
+            })
+            .await
+            .unwrap_or_else(|e| Err(SpoolError::Io { path: PathBuf::new(), source: std::io::Error::other(e) }))
+        };
+        if let Err(e) = saved {
             warn!(id, error = %e, "delivery: cannot update the envelope; the attempt will be repeated");
         }
     }
