@@ -120,3 +120,14 @@ fn shutdown_tells_open_sessions_421_4_3_2() {
     let last = d.rest();
     assert!(last.starts_with("421 4.3.2"), "{last:?}");
 }
+
+#[test]
+fn an_over_long_command_line_gets_500_and_the_session_goes_on() {
+    let relay = Relay::start(Options::default());
+    let mut d = Dialog::connect(relay.plain);
+    d.reply();
+    d.send(&format!("NOOP {}\r\n", "A".repeat(20_000)));
+    assert!(d.reply().starts_with("500 5.5.0"));
+    d.send("NOOP\r\n");
+    assert!(d.reply().starts_with("250 "));
+}
