@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod limits;
 pub mod logging;
 pub mod model;
+pub mod policy;
 pub mod queue;
 pub mod restriction;
 pub mod sasl;

@@ -82,7 +82,7 @@ fn every_acknowledged_message_survives_repeated_kill_9() {
                     }
                     // Killed mid-session, or not restarted yet: try again with a new number.
                     other => {
-                        if failures % 200 == 0 {
+                        if failures.is_multiple_of(200) {
                             eprintln!("send {seq}: {other:?}");
                         }
                         failures += 1;
