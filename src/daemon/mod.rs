@@ -178,6 +178,10 @@ fn reload(shared: &Shared, path: Option<&Path>, publish: &watch::Sender<Arc<Conf
     if new.database != old.database || new.sasl.socket != old.sasl.socket || new.policy.socket != old.policy.socket {
         warn!("reload: database or socket paths changed; restart required for those");
     }
+    let (r, o) = (&new.relay, &old.relay);
+    if r.enabled != o.enabled || r.listen != o.listen || r.spool != o.spool || r.nameservers != o.nameservers {
+        warn!("reload: relay enabled, listen, spool or nameservers changed; restart required for those");
+    }
     if let Err(e) = log.set_level(&new.log_level) {
         warn!(error = %e, "reload: log level unchanged");
     }
