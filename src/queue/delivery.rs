@@ -97,7 +97,13 @@ impl Runner {
             Err(e) => return warn!(error = %e, "delivery: scan task failed"),
         };
         let now = unix_now();
+        // A large backlog is taken in slices, so that it does not become one waiting task per
+        // message; the next scan takes the next slice.
+        let cap = self.shared.config().relay.max_deliveries.saturating_mul(4);
         for env in envelopes {
+            if self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).len() >= cap {
+                break;
+            }
             if env.next_attempt <= now {
                 self.dispatch(env.id);
             }
