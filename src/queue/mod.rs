@@ -3,10 +3,12 @@
 
 pub mod client;
 pub mod delivery;
+mod dir_sync;
 pub mod dsn;
 pub mod envelope;
 pub mod route;
 pub mod spool;
+mod trailer;
 
 pub use envelope::{Envelope, Recipient, RecipientStatus, Submission};
 pub use spool::{Incoming, Spool, SpoolError};

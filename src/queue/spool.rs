@@ -22,91 +22,17 @@ use std::io::{self, BufWriter, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::dir_sync::{DirSync, sync_dir};
+use super::trailer::{Fnv, TRAILER_LEN, parse_trailer, trailer};
 use super::{EnqueueError, Envelope, Submission};
 
 #[derive(Clone)]
 pub struct Spool {
     dir: PathBuf,
     dir_sync: Arc<DirSync>,
-}
-
-/// `\nRKQ1 <envelope length:10> <message length:16> <FNV-1a of both:16 hex>\n`
-const TRAILER_LEN: usize = 51;
-
-fn trailer(env_len: usize, msg_len: u64, checksum: u64) -> String {
-    format!("\nRKQ1 {env_len:010} {msg_len:016} {checksum:016x}\n")
-}
-
-/// Parses a trailer into (envelope length, message length, checksum).
-fn parse_trailer(t: &[u8]) -> Option<(u64, u64, u64)> {
-    let text = std::str::from_utf8(t).ok()?;
-    let rest = text.strip_prefix("\nRKQ1 ")?.strip_suffix('\n')?;
-    let mut parts = rest.split(' ');
-    let env = parts.next()?.parse().ok()?;
-    let msg = parts.next()?.parse().ok()?;
-    let sum = u64::from_str_radix(parts.next()?, 16).ok()?;
-    parts.next().is_none().then_some((env, msg, sum))
-}
-
-/// FNV-1a, 64 bits: catches a file that looks complete after a crash but is not, cheaply.
-#[derive(Clone, Copy)]
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-    fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
-/// Group commit of directory fsyncs: a caller that renamed a file before asking is covered by
-/// any fsync that *starts* after it asked, so concurrent commits share one.
-#[derive(Default)]
-struct DirSync {
-    state: Mutex<SyncState>,
-    done: Condvar,
-}
-
-#[derive(Default)]
-struct SyncState {
-    requested: u64,
-    completed: u64,
-    running: bool,
-}
-
-impl DirSync {
-    fn sync(&self, dir: &Path) -> io::Result<()> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.requested += 1;
-        let ticket = st.requested;
-        loop {
-            if st.completed >= ticket {
-                return Ok(());
-            }
-            if !st.running {
-                st.running = true;
-                let target = st.requested;
-                drop(st);
-                let result = sync_dir(dir);
-                st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                st.running = false;
-                if result.is_ok() {
-                    st.completed = st.completed.max(target);
-                }
-                self.done.notify_all();
-                // A failed fsync covers nobody: report it to this caller; others retry.
-                return result;
-            }
-            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-    }
 }
 
 /// A message being received: its `.msg.tmp` file, open for writing.
@@ -164,10 +90,6 @@ fn new_id() -> String {
 /// A queue id is what [`new_id`] makes; anything else (`../x`) never reaches a path.
 pub fn valid_id(id: &str) -> bool {
     id.len() == 16 && id.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 impl Spool {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::queue::trailer::{TRAILER_LEN, parse_trailer, trailer};
 
 fn submission() -> Submission {
     Submission {
