@@ -2,18 +2,21 @@
 //! smarthost when configured, opportunistic for MX hosts), AUTH to the smarthost, then MAIL,
 //! one RCPT per recipient (each with its own result) and DATA.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mail_send::smtp::message::Parameters;
 use mail_send::{Credentials, SmtpClient};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use smtp_proto::{EXT_START_TLS, EhloResponse};
+use smtp_proto::EXT_START_TLS;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use crate::config::TlsMode;
 use crate::smtp::tls::provider;
@@ -60,13 +63,30 @@ pub struct Transaction<'a> {
     pub smtputf8: bool,
 }
 
-/// Connection-level settings.
+/// Connection-level settings, and idle connections kept for the next message to the same host.
 pub struct Connector {
     pub timeout: Duration,
     pub verified: Option<TlsConnector>,
     pub unverified: TlsConnector,
     pub credentials: Option<Credentials<String>>,
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
 }
+
+/// An open, greeted (and, for the smarthost, authenticated) connection between transactions.
+enum Open {
+    Plain(SmtpClient<TcpStream>),
+    Tls(Box<SmtpClient<TlsStream<TcpStream>>>),
+}
+
+struct Idle {
+    client: Open,
+    since: Instant,
+}
+
+/// Idle connections older than this are closed rather than reused: servers time out idle
+/// clients (Postfix after 300 s), and a stale one costs a failed MAIL and a reconnect.
+const MAX_IDLE: Duration = Duration::from_secs(10);
+const MAX_IDLE_PER_HOST: usize = 16;
 
 /// Failure before any recipient got an answer: the whole host failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +117,13 @@ impl Connector {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
             .with_no_client_auth();
-        Ok(Self { timeout, verified, unverified: TlsConnector::from(Arc::new(unverified)), credentials })
+        Ok(Self {
+            timeout,
+            verified,
+            unverified: TlsConnector::from(Arc::new(unverified)),
+            credentials,
+            idle: Mutex::new(HashMap::new()),
+        })
     }
 
     fn tls_for(&self, policy: TlsPolicy) -> &TlsConnector {
@@ -107,7 +133,7 @@ impl Connector {
         }
     }
 
-    /// Delivers to one address of a host.
+    /// Delivers to one address of a host, over an idle connection to it when there is one.
     pub async fn deliver(
         &self,
         addr: SocketAddr,
@@ -115,79 +141,143 @@ impl Connector {
         policy: TlsPolicy,
         tx: &Transaction<'_>,
     ) -> Result<Vec<RcptOutcome>, HostFailure> {
-        let mut client = SmtpClient::connect(addr, self.timeout).await.map_err(temporary)?;
-        if policy == TlsPolicy::Implicit {
-            let mut tls = client.into_tls(self.tls_for(policy), host_name).await.map_err(temporary)?;
-            check_greeting(&mut tls).await?;
-            let caps = tls.ehlo(tx.helo).await.map_err(classify)?;
-            return self.transact(tls, &caps, tx).await;
-        }
-        check_greeting(&mut client).await?;
-        let caps = client.ehlo(tx.helo).await.map_err(classify)?;
-        let offers_tls = caps.has_capability(EXT_START_TLS);
-        match policy {
-            TlsPolicy::Required if !offers_tls => {
-                Err(HostFailure::Temporary(format!("{host_name} does not offer STARTTLS")))
+        if let Some(mut open) = self.take_idle(addr) {
+            let result = match &mut open {
+                Open::Plain(c) => transact(c, tx).await,
+                Open::Tls(c) => transact(c, tx).await,
+            };
+            match result {
+                // The server had closed it meanwhile (or said 421): start afresh.
+                Err(HostFailure::Temporary(_)) => {}
+                Err(e) => return Err(e),
+                Ok((outcomes, reusable)) => {
+                    if reusable {
+                        self.put_idle(addr, open);
+                    }
+                    return Ok(outcomes);
+                }
             }
-            TlsPolicy::Required | TlsPolicy::Opportunistic if offers_tls => {
-                let mut tls = client.start_tls(self.tls_for(policy), host_name).await.map_err(temporary)?;
-                let caps = tls.ehlo(tx.helo).await.map_err(classify)?;
-                self.transact(tls, &caps, tx).await
-            }
-            _ => self.transact(client, &caps, tx).await,
         }
+        let mut open = self.connect(addr, host_name, policy, tx.helo).await?;
+        let (outcomes, reusable) = match &mut open {
+            Open::Plain(c) => transact(c, tx).await?,
+            Open::Tls(c) => transact(c, tx).await?,
+        };
+        if reusable {
+            self.put_idle(addr, open);
+        }
+        Ok(outcomes)
     }
 
-    async fn transact<S: AsyncRead + AsyncWrite + Unpin>(
+    /// Connects, reads the greeting, says EHLO, upgrades to TLS as `policy` says and logs in to
+    /// the smarthost when credentials are configured.
+    async fn connect(
         &self,
-        mut client: SmtpClient<S>,
-        caps: &EhloResponse<String>,
-        tx: &Transaction<'_>,
-    ) -> Result<Vec<RcptOutcome>, HostFailure> {
+        addr: SocketAddr,
+        host_name: &str,
+        policy: TlsPolicy,
+        helo: &str,
+    ) -> Result<Open, HostFailure> {
+        let mut client = SmtpClient::connect(addr, self.timeout).await.map_err(temporary)?;
+        let (open, caps) = if policy == TlsPolicy::Implicit {
+            let mut tls = client.into_tls(self.tls_for(policy), host_name).await.map_err(temporary)?;
+            check_greeting(&mut tls).await?;
+            let caps = tls.ehlo(helo).await.map_err(classify)?;
+            (Open::Tls(Box::new(tls)), caps)
+        } else {
+            check_greeting(&mut client).await?;
+            let caps = client.ehlo(helo).await.map_err(classify)?;
+            let offers_tls = caps.has_capability(EXT_START_TLS);
+            match policy {
+                TlsPolicy::Required if !offers_tls => {
+                    return Err(HostFailure::Temporary(format!("{host_name} does not offer STARTTLS")));
+                }
+                TlsPolicy::Required | TlsPolicy::Opportunistic if offers_tls => {
+                    let mut tls = client.start_tls(self.tls_for(policy), host_name).await.map_err(temporary)?;
+                    let caps = tls.ehlo(helo).await.map_err(classify)?;
+                    (Open::Tls(Box::new(tls)), caps)
+                }
+                _ => (Open::Plain(client), caps),
+            }
+        };
+        let mut open = open;
         if let Some(credentials) = &self.credentials {
-            client.authenticate(credentials, caps).await.map_err(classify)?;
+            match &mut open {
+                Open::Plain(c) => c.authenticate(credentials, &caps).await.map(|_| ()),
+                Open::Tls(c) => c.authenticate(credentials, &caps).await.map(|_| ()),
+            }
+            .map_err(classify)?;
         }
-        let mut params = Parameters::new();
-        if tx.eight_bit {
-            params.add(("BODY", "8BITMIME"));
+        Ok(open)
+    }
+
+    fn take_idle(&self, addr: SocketAddr) -> Option<Open> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(&addr)?;
+        while let Some(entry) = list.pop() {
+            if entry.since.elapsed() < MAX_IDLE {
+                return Some(entry.client);
+            }
         }
-        if tx.smtputf8 {
-            params.add("SMTPUTF8");
+        None
+    }
+
+    fn put_idle(&self, addr: SocketAddr, client: Open) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|_, list| {
+            list.retain(|e| e.since.elapsed() < MAX_IDLE);
+            !list.is_empty()
+        });
+        let list = idle.entry(addr).or_default();
+        if list.len() < MAX_IDLE_PER_HOST {
+            list.push(Idle { client, since: Instant::now() });
         }
-        client.mail_from(tx.sender, &params).await.map_err(classify)?;
-        let mut outcomes = Vec::with_capacity(tx.recipients.len());
-        for rcpt in tx.recipients {
-            outcomes.push(match client.rcpt_to(rcpt, &Parameters::new()).await {
-                Ok(()) => RcptOutcome::Delivered(String::new()),
-                Err(e) => match classify(e) {
-                    HostFailure::Permanent(m) => RcptOutcome::Permanent(m),
-                    HostFailure::Temporary(m) => RcptOutcome::Temporary(m),
-                },
-            });
-        }
-        if !outcomes.iter().any(|o| matches!(o, RcptOutcome::Delivered(_))) {
-            let _ = client.rset().await;
-            let _ = client.quit().await;
-            return Ok(outcomes);
-        }
-        // mail-send appends CRLF . CRLF itself, so the message's own last CRLF is left off.
-        let body = tx.message.strip_suffix(b"\r\n").unwrap_or(tx.message);
-        let data_result = client.data(body).await;
-        let verdict = match data_result {
-            Ok(reply) => RcptOutcome::Delivered(format!("{} {}", reply.code, reply.message)),
+    }
+}
+
+/// One transaction (MAIL, a RCPT per recipient, DATA) on an open connection. Returns one
+/// outcome per recipient and whether the connection can carry another transaction.
+async fn transact<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    tx: &Transaction<'_>,
+) -> Result<(Vec<RcptOutcome>, bool), HostFailure> {
+    let mut params = Parameters::new();
+    if tx.eight_bit {
+        params.add(("BODY", "8BITMIME"));
+    }
+    if tx.smtputf8 {
+        params.add("SMTPUTF8");
+    }
+    client.mail_from(tx.sender, &params).await.map_err(classify)?;
+    let mut outcomes = Vec::with_capacity(tx.recipients.len());
+    for rcpt in tx.recipients {
+        outcomes.push(match client.rcpt_to(rcpt, &Parameters::new()).await {
+            Ok(()) => RcptOutcome::Delivered(String::new()),
             Err(e) => match classify(e) {
                 HostFailure::Permanent(m) => RcptOutcome::Permanent(m),
                 HostFailure::Temporary(m) => RcptOutcome::Temporary(m),
             },
-        };
-        for o in outcomes.iter_mut() {
-            if matches!(o, RcptOutcome::Delivered(_)) {
-                *o = verdict.clone();
-            }
-        }
-        let _ = client.quit().await;
-        Ok(outcomes)
+        });
     }
+    if !outcomes.iter().any(|o| matches!(o, RcptOutcome::Delivered(_))) {
+        let reusable = client.rset().await.is_ok();
+        return Ok((outcomes, reusable));
+    }
+    // mail-send appends CRLF . CRLF itself, so the message's own last CRLF is left off.
+    let body = tx.message.strip_suffix(b"\r\n").unwrap_or(tx.message);
+    let (verdict, reusable) = match client.data(body).await {
+        Ok(reply) => (RcptOutcome::Delivered(format!("{} {}", reply.code, reply.message)), true),
+        Err(e) => match classify(e) {
+            HostFailure::Permanent(m) => (RcptOutcome::Permanent(m), false),
+            HostFailure::Temporary(m) => (RcptOutcome::Temporary(m), false),
+        },
+    };
+    for o in outcomes.iter_mut() {
+        if matches!(o, RcptOutcome::Delivered(_)) {
+            *o = verdict.clone();
+        }
+    }
+    Ok((outcomes, reusable))
 }
 
 async fn check_greeting<S: AsyncRead + AsyncWrite + Unpin>(client: &mut SmtpClient<S>) -> Result<(), HostFailure> {
