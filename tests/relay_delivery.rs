@@ -250,3 +250,34 @@ fn smarthost_over_starttls_with_auth() {
     assert!(text.contains("with ESMTPSA"), "the second hop was not TLS + AUTH:\n{text}");
     assert_eq!(text.matches("by relay.test (relaykey)").count(), 2, "{text}");
 }
+
+#[test]
+fn idle_connections_are_reused_and_a_closed_one_is_replaced() {
+    // Sequential messages to one smarthost share a connection.
+    let sink = Sink::start();
+    let relay = relay_to(&sink);
+    for i in 0..3 {
+        submit(relay.plain, &[&format!("seq{i}@example.net")], "Subject: reuse\r\n\r\nbody\r\n");
+        assert_eq!(sink.wait_for(i + 1, WAIT).len(), i + 1);
+        // The delivery is logged after its connection went back to the pool.
+        let mut logged = false;
+        for _ in 0..500 {
+            if relay.log().matches("result=\"delivered\"").count() > i {
+                logged = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(logged, "{}", relay.log());
+    }
+    assert_eq!(sink.connections(), 1, "{}", relay.log());
+    // A server that hangs up after each message: the stale connection is noticed at MAIL and
+    // the message goes over a new one.
+    let closing = Sink::start_closing();
+    let relay = relay_to(&closing);
+    for i in 0..3 {
+        submit(relay.plain, &[&format!("close{i}@example.net")], "Subject: fresh\r\n\r\nbody\r\n");
+        assert_eq!(closing.wait_for(i + 1, WAIT).len(), i + 1, "{}", relay.log());
+    }
+    assert_eq!(closing.connections(), 3);
+}

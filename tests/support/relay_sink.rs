@@ -25,6 +25,9 @@ impl Delivered {
 pub struct Sink {
     pub port: u16,
     store: Arc<(Mutex<Vec<Delivered>>, Condvar)>,
+    /// Hang up right after each message (a server that times idle clients out early).
+    close_after_data: bool,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Sink {
@@ -33,13 +36,33 @@ impl Sink {
     }
 
     pub fn start_on(addr: &str) -> Self {
+        Self::start_with(addr, false)
+    }
+
+    /// A sink that closes the connection after every message.
+    pub fn start_closing() -> Self {
+        Self::start_with("127.0.0.1:0", true)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn start_with(addr: &str, close_after_data: bool) -> Self {
         let listener = TcpListener::bind(addr).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let sink = Self { port, store: Arc::new((Mutex::new(Vec::new()), Condvar::new())) };
+        let sink = Self {
+            port,
+            store: Arc::new((Mutex::new(Vec::new()), Condvar::new())),
+            close_after_data,
+            connections: Arc::default(),
+        };
         let s2 = sink.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
+                s2.connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let s3 = s2.clone();
                 std::thread::spawn(move || {
                     let _ = s3.serve(conn);
@@ -89,6 +112,11 @@ impl Sink {
                 let mut guard = self.store.0.lock().unwrap();
                 guard.push(Delivered { from: from.clone(), rcpts: std::mem::take(&mut rcpts), data });
                 self.store.1.notify_all();
+                drop(guard);
+                if self.close_after_data {
+                    out.write_all(b"250 2.0.0 stored\r\n")?;
+                    return Ok(());
+                }
                 "250 2.0.0 stored\r\n".into()
             } else if upper == "QUIT" {
                 out.write_all(b"221 2.0.0 bye\r\n")?;
