@@ -179,6 +179,9 @@ impl Connector {
         helo: &str,
     ) -> Result<Open, HostFailure> {
         let mut client = SmtpClient::connect(addr, self.timeout).await.map_err(temporary)?;
+        // mail-send writes the end-of-data dot as its own small segment; with Nagle on, it waits
+        // for the peer's delayed ACK (40 ms) on every reused connection.
+        let _ = client.stream.set_nodelay(true);
         let (open, caps) = if policy == TlsPolicy::Implicit {
             let mut tls = client.into_tls(self.tls_for(policy), host_name).await.map_err(temporary)?;
             check_greeting(&mut tls).await?;
