@@ -9,6 +9,7 @@ mod config_cmd;
 mod docs;
 mod output;
 mod postfix_check;
+mod queue;
 mod smtp;
 
 use std::path::PathBuf;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Print a shell completion script (used when packaging)
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
+    /// Inspect and manage the relay's queue
+    #[command(subcommand)]
+    Queue(queue::QueueCmd),
 }
 
 /// A refusal or failure, printed as one line. `exit` distinguishes "no" (1) from "try later" (75).
@@ -144,6 +148,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Postfix(cmd) => postfix_check::run(cmd, &config()?, json),
         Command::GenerateMan { dir } => docs::generate_man(&dir),
         Command::Completions { shell } => docs::completions(shell),
+        Command::Queue(cmd) => queue::run(cmd, &config()?, json),
         Command::Serve => {
             let config = config()?;
             let path = path.or_else(|| Some(PathBuf::from(config::DEFAULT_PATH)).filter(|p| p.exists()));
