@@ -1,6 +1,6 @@
 //! Socket activation with `systemd-socket-activate`: the daemon serves on the sockets it was
-//! handed (matched by name: `sasl`, `policy`): a real AUTH and a policy request go through
-//! them, and nothing is bound at the configured paths.
+//! handed (matched by name: `sasl`, `policy`, and `relay` plus the port): a real AUTH, a policy
+//! request and an SMTP banner come through them, and nothing is bound in their place.
 
 mod ops_support;
 
