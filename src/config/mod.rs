@@ -87,6 +87,7 @@ impl Config {
             .map_err(|e| format!("log_level: invalid filter {:?}: {e}", self.log_level))?;
         self.auth.validate()?;
         self.limits.validate()?;
+        self.api.validate()?;
         Ok(())
     }
 }

@@ -92,7 +92,11 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     // Front ends start here: each gets its listeners from `listen_unix` / `listen_tcp` (so that
     // socket activation works; failing startup on error), spawns its accept loop on
     // `shared.tasks` and pushes its name.
-    let started: Vec<&str> = Vec::new();
+    let mut started: Vec<&str> = Vec::new();
+    if config.api.enabled {
+        crate::api::start(&shared).await.map_err(|e| e.to_string())?;
+        started.push("api");
+    }
     if started.is_empty() {
         warn!("no front end is enabled; serving nothing");
     }

