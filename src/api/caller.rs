@@ -45,7 +45,6 @@ impl Needs for Send {
 /// An authenticated caller holding permission `N`.
 pub struct Caller<N> {
     pub grant: Grant,
-    pub ip: Option<IpAddr>,
     _needs: PhantomData<N>,
 }
 
@@ -88,7 +87,7 @@ impl<N: Needs> FromRequestParts<Arc<ApiState>> for Caller<N> {
                 if !grant.cached {
                     state.shared.authenticator.touch(&grant.credential).await;
                 }
-                Ok(Self { grant, ip, _needs: PhantomData })
+                Ok(Self { grant, _needs: PhantomData })
             }
             // The key is genuine here: telling its holder what is missing leaks nothing.
             Decision::Denied(DenyReason::PermissionMissing) => {

@@ -62,6 +62,11 @@ impl Api {
         Ok(Self { state: Arc::new(ApiState::new(shared, store)), tls })
     }
 
+    /// Requests in progress per client address (for status lines and tests).
+    pub fn requests_in_progress(&self) -> crate::limits::ConnectionLimiter {
+        self.state.requests.clone()
+    }
+
     /// Serves `listener` until shutdown.
     pub async fn serve(self, listener: TcpListener) {
         server::accept_loop(listener, self.state, self.tls).await;
