@@ -13,6 +13,7 @@ mod throttle;
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -56,6 +57,7 @@ pub struct Authenticator {
     state: Arc<Mutex<State>>,
     verify_slots: Arc<Semaphore>,
     dummy_hash: Arc<str>,
+    verifications: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,7 @@ impl Authenticator {
             })),
             verify_slots: Arc::new(Semaphore::new(config.verify_threads())),
             dummy_hash: dummy_hash.into(),
+            verifications: AtomicU64::new(0),
         })
     }
 
@@ -176,6 +179,7 @@ impl Authenticator {
 
     async fn verify(&self, secret: &Secret, hash: String) -> Option<bool> {
         let _slot = self.verify_slots.acquire().await.ok()?;
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let secret = secret.clone();
         tokio::task::spawn_blocking(move || secret::verify(&secret, &hash)).await.ok()
     }
@@ -224,6 +228,11 @@ impl Authenticator {
             };
         })
         .await;
+    }
+
+    /// Argon2 verifications run since start (real or dummy).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// Logins currently cached (for status lines and metrics).
