@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
+const ICON_SVG: &str = include_str!("assets/icon.svg");
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
                    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -36,4 +37,8 @@ pub async fn app_js() -> Response {
 
 pub async fn app_css() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
+}
+
+pub async fn icon() -> Response {
+    asset("image/svg+xml", ICON_SVG)
 }

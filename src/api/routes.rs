@@ -19,6 +19,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/", get(assets::index))
         .route("/assets/app.js", get(assets::app_js))
         .route("/assets/app.css", get(assets::app_css))
+        .route("/assets/icon.svg", get(assets::icon))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/account", get(account::show))
         .route("/v1/api-keys", get(api_keys::list).post(api_keys::create))
