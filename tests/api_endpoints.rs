@@ -19,7 +19,12 @@ async fn account_and_api_key_lifecycle() {
     assert_eq!(account.json["key_id"], own_id);
 
     let created = server
-        .call("POST", "/v1/api-keys", Some(&key), Some(json!({"name": "ci", "permissions": ["send", "view"], "allow": ["192.0.2.0/24"]})))
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&key),
+            Some(json!({"name": "ci", "permissions": ["send", "view"], "allow": ["192.0.2.0/24"]})),
+        )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
     let secret = created.json["key"].as_str().unwrap().to_string();
@@ -37,7 +42,12 @@ async fn account_and_api_key_lifecycle() {
     assert!(list.json.as_array().unwrap().iter().all(|k| k.get("key").is_none()));
 
     let edited = server
-        .call("PATCH", &format!("/v1/api-keys/{id}"), Some(&key), Some(json!({"name": "ci-2", "permissions": ["view"], "allow": []})))
+        .call(
+            "PATCH",
+            &format!("/v1/api-keys/{id}"),
+            Some(&key),
+            Some(json!({"name": "ci-2", "permissions": ["view"], "allow": []})),
+        )
         .await;
     assert_eq!(edited.status, 200, "{}", edited.text);
     assert_eq!((edited.json["name"].as_str(), edited.json["allow"].clone()), (Some("ci-2"), json!([])));
@@ -73,20 +83,35 @@ async fn smtp_credential_lifecycle_and_rotation_over_smtp_auth() {
     let id = first.json["id"].as_i64().unwrap();
     assert!(server.smtp_auth(OWNER, &password).await);
 
-    let second =
-        server.call("POST", "/v1/smtp-credentials", Some(&key), Some(json!({"username": "app@example.com", "allow": ["10.0.0.1-10.0.0.9"]}))).await;
+    let second = server
+        .call(
+            "POST",
+            "/v1/smtp-credentials",
+            Some(&key),
+            Some(json!({"username": "app@example.com", "allow": ["10.0.0.1-10.0.0.9"]})),
+        )
+        .await;
     assert_eq!(second.status, 201, "{}", second.text);
     assert_eq!(second.json["allow"], json!(["10.0.0.1-10.0.0.9"]));
-    let taken = server.call("POST", "/v1/smtp-credentials", Some(&key), Some(json!({"username": "app@example.com"}))).await;
+    let taken =
+        server.call("POST", "/v1/smtp-credentials", Some(&key), Some(json!({"username": "app@example.com"}))).await;
     assert_eq!((taken.status, taken.code()), (409, "username_taken"));
     assert_eq!(taken.message(), "username app@example.com is already used by another SMTP credential or account");
 
     let list = server.call("GET", "/v1/smtp-credentials", Some(&key), None).await;
     assert_eq!(list.json.as_array().unwrap().len(), 2);
     assert!(!list.text.contains(&password));
-    assert!(list.json.as_array().unwrap().iter().all(|c| c.get("password").is_none() && c["masked"].as_str().unwrap().len() == 40));
+    assert!(
+        list.json
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c.get("password").is_none() && c["masked"].as_str().unwrap().len() == 40)
+    );
 
-    let edited = server.call("PATCH", &format!("/v1/smtp-credentials/{id}"), Some(&key), Some(json!({"allow": ["127.0.0.1"]}))).await;
+    let edited = server
+        .call("PATCH", &format!("/v1/smtp-credentials/{id}"), Some(&key), Some(json!({"allow": ["127.0.0.1"]})))
+        .await;
     assert_eq!((edited.status, edited.json["allow"].clone()), (200, json!(["127.0.0.1"])));
 
     let changed = server.call("POST", &format!("/v1/smtp-credentials/{id}/change"), Some(&key), None).await;
@@ -145,7 +170,12 @@ async fn permission_matrix() {
             ("PATCH", format!("/v1/smtp-credentials/{cred}"), Some(json!({"allow": []})), Manage),
             ("POST", format!("/v1/smtp-credentials/{cred}/change"), None, Manage),
             ("DELETE", format!("/v1/smtp-credentials/{cred}"), None, Manage),
-            ("POST", "/v1/email/send".into(), Some(json!({"from": OWNER, "to": ["x@example.net"], "text": "hi"})), Send),
+            (
+                "POST",
+                "/v1/email/send".into(),
+                Some(json!({"from": OWNER, "to": ["x@example.net"], "text": "hi"})),
+                Send,
+            ),
         ];
         for (method, path, body, needs) in endpoints {
             let reply = server.call(method, &path, Some(&key), body).await;
@@ -179,7 +209,12 @@ async fn unknown_wrong_removed_and_missing_keys_get_the_same_401() {
         bodies.push(reply.text);
     }
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "401 bodies differ: {bodies:?}");
-    assert!(server.metrics_text().await.contains(r#"relaykey_authentications_total{front_end="api",reason="unknown_user",result="deny"}"#));
+    assert!(
+        server
+            .metrics_text()
+            .await
+            .contains(r#"relaykey_authentications_total{front_end="api",reason="unknown_user",result="deny"}"#)
+    );
 }
 
 #[tokio::test]
@@ -203,7 +238,11 @@ async fn failed_attempts_are_throttled_per_ip() {
     assert_eq!(after, before + 2);
     let (_, key) = server.key(&[View]);
     server.call("GET", "/v1/account", Some(&key), None).await;
-    assert_eq!(server.shared.throttle.lock().unwrap().failures(ip, std::time::Instant::now()), 0, "a success clears it");
+    assert_eq!(
+        server.shared.throttle.lock().unwrap().failures(ip, std::time::Instant::now()),
+        0,
+        "a success clears it"
+    );
 }
 
 #[tokio::test]
@@ -223,7 +262,8 @@ async fn caps_of_15_hold_through_the_api() {
         let r = server.call("POST", "/v1/smtp-credentials", Some(&key), Some(body)).await;
         assert_eq!(r.status, 201, "credential {n}: {}", r.text);
     }
-    let over = server.call("POST", "/v1/smtp-credentials", Some(&key), Some(json!({"username": "x@example.com"}))).await;
+    let over =
+        server.call("POST", "/v1/smtp-credentials", Some(&key), Some(json!({"username": "x@example.com"}))).await;
     assert_eq!((over.status, over.code()), (409, "limit_reached"));
     assert_eq!(over.message(), format!("account {OWNER} already has 15 SMTP credentials (the maximum)"));
 }
@@ -232,12 +272,20 @@ async fn caps_of_15_hold_through_the_api() {
 async fn a_key_cannot_drop_its_own_manage_or_delete_itself() {
     let server = TestServer::start("").await;
     let (id, key) = server.key(&[View, Manage]);
-    let drop_manage = server.call("PATCH", &format!("/v1/api-keys/{id}"), Some(&key), Some(json!({"permissions": ["view"]}))).await;
+    let drop_manage =
+        server.call("PATCH", &format!("/v1/api-keys/{id}"), Some(&key), Some(json!({"permissions": ["view"]}))).await;
     assert_eq!((drop_manage.status, drop_manage.code()), (409, "conflict"));
     assert_eq!(drop_manage.message(), "an API key cannot remove its own manage permission");
     let delete = server.call("DELETE", &format!("/v1/api-keys/{id}"), Some(&key), None).await;
     assert_eq!((delete.status, delete.message()), (409, "an API key cannot delete itself"));
-    let rename = server.call("PATCH", &format!("/v1/api-keys/{id}"), Some(&key), Some(json!({"name": "me", "permissions": ["manage"]}))).await;
+    let rename = server
+        .call(
+            "PATCH",
+            &format!("/v1/api-keys/{id}"),
+            Some(&key),
+            Some(json!({"name": "me", "permissions": ["manage"]})),
+        )
+        .await;
     assert_eq!(rename.status, 200, "its other settings stay editable");
 }
 
@@ -248,13 +296,32 @@ async fn errors_share_one_shape_and_the_cli_texts() {
     for (method, path, body, status, code, message) in [
         ("GET", "/v1/nothing", None, 404, "not_found", None),
         ("PUT", "/v1/account", None, 405, "method_not_allowed", None),
-        ("POST", "/v1/api-keys", Some(json!({"permissions": ["admin"]})), 400, "invalid_request",
-            Some(r#"unknown permission "admin" (expected smtp, send, view or manage)"#)),
-        ("POST", "/v1/api-keys", Some(json!({"permissions": []})), 400, "invalid_request", Some("an API key needs at least one permission")),
+        (
+            "POST",
+            "/v1/api-keys",
+            Some(json!({"permissions": ["admin"]})),
+            400,
+            "invalid_request",
+            Some(r#"unknown permission "admin" (expected smtp, send, view or manage)"#),
+        ),
+        (
+            "POST",
+            "/v1/api-keys",
+            Some(json!({"permissions": []})),
+            400,
+            "invalid_request",
+            Some("an API key needs at least one permission"),
+        ),
         ("POST", "/v1/api-keys", Some(json!({"name": "  "})), 400, "invalid_request", Some("name must not be empty")),
         ("POST", "/v1/api-keys", Some(json!({"allow": ["10.0.0.0/33"]})), 400, "invalid_request", None),
-        ("POST", "/v1/smtp-credentials", Some(json!({"username": "nope"})), 400, "invalid_request",
-            Some(r#"invalid address: address "nope" must have the form local@domain"#)),
+        (
+            "POST",
+            "/v1/smtp-credentials",
+            Some(json!({"username": "nope"})),
+            400,
+            "invalid_request",
+            Some(r#"invalid address: address "nope" must have the form local@domain"#),
+        ),
         ("POST", "/v1/api-keys", Some(json!({"bogus": 1})), 400, "invalid_request", None),
         ("PATCH", "/v1/api-keys/abc", Some(json!({})), 400, "invalid_request", None),
         ("POST", "/v1/api-keys/999999/change", None, 404, "not_found", None),
@@ -275,7 +342,9 @@ async fn errors_share_one_shape_and_the_cli_texts() {
 async fn send_says_503_while_the_relay_is_disabled() {
     let server = TestServer::start("").await;
     let (_, key) = server.key(&[Send]);
-    let reply = server.call("POST", "/v1/email/send", Some(&key), Some(json!({"from": OWNER, "to": ["a@example.net"], "text": "x"}))).await;
+    let reply = server
+        .call("POST", "/v1/email/send", Some(&key), Some(json!({"from": OWNER, "to": ["a@example.net"], "text": "x"})))
+        .await;
     assert_eq!((reply.status, reply.code()), (503, "relay_disabled"));
     assert!(reply.message().contains("relay is not enabled"));
 }
@@ -288,8 +357,16 @@ async fn openapi_document_is_the_repository_file() {
     let repo: Value = serde_json::from_str(include_str!("../openapi/relaykey.json")).unwrap();
     assert_eq!(reply.json, repo);
     assert_eq!(repo["openapi"], "3.1.0");
-    for path in ["/v1/account", "/v1/api-keys", "/v1/api-keys/{id}", "/v1/api-keys/{id}/change", "/v1/smtp-credentials",
-                 "/v1/smtp-credentials/{id}", "/v1/smtp-credentials/{id}/change", "/v1/email/send"] {
+    for path in [
+        "/v1/account",
+        "/v1/api-keys",
+        "/v1/api-keys/{id}",
+        "/v1/api-keys/{id}/change",
+        "/v1/smtp-credentials",
+        "/v1/smtp-credentials/{id}",
+        "/v1/smtp-credentials/{id}/change",
+        "/v1/email/send",
+    ] {
         assert!(repo["paths"].get(path).is_some(), "{path} is not documented");
     }
 }

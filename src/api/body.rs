@@ -31,7 +31,9 @@ impl<T: DeserializeOwned> FromRequest<Arc<ApiState>> for JsonBody<T> {
         let collected = tokio::time::timeout(config.api.body_timeout, Limited::new(req.into_body(), limit).collect());
         let bytes = match collected.await {
             Err(_) => return Err(ApiError::body_timeout()),
-            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(ApiError::body_too_large(limit)),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(ApiError::body_too_large(limit));
+            }
             Ok(Err(_)) => return Err(ApiError::invalid("could not read the request body")),
             Ok(Ok(c)) => c.to_bytes(),
         };
@@ -49,6 +51,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ItemId {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Path(raw) =
             Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::invalid("missing id"))?;
-        raw.parse::<i64>().map(ItemId).map_err(|_| ApiError::invalid(format!("invalid id {raw:?}: expected an integer")))
+        raw.parse::<i64>()
+            .map(ItemId)
+            .map_err(|_| ApiError::invalid(format!("invalid id {raw:?}: expected an integer")))
     }
 }

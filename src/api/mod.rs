@@ -11,6 +11,7 @@ mod api_keys;
 mod assets;
 mod body;
 mod caller;
+mod compose;
 mod error;
 pub mod operator;
 mod routes;

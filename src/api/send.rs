@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::body::JsonBody;
 use super::caller::{Caller, Send};
+use super::compose::{Stamp, compose};
 use super::error::ApiError;
 use super::state::ApiState;
 
@@ -47,15 +48,34 @@ fn relay_disabled() -> ApiError {
 
 pub async fn send(
     State(state): State<Arc<ApiState>>,
-    _caller: Caller<Send>,
-    JsonBody(_req): JsonBody<SendEmail>,
+    caller: Caller<Send>,
+    JsonBody(req): JsonBody<SendEmail>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    if !state.shared.config().relay.enabled {
+    let config = state.shared.config();
+    if !config.relay.enabled {
         return Err(relay_disabled());
     }
+    let unique = message_unique()?;
+    let stamp = Stamp { unix_seconds: unix_now(), unique: &unique, hostname: &config.relay.hostname };
+    let outgoing = compose(&req, &stamp).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let _ = (&caller.grant, outgoing);
     Err(ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "relay_unavailable",
         "sending is not available: this build has no relay queue",
     ))
+}
+
+/// The random part of a Message-ID.
+fn message_unique() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        tracing::error!(error = %e, "api: no randomness for a Message-ID");
+        ApiError::internal()
+    })?;
+    Ok(hex::encode(bytes))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }

@@ -80,7 +80,12 @@ pub struct AccountOut {
 }
 
 impl AccountOut {
-    pub fn new(a: &Account, (api_keys, smtp_credentials): (usize, usize), permissions: PermissionSet, key_id: Option<i64>) -> Self {
+    pub fn new(
+        a: &Account,
+        (api_keys, smtp_credentials): (usize, usize),
+        permissions: PermissionSet,
+        key_id: Option<i64>,
+    ) -> Self {
         Self {
             id: a.id,
             email: a.email.to_string(),

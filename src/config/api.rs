@@ -57,7 +57,10 @@ impl Default for ApiConfig {
 
 impl ApiConfig {
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
-        self.listen.trim().parse().map_err(|_| format!("api.listen: invalid address {:?} (expected IP:PORT)", self.listen))
+        self.listen
+            .trim()
+            .parse()
+            .map_err(|_| format!("api.listen: invalid address {:?} (expected IP:PORT)", self.listen))
     }
 
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
@@ -67,7 +70,9 @@ impl ApiConfig {
             .parse()
             .map_err(|_| format!("api.metrics_listen: invalid address {text:?} (expected IP:PORT)"))?;
         if !addr.ip().is_loopback() {
-            return Err(format!("api.metrics_listen: {addr} is not a loopback address (the operator endpoints have no authentication)"));
+            return Err(format!(
+                "api.metrics_listen: {addr} is not a loopback address (the operator endpoints have no authentication)"
+            ));
         }
         Ok(Some(addr))
     }

@@ -152,10 +152,11 @@ pub async fn call_from(
         }
         None => Bytes::new(),
     };
-    let response = tokio::time::timeout(Duration::from_secs(60), sender.send_request(req.body(Full::new(payload)).unwrap()))
-        .await
-        .expect("no answer within 60 s")
-        .unwrap();
+    let response =
+        tokio::time::timeout(Duration::from_secs(60), sender.send_request(req.body(Full::new(payload)).unwrap()))
+            .await
+            .expect("no answer within 60 s")
+            .unwrap();
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
