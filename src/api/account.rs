@@ -5,13 +5,16 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 
-use super::caller::{Caller, View};
+use super::caller::{Caller, perm};
 use super::error::ApiError;
 use super::state::{ApiState, account_address};
 use super::views::AccountOut;
 use crate::model::PermissionSet;
 
-pub async fn show(State(state): State<Arc<ApiState>>, caller: Caller<View>) -> Result<Json<AccountOut>, ApiError> {
+pub async fn show(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller<perm::View>,
+) -> Result<Json<AccountOut>, ApiError> {
     let email = account_address(&caller.grant.account)?;
     let (account, counts) = state
         .store

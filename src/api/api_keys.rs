@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tracing::info;
 
 use super::body::{ItemId, JsonBody};
-use super::caller::{Caller, Manage, View};
+use super::caller::{Caller, perm};
 use super::error::ApiError;
 use super::state::{ApiState, account_address};
 use super::views::{ApiKeyOut, Removed};
@@ -44,7 +44,10 @@ pub(super) fn restriction(items: &[String]) -> Result<AccessRestriction, ApiErro
     AccessRestriction::parse_all(items).map_err(|e| ApiError::invalid(e.to_string()))
 }
 
-pub async fn list(State(state): State<Arc<ApiState>>, caller: Caller<View>) -> Result<Json<Vec<ApiKeyOut>>, ApiError> {
+pub async fn list(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller<perm::View>,
+) -> Result<Json<Vec<ApiKeyOut>>, ApiError> {
     let email = account_address(&caller.grant.account)?;
     let keys = state.store.run(move |s| s.api_keys(&email)).await?;
     Ok(Json(keys.iter().map(|k| ApiKeyOut::new(k, None)).collect()))
@@ -52,7 +55,7 @@ pub async fn list(State(state): State<Arc<ApiState>>, caller: Caller<View>) -> R
 
 pub async fn create(
     State(state): State<Arc<ApiState>>,
-    caller: Caller<Manage>,
+    caller: Caller<perm::Manage>,
     JsonBody(req): JsonBody<CreateApiKey>,
 ) -> Result<(StatusCode, Json<ApiKeyOut>), ApiError> {
     let email = account_address(&caller.grant.account)?;
@@ -69,7 +72,7 @@ pub async fn create(
 
 pub async fn edit(
     State(state): State<Arc<ApiState>>,
-    caller: Caller<Manage>,
+    caller: Caller<perm::Manage>,
     ItemId(id): ItemId,
     JsonBody(req): JsonBody<EditApiKey>,
 ) -> Result<Json<ApiKeyOut>, ApiError> {
@@ -89,7 +92,7 @@ pub async fn edit(
 
 pub async fn change(
     State(state): State<Arc<ApiState>>,
-    caller: Caller<Manage>,
+    caller: Caller<perm::Manage>,
     ItemId(id): ItemId,
 ) -> Result<Json<ApiKeyOut>, ApiError> {
     let email = account_address(&caller.grant.account)?;
@@ -101,7 +104,7 @@ pub async fn change(
 
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
-    caller: Caller<Manage>,
+    caller: Caller<perm::Manage>,
     ItemId(id): ItemId,
 ) -> Result<Json<Removed>, ApiError> {
     if caller.key_id() == Some(id) {

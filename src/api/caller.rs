@@ -28,18 +28,24 @@ pub trait Needs {
     const PERMISSION: Permission;
 }
 
-pub struct View;
-pub struct Manage;
-pub struct Send;
+/// The permissions as types, so that a handler's signature says what it needs:
+/// `Caller<perm::Manage>`.
+pub mod perm {
+    use super::{Needs, Permission};
 
-impl Needs for View {
-    const PERMISSION: Permission = Permission::View;
-}
-impl Needs for Manage {
-    const PERMISSION: Permission = Permission::Manage;
-}
-impl Needs for Send {
-    const PERMISSION: Permission = Permission::Send;
+    pub struct View;
+    pub struct Manage;
+    pub struct Send;
+
+    impl Needs for View {
+        const PERMISSION: Permission = Permission::View;
+    }
+    impl Needs for Manage {
+        const PERMISSION: Permission = Permission::Manage;
+    }
+    impl Needs for Send {
+        const PERMISSION: Permission = Permission::Send;
+    }
 }
 
 /// An authenticated caller holding permission `N`.

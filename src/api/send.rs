@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::body::JsonBody;
-use super::caller::{Caller, Send};
+use super::caller::{Caller, perm};
 use super::compose::{Stamp, compose};
 use super::error::ApiError;
 use super::state::ApiState;
@@ -48,7 +48,7 @@ fn relay_disabled() -> ApiError {
 
 pub async fn send(
     State(state): State<Arc<ApiState>>,
-    caller: Caller<Send>,
+    caller: Caller<perm::Send>,
     JsonBody(req): JsonBody<SendEmail>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let config = state.shared.config();

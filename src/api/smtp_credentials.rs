@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::api_keys::{log_write, restriction};
 use super::body::{ItemId, JsonBody};
-use super::caller::{Caller, Manage, View};
+use super::caller::{Caller, perm};
 use super::error::ApiError;
 use super::state::{ApiState, account_address};
 use super::views::{Removed, SmtpCredentialOut};
@@ -34,7 +34,7 @@ pub struct EditSmtpCredential {
 
 pub async fn list(
     State(state): State<Arc<ApiState>>,
-    caller: Caller<View>,
+    caller: Caller<perm::View>,
 ) -> Result<Json<Vec<SmtpCredentialOut>>, ApiError> {
     let email = account_address(&caller.grant.account)?;
     let creds = state.store.run(move |s| s.smtp_credentials(&email)).await?;
@@ -43,7 +43,7 @@ pub async fn list(
 
 pub async fn create(
     State(state): State<Arc<ApiState>>,
-    caller: Caller<Manage>,
+    caller: Caller<perm::Manage>,
     JsonBody(req): JsonBody<CreateSmtpCredential>,
 ) -> Result<(StatusCode, Json<SmtpCredentialOut>), ApiError> {
     let email = account_address(&caller.grant.account)?;
@@ -61,7 +61,7 @@ pub async fn create(
 
 pub async fn edit(
     State(state): State<Arc<ApiState>>,
-    caller: Caller<Manage>,
+    caller: Caller<perm::Manage>,
     ItemId(id): ItemId,
     JsonBody(req): JsonBody<EditSmtpCredential>,
 ) -> Result<Json<SmtpCredentialOut>, ApiError> {
@@ -74,7 +74,7 @@ pub async fn edit(
 
 pub async fn change(
     State(state): State<Arc<ApiState>>,
-    caller: Caller<Manage>,
+    caller: Caller<perm::Manage>,
     ItemId(id): ItemId,
 ) -> Result<Json<SmtpCredentialOut>, ApiError> {
     let email = account_address(&caller.grant.account)?;
@@ -86,7 +86,7 @@ pub async fn change(
 
 pub async fn remove(
     State(state): State<Arc<ApiState>>,
-    caller: Caller<Manage>,
+    caller: Caller<perm::Manage>,
     ItemId(id): ItemId,
 ) -> Result<Json<Removed>, ApiError> {
     let email = account_address(&caller.grant.account)?;
