@@ -3,7 +3,7 @@
 // delete it. Also: inline errors, keyboard-only use, phone width, no external fetches.
 //
 // Env: RELAYKEY_URL (http://127.0.0.1:PORT), RELAYKEY_KEY (a key with view+manage),
-//      SCREENSHOT (optional path for a PNG of the page), CHROMIUM (default /usr/bin/chromium).
+//      SCREENSHOT / SCREENSHOT_PHONE (optional PNG paths), CHROMIUM (default /usr/bin/chromium).
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
@@ -133,6 +133,16 @@ try {
   await page.setViewportSize({ width: 360, height: 780 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page overflows a phone-width screen by ${overflow}px`);
+  if (process.env.SCREENSHOT_PHONE) {
+    await page.screenshot({ path: process.env.SCREENSHOT_PHONE, fullPage: true });
+  }
+  // Keyboard only on the phone layout too: Tab reaches a row's Edit button and Enter opens it.
+  await page.focus("#new-smtp");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("#smtp-dialog[open]");
+  await page.keyboard.press("Escape");
+  await page.waitForSelector("#smtp-dialog", { state: "hidden" });
 
   assert.deepEqual(foreign, [], "the page fetched from another origin");
   assert.deepEqual(consoleErrors, [], "the page logged errors");

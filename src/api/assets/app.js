@@ -56,15 +56,17 @@
     return text.split(/[\s,]+/).map((s) => s.trim()).filter((s) => s.length > 0);
   }
 
-  function td(text, className) {
+  // `label` repeats the column header, shown before the value on phone-width screens.
+  function td(label, text) {
     const cell = document.createElement("td");
     cell.textContent = text;
-    if (className) cell.className = className;
+    cell.dataset.label = label;
     return cell;
   }
 
-  function maskedCell(last5) {
+  function maskedCell(label, last5) {
     const cell = document.createElement("td");
+    cell.dataset.label = label;
     const code = document.createElement("code");
     code.textContent = `•••••${last5}`;
     code.setAttribute("aria-label", `ending in ${last5.split("").join(" ")}`);
@@ -101,12 +103,12 @@
       row.dataset.id = k.id;
       const own = state.account && k.id === state.account.key_id;
       row.append(
-        td(k.name + (own ? " (this key)" : "")),
-        maskedCell(k.last5),
-        td(k.permissions.join(", ")),
-        td(k.allow.length ? k.allow.join(", ") : "any"),
-        td(when(k.created_at)),
-        td(when(k.last_used_at)),
+        td("Name", k.name + (own ? " (this key)" : "")),
+        maskedCell("Key", k.last5),
+        td("Permissions", k.permissions.join(", ")),
+        td("Restriction", k.allow.length ? k.allow.join(", ") : "any"),
+        td("Created", when(k.created_at)),
+        td("Last used", when(k.last_used_at)),
       );
       const del = button("Delete", `Delete API key ${k.name}`, () => confirmDeleteKey(k), "danger delete");
       if (own) {
@@ -133,11 +135,11 @@
       const row = document.createElement("tr");
       row.dataset.id = c.id;
       row.append(
-        td(c.username),
-        maskedCell(c.last5),
-        td(c.allow.length ? c.allow.join(", ") : "any"),
-        td(when(c.created_at)),
-        td(when(c.last_used_at)),
+        td("Username", c.username),
+        maskedCell("Password", c.last5),
+        td("Restriction", c.allow.length ? c.allow.join(", ") : "any"),
+        td("Created", when(c.created_at)),
+        td("Last used", when(c.last_used_at)),
         actions([
           button("Edit", `Edit SMTP credential ${c.username}`, () => openSmtpDialog(c), "secondary edit"),
           button("Change", `Change the password of ${c.username}`, () => confirmChangeCredential(c), "secondary change"),
