@@ -27,7 +27,8 @@ async fn main() {
         let (addr, key) = (addr.clone(), key.clone());
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
             tokio::spawn(conn);
             let mut latencies = Vec::with_capacity(reqs);
             let mut statuses = std::collections::BTreeMap::<u16, usize>::new();

@@ -80,6 +80,9 @@ pub async fn start(shared: &Arc<Shared>) -> Result<(), ApiStartError> {
     let config = shared.config();
     let api = Api::new(shared.clone())?;
     let address = config.api.listen_addr().map_err(ApiStartError::Config)?;
+    if !address.ip().is_loopback() && config.api.tls_cert.is_none() {
+        tracing::warn!(listen = %address, "api: plain HTTP on a non-loopback address; API keys cross the network in clear (set api.tls_cert and api.tls_key)");
+    }
     let listener = listen_tcp("api", address).await.map_err(ApiStartError::Listen)?;
     shared.tasks.spawn(api.serve(listener));
     if let Some(address) = config.api.metrics_addr().map_err(ApiStartError::Config)? {
