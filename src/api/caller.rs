@@ -134,3 +134,32 @@ fn log_decision(decision: &Decision, ip: Option<IpAddr>, needs: Permission, star
     info!(proto = "api", decision = %decision.kind(), reason = %decision.reason(), permission = %needs,
           credential = %credential, ip = %ip, elapsed_ms = started.elapsed().as_millis() as u64, "auth");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(value: Option<&str>) -> Parts {
+        let mut b = axum::http::Request::builder();
+        if let Some(v) = value {
+            b = b.header(AUTHORIZATION, v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_other_schemes_are_no_key() {
+        for (header, want) in [
+            (Some("Bearer ABC"), Some("ABC")),
+            (Some("bearer   ABC "), Some("ABC")),
+            (Some("BEARER ABC"), Some("ABC")),
+            (Some("Basic QUJD"), None),
+            (Some("Bearer"), None),
+            (Some("Bearer "), None),
+            (None, None),
+        ] {
+            let got = bearer(&parts(header));
+            assert_eq!(got.as_ref().map(Secret::expose), want, "{header:?}");
+        }
+    }
+}
