@@ -15,5 +15,6 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod restriction;
+pub mod sasl;
 pub mod secret;
 pub mod store;

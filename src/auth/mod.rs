@@ -4,12 +4,13 @@
 //! One call costs at most one argon2 verification: a username names one SMTP credential, and an
 //! API key used as a password is found by (account, last 5 characters), unique within an account.
 //! An unknown user costs one verification against a dummy hash, so timing does not reveal which
-//! usernames exist. Verifications run on tokio's blocking pool, at most `verify_threads` at once.
+//! usernames exist. Verifications run on a fixed pool of `verify_threads` threads (`verifier`).
 
 mod cache;
 mod decision;
 mod ledger;
 mod throttle;
+mod verifier;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -17,18 +18,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::Semaphore;
-
 pub use decision::{CredentialRef, Decision, DenyReason, Grant};
 pub use ledger::LoginLedger;
 pub use throttle::{ClientBucket, FailureThrottle};
 
 use cache::LoginCache;
+use verifier::VerifierPool;
 
 use crate::config::AuthConfig;
 use crate::model::{Account, ApiKey, Permission, SmtpCredential};
 use crate::restriction::IpCheck;
-use crate::secret::{self, Secret};
+use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 
 /// What a login must be allowed to do.
@@ -55,7 +55,7 @@ struct State {
 
 pub struct Authenticator {
     state: Arc<Mutex<State>>,
-    verify_slots: Arc<Semaphore>,
+    verifier: VerifierPool,
     dummy_hash: Arc<str>,
     verifications: AtomicU64,
 }
@@ -66,6 +66,8 @@ pub enum AuthError {
     Store(#[from] StoreError),
     #[error("cannot prepare the dummy hash: {0}")]
     Hash(String),
+    #[error("cannot start the verification threads: {0}")]
+    Threads(std::io::Error),
 }
 
 impl Authenticator {
@@ -86,7 +88,7 @@ impl Authenticator {
                 cache: LoginCache::new(config.cache_ttl, config.cache_size),
                 data_version,
             })),
-            verify_slots: Arc::new(Semaphore::new(config.verify_threads())),
+            verifier: VerifierPool::new(config.verify_threads()).map_err(AuthError::Threads)?,
             dummy_hash: dummy_hash.into(),
             verifications: AtomicU64::new(0),
         })
@@ -178,10 +180,8 @@ impl Authenticator {
     }
 
     async fn verify(&self, secret: &Secret, hash: String) -> Option<bool> {
-        let _slot = self.verify_slots.acquire().await.ok()?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        let secret = secret.clone();
-        tokio::task::spawn_blocking(move || secret::verify(&secret, &hash)).await.ok()
+        self.verifier.verify(secret, hash).await
     }
 
     fn remember(&self, key: cache::CacheKey, grant: Grant, generation: u64) {

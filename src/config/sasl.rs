@@ -16,6 +16,9 @@ pub struct SaslConfig {
     pub socket_group: Option<String>,
     /// Refuse AUTH requests that Postfix did not mark `secured` (TLS).
     pub require_secured: bool,
+    /// Logins of one client address (`rip`) being verified or held back at once; more get
+    /// a temporary failure. Requests without an address share one count.
+    pub max_in_flight_per_ip: u32,
 }
 
 impl Default for SaslConfig {
@@ -26,6 +29,7 @@ impl Default for SaslConfig {
             socket_mode: 0o660,
             socket_group: None,
             require_secured: false,
+            max_in_flight_per_ip: 20,
         }
     }
 }

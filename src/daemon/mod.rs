@@ -93,6 +93,13 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     // socket activation works; failing startup on error), spawns its accept loop on
     // `shared.tasks` and pushes its name.
     let mut started: Vec<&str> = Vec::new();
+    if config.sasl.enabled {
+        let s = &config.sasl;
+        let listener = listen_unix("sasl", &s.socket, s.socket_mode, s.socket_group.as_deref())
+            .map_err(|e| format!("sasl: {e}"))?;
+        shared.tasks.spawn(crate::sasl::server::serve(listener, shared.clone()));
+        started.push("sasl");
+    }
     if config.api.enabled {
         crate::api::start(&shared).await.map_err(|e| e.to_string())?;
         started.push("api");

@@ -1,0 +1,378 @@
+//! relaykey's SASL socket against Dovecot 2.3's auth service, side by side in one run: the same
+//! load client (AUTH PLAIN, one request at a time per connection, like Postfix's smtpd) against
+//! both sockets, at 1, 8 and 64 connections, cold (every login a credential never seen) and
+//! warm (a few credentials over and over: relaykey's cache against Dovecot's auth_cache), with
+//! the peak RSS of both. Both verify the very same argon2id PHC strings.
+//!
+//! Run as root with dovecot-core installed:  cargo bench --bench sasl_vs_dovecot
+//! Knobs (env): BENCH_WARM_SECS (default 3), BENCH_COLD_PER_CONN (default 4, at least 64 per level).
+
+#[path = "../tests/support/sasl_client.rs"]
+mod sasl_client;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use relaykey::address::EmailAddress;
+use relaykey::sasl::codec::Reply;
+use relaykey::secret::HashParams;
+use relaykey::store::{NewSmtpCredential, Store};
+use sasl_client::Client;
+
+const LEVELS: [usize; 3] = [1, 8, 64];
+
+struct User {
+    name: String,
+    password: String,
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` runs us with no such flag: stay quick.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("sasl_vs_dovecot: run with `cargo bench --bench sasl_vs_dovecot`");
+        return;
+    }
+    if Command::new("dovecot").arg("--version").output().is_err() {
+        eprintln!("sasl_vs_dovecot: dovecot is not installed; nothing to compare against");
+        std::process::exit(1);
+    }
+    let dir = tempfile::Builder::new().prefix("relaykey-bench").tempdir().unwrap();
+    // Dovecot's auth process runs unprivileged and reads the passwd-file in here.
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let params = HashParams::default();
+    let cold_per_conn = env_num("BENCH_COLD_PER_CONN", 4) as usize;
+    let cold_counts: Vec<usize> = LEVELS.iter().map(|&c| (c * cold_per_conn).max(64)).collect();
+    let total = cold_counts.iter().sum::<usize>() + 8;
+    println!(
+        "creating {total} credentials (argon2id m={} KiB, t={}, p={}) ...",
+        params.memory_kib, params.iterations, params.parallelism
+    );
+    let users = create_users(dir.path(), total, &params);
+    let (warm_users, mut cold_pool) = (&users[..8], &users[8..]);
+
+    let relaykey = RelaykeyProc::start(dir.path());
+    let dovecot = DovecotProc::start(dir.path());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+
+    let mut rows = Vec::new();
+    for (&conns, &count) in LEVELS.iter().zip(&cold_counts) {
+        let (batch, rest) = cold_pool.split_at(count);
+        cold_pool = rest;
+        let r = rt.block_on(run_cold(&relaykey.socket, conns, batch, relaykey.pids()));
+        let d = rt.block_on(run_cold(&dovecot.socket, conns, batch, dovecot.pids()));
+        rows.push(("cold", conns, r, d));
+    }
+    let warm_secs = Duration::from_secs(env_num("BENCH_WARM_SECS", 3));
+    rt.block_on(prime(&relaykey.socket, warm_users));
+    rt.block_on(prime(&dovecot.socket, warm_users));
+    for &conns in &LEVELS {
+        let r = rt.block_on(run_warm(&relaykey.socket, conns, warm_users, warm_secs, relaykey.pids()));
+        let d = rt.block_on(run_warm(&dovecot.socket, conns, warm_users, warm_secs, dovecot.pids()));
+        rows.push(("warm", conns, r, d));
+    }
+    print_table(&rows);
+}
+
+/// One account per credential (an account holds at most 15); the same PHC strings go into
+/// Dovecot's passwd-file, so both servers pay exactly the same argon2 cost.
+fn create_users(dir: &Path, n: usize, params: &HashParams) -> Vec<User> {
+    let mut store = Store::open(&dir.join("relaykey.db")).unwrap();
+    let mut users = Vec::with_capacity(n);
+    let mut passwd = String::new();
+    for i in 0..n {
+        let email = EmailAddress::parse(&format!("user{i}@bench.example")).unwrap();
+        store.add_account(&email).unwrap();
+        let (cred, secret) = store
+            .create_smtp_credential(&email, NewSmtpCredential { username: None, allow: Default::default() }, params)
+            .unwrap();
+        passwd.push_str(&format!("{}:{{ARGON2ID}}{}\n", cred.username, cred.hash));
+        users.push(User { name: cred.username.to_string(), password: secret.expose().to_string() });
+    }
+    std::fs::write(dir.join("passwd"), passwd).unwrap();
+    users
+}
+
+struct RelaykeyProc {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl RelaykeyProc {
+    fn start(dir: &Path) -> Self {
+        let socket = dir.join("relaykey-auth");
+        let config = dir.join("relaykey.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "database = \"{}\"\nlog_level = \"warn\"\n[policy]\nenabled = false\n[sasl]\nsocket = \"{}\"\nsocket_mode = \"0600\"\nmax_in_flight_per_ip = 1000\n",
+                dir.join("relaykey.db").display(),
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_relaykey"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start relaykey");
+        wait_socket(&socket);
+        Self { child, socket }
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        vec![self.child.id()]
+    }
+}
+
+impl Drop for RelaykeyProc {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+struct DovecotProc {
+    config: PathBuf,
+    socket: PathBuf,
+    run: PathBuf,
+}
+
+impl DovecotProc {
+    /// An auth-only Dovecot (the reference doc's appendix), with auth_cache on for the warm runs.
+    fn start(dir: &Path) -> Self {
+        let d = dir.join("dovecot");
+        std::fs::create_dir_all(&d).unwrap();
+        let socket = d.join("auth-client");
+        let config = d.join("dovecot.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "protocols =\nbase_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\nssl = no\n\
+                 listen = 127.0.0.1\nauth_mechanisms = plain login\nauth_cache_size = 10M\nauth_cache_ttl = 1 hour\n\
+                 passdb {{\n  driver = passwd-file\n  args = scheme=ARGON2ID {passwd}\n}}\n\
+                 userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home=/nonexistent\n}}\n\
+                 service auth {{\n  unix_listener {socket} {{\n    mode = 0666\n  }}\n}}\n",
+                d = d.display(),
+                passwd = dir.join("passwd").display(),
+                socket = socket.display()
+            ),
+        )
+        .unwrap();
+        // dovecot runs its auth process as an unprivileged user: it must read the passwd file.
+        let status = Command::new("dovecot").arg("-c").arg(&config).status().expect("start dovecot");
+        assert!(status.success(), "dovecot failed to start; see {}", d.join("dovecot.log").display());
+        wait_socket(&socket);
+        Self { config, socket, run: d.join("run") }
+    }
+
+    /// The master and all its children (auth, log, config, anvil, ...).
+    fn pids(&self) -> Vec<u32> {
+        let Ok(master) = std::fs::read_to_string(self.run.join("master.pid")) else { return Vec::new() };
+        let Ok(master) = master.trim().parse::<u32>() else { return Vec::new() };
+        let mut pids = vec![master];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let ppid = stat.rsplit(')').next().and_then(|s| s.split_whitespace().nth(1)).and_then(|p| p.parse().ok());
+            if ppid == Some(master) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for DovecotProc {
+    fn drop(&mut self) {
+        let _ = Command::new("doveadm").arg("-c").arg(&self.config).arg("stop").status();
+    }
+}
+
+fn wait_socket(path: &Path) {
+    for _ in 0..500 {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on {}", path.display());
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Samples the summed RSS of `pids` until dropped; keeps the peak.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    fn start(pids: Vec<u32>) -> Self {
+        let (stop, peak) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let (s, p) = (stop.clone(), peak.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(pids.iter().map(|&pid| rss_kib(pid)).sum(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Self { stop, peak, thread: Some(thread) }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Stats {
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    failures: usize,
+    rss_kib: u64,
+}
+
+fn stats(mut lat: Vec<Duration>, failures: usize, elapsed: Duration, rss_kib: u64) -> Stats {
+    lat.sort();
+    let pick = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+    Stats {
+        per_sec: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: pick(0.50),
+        p99_ms: pick(0.99),
+        failures,
+        rss_kib,
+    }
+}
+
+async fn login(c: &mut Client, id: u32, u: &User) -> bool {
+    matches!(c.plain(id, &u.name, &u.password, Some("127.0.0.1")).await, Reply::Ok { .. })
+}
+
+/// Every credential in `batch` logs in once, spread over `conns` connections.
+async fn run_cold(socket: &Path, conns: usize, batch: &[User], pids: Vec<u32>) -> Stats {
+    let users: Arc<Vec<(String, String)>> =
+        Arc::new(batch.iter().map(|u| (u.name.clone(), u.password.clone())).collect());
+    let next = Arc::new(AtomicU64::new(0));
+    let sampler = RssSampler::start(pids);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (users, next, socket) = (users.clone(), next.clone(), socket.to_path_buf());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&socket).await.expect("connect");
+            let (mut lat, mut failed, mut id) = (Vec::new(), 0, 0u32);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some((name, password)) = users.get(i) else { break };
+                id += 1;
+                let t = Instant::now();
+                let ok = login(&mut c, id, &User { name: name.clone(), password: password.clone() }).await;
+                lat.push(t.elapsed());
+                failed += usize::from(!ok);
+            }
+            (lat, failed)
+        }));
+    }
+    collect(tasks, started, sampler).await
+}
+
+/// Logs in once with each warm credential so that both caches hold them.
+async fn prime(socket: &Path, users: &[User]) {
+    let mut c = Client::connect(socket).await.expect("connect");
+    for (i, u) in users.iter().enumerate() {
+        assert!(login(&mut c, i as u32 + 1, u).await, "warm-up login failed for {}", u.name);
+    }
+}
+
+/// The warm credentials over and over for `secs`.
+async fn run_warm(socket: &Path, conns: usize, users: &[User], secs: Duration, pids: Vec<u32>) -> Stats {
+    let users: Arc<Vec<(String, String)>> =
+        Arc::new(users.iter().map(|u| (u.name.clone(), u.password.clone())).collect());
+    let sampler = RssSampler::start(pids);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..conns {
+        let (users, socket) = (users.clone(), socket.to_path_buf());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&socket).await.expect("connect");
+            let (mut lat, mut failed, mut id) = (Vec::new(), 0, 0u32);
+            while started.elapsed() < secs {
+                let (name, password) = &users[(k + id as usize) % users.len()];
+                id += 1;
+                let t = Instant::now();
+                let ok = login(&mut c, id, &User { name: name.clone(), password: password.clone() }).await;
+                lat.push(t.elapsed());
+                failed += usize::from(!ok);
+            }
+            (lat, failed)
+        }));
+    }
+    collect(tasks, started, sampler).await
+}
+
+async fn collect(
+    tasks: Vec<tokio::task::JoinHandle<(Vec<Duration>, usize)>>,
+    started: Instant,
+    sampler: RssSampler,
+) -> Stats {
+    let (mut lat, mut failed) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, f) = t.await.expect("load task");
+        lat.extend(l);
+        failed += f;
+    }
+    let elapsed = started.elapsed();
+    stats(lat, failed, elapsed, sampler.finish())
+}
+
+fn print_table(rows: &[(&str, usize, Stats, Stats)]) {
+    println!();
+    println!(
+        "| scenario | conns | relaykey logins/s | p50 ms | p99 ms | RSS MiB | Dovecot logins/s | p50 ms | p99 ms | RSS MiB | speed ratio | p99 ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (name, conns, r, d) in rows {
+        println!(
+            "| {name} | {conns} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2}x | {:.2}x |",
+            r.per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            r.rss_kib as f64 / 1024.0,
+            d.per_sec,
+            d.p50_ms,
+            d.p99_ms,
+            d.rss_kib as f64 / 1024.0,
+            r.per_sec / d.per_sec.max(f64::EPSILON),
+            d.p99_ms / r.p99_ms.max(f64::EPSILON),
+        );
+        if r.failures + d.failures > 0 {
+            println!("  (failed logins: relaykey {}, dovecot {})", r.failures, d.failures);
+        }
+    }
+    println!(
+        "\nspeed ratio = relaykey logins/s ÷ Dovecot logins/s; p99 ratio = Dovecot p99 ÷ relaykey p99 (both >1 favour relaykey)."
+    );
+}
