@@ -69,6 +69,11 @@ impl TestServer {
         Self { addr, metrics, shared, requests, db, config, _dir: dir }
     }
 
+    /// The server's private temporary directory (for sockets of other front ends).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn store(&self) -> Store {
         Store::open(&self.db).unwrap()
     }
