@@ -5,7 +5,8 @@
 //! the peak RSS of both. Both verify the very same argon2id PHC strings.
 //!
 //! Run as root with dovecot-core installed:  cargo bench --bench sasl_vs_dovecot
-//! Knobs (env): BENCH_WARM_SECS (default 3), BENCH_COLD_PER_CONN (default 4, at least 64 per level).
+//! Knobs (env): BENCH_WARM_SECS (default 3), BENCH_COLD_PER_CONN (default 4, at least 64 per
+//! level), BENCH_LEVELS (default 1,8,64).
 
 #[path = "../tests/support/sasl_client.rs"]
 mod sasl_client;
@@ -23,6 +24,15 @@ use relaykey::store::{NewSmtpCredential, Store};
 use sasl_client::Client;
 
 const LEVELS: [usize; 3] = [1, 8, 64];
+
+/// `BENCH_LEVELS=8,64` runs only those connection counts.
+fn levels() -> Vec<usize> {
+    std::env::var("BENCH_LEVELS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|l: &Vec<usize>| !l.is_empty())
+        .unwrap_or_else(|| LEVELS.to_vec())
+}
 
 struct User {
     name: String,
@@ -48,7 +58,8 @@ fn main() {
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let params = HashParams::default();
     let cold_per_conn = env_num("BENCH_COLD_PER_CONN", 4) as usize;
-    let cold_counts: Vec<usize> = LEVELS.iter().map(|&c| (c * cold_per_conn).max(64)).collect();
+    let levels = levels();
+    let cold_counts: Vec<usize> = levels.iter().map(|&c| (c * cold_per_conn).max(64)).collect();
     let total = cold_counts.iter().sum::<usize>() + 8;
     println!(
         "creating {total} credentials (argon2id m={} KiB, t={}, p={}) ...",
@@ -62,7 +73,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
     let mut rows = Vec::new();
-    for (&conns, &count) in LEVELS.iter().zip(&cold_counts) {
+    for (&conns, &count) in levels.iter().zip(&cold_counts) {
         let (batch, rest) = cold_pool.split_at(count);
         cold_pool = rest;
         let r = rt.block_on(run_cold(&relaykey.socket, conns, batch, relaykey.pids()));
@@ -72,7 +83,7 @@ fn main() {
     let warm_secs = Duration::from_secs(env_num("BENCH_WARM_SECS", 3));
     rt.block_on(prime(&relaykey.socket, warm_users));
     rt.block_on(prime(&dovecot.socket, warm_users));
-    for &conns in &LEVELS {
+    for &conns in &levels {
         let r = rt.block_on(run_warm(&relaykey.socket, conns, warm_users, warm_secs, relaykey.pids()));
         let d = rt.block_on(run_warm(&dovecot.socket, conns, warm_users, warm_secs, dovecot.pids()));
         rows.push(("warm", conns, r, d));
@@ -129,8 +140,8 @@ impl RelaykeyProc {
         Self { child, socket }
     }
 
-    fn pids(&self) -> Vec<u32> {
-        vec![self.child.id()]
+    fn pids(&self) -> (Vec<u32>, Vec<u32>) {
+        (vec![self.child.id()], Vec::new())
     }
 }
 
@@ -176,8 +187,18 @@ impl DovecotProc {
         Self { config, socket, run: d.join("run") }
     }
 
-    /// The master and all its children (auth, log, config, anvil, ...).
-    fn pids(&self) -> Vec<u32> {
+    /// The master and all its children (auth, log, config, anvil, ...), and the auth process.
+    fn pids(&self) -> (Vec<u32>, Vec<u32>) {
+        let all = self.all_pids();
+        let auth = all
+            .iter()
+            .copied()
+            .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "auth"))
+            .collect();
+        (all, auth)
+    }
+
+    fn all_pids(&self) -> Vec<u32> {
         let Ok(master) = std::fs::read_to_string(self.run.join("master.pid")) else { return Vec::new() };
         let Ok(master) = master.trim().parse::<u32>() else { return Vec::new() };
         let mut pids = vec![master];
@@ -253,6 +274,8 @@ struct Stats {
     p99_ms: f64,
     failures: usize,
     rss_kib: u64,
+    /// Dovecot only: the auth process alone.
+    auth_rss_kib: u64,
 }
 
 fn stats(mut lat: Vec<Duration>, failures: usize, elapsed: Duration, rss_kib: u64) -> Stats {
@@ -264,6 +287,7 @@ fn stats(mut lat: Vec<Duration>, failures: usize, elapsed: Duration, rss_kib: u6
         p99_ms: pick(0.99),
         failures,
         rss_kib,
+        auth_rss_kib: 0,
     }
 }
 
@@ -272,17 +296,17 @@ async fn login(c: &mut Client, id: u32, u: &User) -> bool {
 }
 
 /// Every credential in `batch` logs in once, spread over `conns` connections.
-async fn run_cold(socket: &Path, conns: usize, batch: &[User], pids: Vec<u32>) -> Stats {
+async fn run_cold(socket: &Path, conns: usize, batch: &[User], pids: (Vec<u32>, Vec<u32>)) -> Stats {
     let users: Arc<Vec<(String, String)>> =
         Arc::new(batch.iter().map(|u| (u.name.clone(), u.password.clone())).collect());
     let next = Arc::new(AtomicU64::new(0));
-    let sampler = RssSampler::start(pids);
+    let clients = connect_all(socket, conns).await;
+    let sampler = (RssSampler::start(pids.0), RssSampler::start(pids.1));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let (users, next, socket) = (users.clone(), next.clone(), socket.to_path_buf());
+    for mut c in clients {
+        let (users, next) = (users.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&socket).await.expect("connect");
             let (mut lat, mut failed, mut id) = (Vec::new(), 0, 0u32);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
@@ -299,6 +323,16 @@ async fn run_cold(socket: &Path, conns: usize, batch: &[User], pids: Vec<u32>) -
     collect(tasks, started, sampler).await
 }
 
+/// All connections are up before the clock starts, as Postfix's smtpd processes keep theirs:
+/// a server slow to accept must not look faster by having fewer requests in flight.
+async fn connect_all(socket: &Path, conns: usize) -> Vec<Client> {
+    let mut clients = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        clients.push(Client::connect(socket).await.expect("connect"));
+    }
+    clients
+}
+
 /// Logs in once with each warm credential so that both caches hold them.
 async fn prime(socket: &Path, users: &[User]) {
     let mut c = Client::connect(socket).await.expect("connect");
@@ -308,16 +342,16 @@ async fn prime(socket: &Path, users: &[User]) {
 }
 
 /// The warm credentials over and over for `secs`.
-async fn run_warm(socket: &Path, conns: usize, users: &[User], secs: Duration, pids: Vec<u32>) -> Stats {
+async fn run_warm(socket: &Path, conns: usize, users: &[User], secs: Duration, pids: (Vec<u32>, Vec<u32>)) -> Stats {
     let users: Arc<Vec<(String, String)>> =
         Arc::new(users.iter().map(|u| (u.name.clone(), u.password.clone())).collect());
-    let sampler = RssSampler::start(pids);
+    let clients = connect_all(socket, conns).await;
+    let sampler = (RssSampler::start(pids.0), RssSampler::start(pids.1));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for k in 0..conns {
-        let (users, socket) = (users.clone(), socket.to_path_buf());
+    for (k, mut c) in clients.into_iter().enumerate() {
+        let users = users.clone();
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&socket).await.expect("connect");
             let (mut lat, mut failed, mut id) = (Vec::new(), 0, 0u32);
             while started.elapsed() < secs {
                 let (name, password) = &users[(k + id as usize) % users.len()];
@@ -336,7 +370,7 @@ async fn run_warm(socket: &Path, conns: usize, users: &[User], secs: Duration, p
 async fn collect(
     tasks: Vec<tokio::task::JoinHandle<(Vec<Duration>, usize)>>,
     started: Instant,
-    sampler: RssSampler,
+    sampler: (RssSampler, RssSampler),
 ) -> Stats {
     let (mut lat, mut failed) = (Vec::new(), 0);
     for t in tasks {
@@ -345,18 +379,20 @@ async fn collect(
         failed += f;
     }
     let elapsed = started.elapsed();
-    stats(lat, failed, elapsed, sampler.finish())
+    let mut s = stats(lat, failed, elapsed, sampler.0.finish());
+    s.auth_rss_kib = sampler.1.finish();
+    s
 }
 
 fn print_table(rows: &[(&str, usize, Stats, Stats)]) {
     println!();
     println!(
-        "| scenario | conns | relaykey logins/s | p50 ms | p99 ms | RSS MiB | Dovecot logins/s | p50 ms | p99 ms | RSS MiB | speed ratio | p99 ratio |"
+        "| scenario | conns | relaykey logins/s | p50 ms | p99 ms | RSS MiB | Dovecot logins/s | p50 ms | p99 ms | RSS MiB all (auth) | speed ratio | p99 ratio |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, conns, r, d) in rows {
         println!(
-            "| {name} | {conns} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2}x | {:.2}x |",
+            "| {name} | {conns} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} ({:.1}) | {:.2}x | {:.2}x |",
             r.per_sec,
             r.p50_ms,
             r.p99_ms,
@@ -365,6 +401,7 @@ fn print_table(rows: &[(&str, usize, Stats, Stats)]) {
             d.p50_ms,
             d.p99_ms,
             d.rss_kib as f64 / 1024.0,
+            d.auth_rss_kib as f64 / 1024.0,
             r.per_sec / d.per_sec.max(f64::EPSILON),
             d.p99_ms / r.p99_ms.max(f64::EPSILON),
         );

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod policy;
 pub mod restriction;
 pub mod sasl;
 pub mod secret;

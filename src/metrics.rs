@@ -14,7 +14,7 @@ use crate::auth::Decision;
 /// Every metric this daemon exposes: name, type and help text. Rendering follows this order.
 const METRICS: &[(&str, Kind, &str)] = &[
     ("relaykey_authentications_total", Kind::Counter, "Authentications by front end, result and reason."),
-    ("relaykey_policy_decisions_total", Kind::Counter, "Postfix policy decisions by action."),
+    ("relaykey_policy_decisions_total", Kind::Counter, "Postfix policy decisions by decision and reason."),
     ("relaykey_queue_messages", Kind::Gauge, "Messages in the relay queue."),
     ("relaykey_queue_oldest_age_seconds", Kind::Gauge, "Age of the oldest message in the relay queue."),
     ("relaykey_deliveries_total", Kind::Counter, "Relay delivery attempts by result."),
@@ -122,9 +122,9 @@ pub fn record_auth(front_end: &str, decision: &Decision) {
     );
 }
 
-/// One policy decision (`dunno`, `defer`, `reject`, ...).
-pub fn record_policy(action: &str) {
-    registry().add("relaykey_policy_decisions_total", &[("action", action)], 1);
+/// One policy decision: `dunno` or `refuse`, and why.
+pub fn record_policy(decision: &str, reason: &str) {
+    registry().add("relaykey_policy_decisions_total", &[("decision", decision), ("reason", reason)], 1);
 }
 
 /// One delivery attempt (`delivered`, `deferred`, `bounced`).
@@ -163,11 +163,11 @@ mod tests {
     #[test]
     fn renders_help_type_and_escaped_labels() {
         let r = Registry::default();
-        r.add("relaykey_policy_decisions_total", &[("action", "re\"ject\n")], 2);
+        r.add("relaykey_policy_decisions_total", &[("decision", "re\"ject\n")], 2);
         r.set("relaykey_queue_messages", &[], 7);
         let text = r.render();
         assert!(text.contains("# TYPE relaykey_policy_decisions_total counter\n"));
-        assert!(text.contains("relaykey_policy_decisions_total{action=\"re\\\"ject\\n\"} 2\n"), "{text}");
+        assert!(text.contains("relaykey_policy_decisions_total{decision=\"re\\\"ject\\n\"} 2\n"), "{text}");
         assert!(text.contains("relaykey_queue_messages 7\n"));
         assert!(text.contains("relaykey_api_requests_in_flight 0\n"));
     }

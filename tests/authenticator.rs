@@ -305,3 +305,19 @@ async fn an_unreadable_store_is_a_temporary_failure_not_a_wrong_password() {
     assert!(matches!(d, Decision::TempFail(_)), "{d:?}");
     assert_eq!(d.kind(), "tempfail");
 }
+
+#[tokio::test]
+async fn touch_records_last_use_once_per_interval() {
+    let mut f = Fixture::new();
+    let ann = f.account("ann@example.com");
+    let (kid, key) = f.key(&ann, &[Permission::Smtp], &[]);
+    let grant = granted(&f.login("ann@example.com", &key, None).await).clone();
+    assert_eq!(f.admin.api_key(&ann, kid).unwrap().last_used_at, None);
+    f.auth.touch(&grant.credential).await;
+    let first = f.admin.api_key(&ann, kid).unwrap().last_used_at;
+    assert!(first.is_some());
+    // A second use within the interval writes nothing: clear the column and check it stays so.
+    rusqlite::Connection::open(&f.path).unwrap().execute("UPDATE api_keys SET last_used_at = NULL", []).unwrap();
+    f.auth.touch(&grant.credential).await;
+    assert_eq!(f.admin.api_key(&ann, kid).unwrap().last_used_at, None);
+}

@@ -88,11 +88,8 @@ impl<N: Needs> FromRequestParts<Arc<ApiState>> for Caller<N> {
                 if let Ok(mut t) = state.shared.throttle.lock() {
                     t.on_success(ip);
                 }
-                // "Last used" needs no per-request write: a verification (not a cache hit)
-                // happens on the first use and after every store change.
-                if !grant.cached {
-                    state.shared.authenticator.touch(&grant.credential).await;
-                }
+                // "Last used"; the authenticator writes it at most once a minute per key.
+                state.shared.authenticator.touch(&grant.credential).await;
                 Ok(Self { grant, _needs: PhantomData })
             }
             // The key is genuine here: telling its holder what is missing leaks nothing.

@@ -12,11 +12,12 @@ mod ledger;
 mod throttle;
 mod verifier;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use decision::{CredentialRef, Decision, DenyReason, Grant};
 pub use ledger::LoginLedger;
@@ -58,7 +59,12 @@ pub struct Authenticator {
     verifier: VerifierPool,
     dummy_hash: Arc<str>,
     verifications: AtomicU64,
+    /// When each credential's "last used" was last written: (is API key, id) → time.
+    touched: Mutex<HashMap<(bool, i64), Instant>>,
 }
+
+/// How often a credential's "last used" time is written at most.
+pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -91,6 +97,7 @@ impl Authenticator {
             verifier: VerifierPool::new(config.verify_threads()).map_err(AuthError::Threads)?,
             dummy_hash: dummy_hash.into(),
             verifications: AtomicU64::new(0),
+            touched: Mutex::new(HashMap::new()),
         })
     }
 
@@ -208,6 +215,38 @@ impl Authenticator {
         }
     }
 
+    /// Checks a login whose grant is not known (the policy server after a restart): the
+    /// username must still name an SMTP credential or an account, the account be enabled, and
+    /// `client_ip` be inside the credential's restriction. Which secret was used cannot be told.
+    /// `Ok(None)`: nothing against it.
+    pub async fn recheck_username(
+        &self,
+        username: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Option<DenyReason>, StoreError> {
+        let state = self.state.clone();
+        let username = username.trim().to_lowercase();
+        let found = tokio::task::spawn_blocking(move || {
+            let st = state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(cred) = st.store.smtp_credential_by_username(&username)? {
+                return Ok(st.store.account_by_id(cred.account_id)?.map(|a| (a.enabled, Some(cred.allow))));
+            }
+            Ok::<_, StoreError>(st.store.account_for_login(&username)?.map(|a| (a.enabled, None)))
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Corrupt(format!("lookup task failed: {e}"))))?;
+        Ok(match found {
+            None => Some(DenyReason::UnknownUser),
+            Some((false, _)) => Some(DenyReason::AccountDisabled),
+            Some((true, Some(allow))) => match allow.check(client_ip) {
+                IpCheck::Allowed => None,
+                IpCheck::Outside => Some(DenyReason::IpNotAllowed),
+                IpCheck::Unknown => Some(DenyReason::IpRequired),
+            },
+            Some((true, None)) => None,
+        })
+    }
+
     /// Proves the store is readable (watchdog).
     pub async fn ping(&self) -> Result<(), StoreError> {
         let state = self.state.clone();
@@ -216,15 +255,31 @@ impl Authenticator {
             .unwrap_or_else(|e| Err(StoreError::Corrupt(format!("ping task failed: {e}"))))
     }
 
-    /// Records the use of a credential (shown as "last used"); errors are not a login's concern.
+    /// Records the use of a credential (shown as "last used"). At most one write per credential
+    /// per [`TOUCH_EVERY`], so a busy client does not turn every login into an fsync; errors are
+    /// not a login's concern.
     pub async fn touch(&self, credential: &CredentialRef) {
+        let key = match credential {
+            CredentialRef::ApiKey { id, .. } => (true, *id),
+            CredentialRef::SmtpCredential { id, .. } => (false, *id),
+        };
+        {
+            let now = Instant::now();
+            let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+            if touched.get(&key).is_some_and(|at| now.duration_since(*at) < TOUCH_EVERY) {
+                return;
+            }
+            if touched.len() > 100_000 {
+                touched.retain(|_, at| now.duration_since(*at) < TOUCH_EVERY);
+            }
+            touched.insert(key, now);
+        }
         let state = self.state.clone();
-        let credential = credential.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = match credential {
-                CredentialRef::ApiKey { id, .. } => st.store.touch_api_key(id),
-                CredentialRef::SmtpCredential { id, .. } => st.store.touch_smtp_credential(id),
+            let _ = match key {
+                (true, id) => st.store.touch_api_key(id),
+                (false, id) => st.store.touch_smtp_credential(id),
             };
         })
         .await;

@@ -18,7 +18,7 @@ pub use api::ApiConfig;
 pub use auth::AuthConfig;
 pub use daemon::DaemonConfig;
 pub use limits::{LimitOverride, LimitsConfig};
-pub use policy::PolicyConfig;
+pub use policy::{PolicyConfig, UnknownLogin};
 pub use relay::{ListenConfig, RelayConfig};
 pub use sasl::SaslConfig;
 
@@ -87,6 +87,7 @@ impl Config {
             .map_err(|e| format!("log_level: invalid filter {:?}: {e}", self.log_level))?;
         self.auth.validate()?;
         self.limits.validate()?;
+        self.policy.validate()?;
         self.api.validate()?;
         Ok(())
     }
@@ -185,6 +186,8 @@ mod tests {
             ("[auth]\nargon2_memory_kib = 1", "argon2_memory_kib"),
             ("[auth]\nmax_failure_delay = \"15s\"", "max_failure_delay"),
             ("log_level = \"[[\"", "log_level"),
+            ("[policy]\nfallback_action = \"450\"", "fallback_action"),
+            ("[policy]\nunknown_login = \"maybe\"", "unknown_login"),
             ("[[limits.override]]\nnetwork = \"10.0.0.0/33\"\nmax_connections_per_ip = 1", "network"),
         ] {
             let err = Config::parse(text).unwrap_err();

@@ -1,8 +1,12 @@
-//! `[policy]`: the Postfix policy-delegation socket.
+//! `[policy]`: the Postfix policy-delegation socket and its rules. The per-IP session limit
+//! (`max_connections_per_ip`, `[[limits.override]]`) and `session_timeout` live in `[limits]`,
+//! shared with the relay.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use crate::policy::Action;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -12,6 +16,35 @@ pub struct PolicyConfig {
     #[serde(deserialize_with = "super::deserialize_mode")]
     pub socket_mode: u32,
     pub socket_group: Option<String>,
+    /// The answer when relaykey cannot decide (the store cannot be read): `DUNNO` fails open,
+    /// a 4xx code asks the client to retry later.
+    pub fallback_action: String,
+    /// Refuse a CONNECT beyond `limits.max_connections_per_ip` sessions from one address.
+    pub connection_limit: bool,
+    /// Before refusing, drop tracked sessions whose TCP connection the kernel no longer has.
+    pub tcp_table: bool,
+    /// Refuse requests of sessions older than `limits.session_timeout`.
+    pub session_limit: bool,
+    /// At MAIL, RCPT and DATA of an authenticated session, check that its login still holds.
+    pub revocation: bool,
+    /// What to do when the login of a session is not known (relaykey restarted since the AUTH).
+    pub unknown_login: UnknownLogin,
+    /// Messages per account; 0 turns a window off. Counted once per message, at DATA.
+    pub messages_per_minute: u32,
+    pub messages_per_hour: u32,
+    pub messages_per_day: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownLogin {
+    /// The username must still name an enabled account usable from the client address (the
+    /// secret it used cannot be checked).
+    CheckAccount,
+    /// Ask the client to reconnect and log in again (4.7.1).
+    Defer,
+    /// Let the session go on.
+    Dunno,
 }
 
 impl Default for PolicyConfig {
@@ -21,6 +54,56 @@ impl Default for PolicyConfig {
             socket: PathBuf::from("/var/spool/postfix/private/relaykey-policy"),
             socket_mode: 0o660,
             socket_group: None,
+            fallback_action: Action::temporary_failure().to_string(),
+            connection_limit: true,
+            tcp_table: true,
+            session_limit: true,
+            revocation: true,
+            unknown_login: UnknownLogin::CheckAccount,
+            messages_per_minute: 0,
+            messages_per_hour: 0,
+            messages_per_day: 0,
         }
+    }
+}
+
+impl PolicyConfig {
+    pub(super) fn validate(&self) -> Result<(), String> {
+        self.fallback().map(|_| ())
+    }
+
+    /// The parsed `fallback_action`.
+    pub fn fallback(&self) -> Result<Action, String> {
+        self.fallback_action.parse().map_err(|e| format!("policy.fallback_action: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    use super::*;
+
+    #[test]
+    fn rules_are_on_and_rate_limits_off_by_default() {
+        let c = Config::parse("").unwrap().policy;
+        assert!(c.connection_limit && c.tcp_table && c.session_limit && c.revocation);
+        assert_eq!((c.messages_per_minute, c.messages_per_hour, c.messages_per_day), (0, 0, 0));
+        assert_eq!(c.unknown_login, UnknownLogin::CheckAccount);
+        assert!(matches!(c.fallback(), Ok(Action::Refuse(_))));
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let c = Config::parse(
+            "[policy]\nfallback_action = \"DUNNO\"\nconnection_limit = false\ntcp_table = false\n\
+             session_limit = false\nrevocation = false\nunknown_login = \"defer\"\n\
+             messages_per_minute = 1\nmessages_per_hour = 2\nmessages_per_day = 3\n",
+        )
+        .unwrap()
+        .policy;
+        assert_eq!(c.fallback(), Ok(Action::Dunno));
+        assert_eq!(c.unknown_login, UnknownLogin::Defer);
+        assert_eq!((c.messages_per_minute, c.messages_per_hour, c.messages_per_day), (1, 2, 3));
     }
 }

@@ -93,6 +93,13 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     // socket activation works; failing startup on error), spawns its accept loop on
     // `shared.tasks` and pushes its name.
     let mut started: Vec<&str> = Vec::new();
+    if config.policy.enabled {
+        let p = &config.policy;
+        let listener = listen_unix("policy", &p.socket, p.socket_mode, p.socket_group.as_deref())
+            .map_err(|e| format!("policy: {e}"))?;
+        shared.tasks.spawn(crate::policy::server::serve(listener, shared.clone()));
+        started.push("policy");
+    }
     if config.sasl.enabled {
         let s = &config.sasl;
         let listener = listen_unix("sasl", &s.socket, s.socket_mode, s.socket_group.as_deref())

@@ -230,6 +230,9 @@ impl SaslServer {
             let delay = match &decision {
                 Decision::Granted(grant) => {
                     ledger.record(&grant.username, remote_ip, grant.clone(), Instant::now());
+                    // "Last used" is written off the reply's path.
+                    let (auth, credential) = (authenticator.clone(), grant.credential.clone());
+                    tokio::spawn(async move { auth.touch(&credential).await });
                     throttle.lock().unwrap_or_else(|p| p.into_inner()).on_success(remote_ip);
                     Duration::ZERO
                 }
