@@ -7,6 +7,7 @@ mod apikey;
 mod auth;
 mod config_cmd;
 mod output;
+mod queue;
 mod smtp;
 
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ pub enum Command {
     /// Check the configuration
     #[command(subcommand)]
     Config(config_cmd::ConfigCmd),
+    /// Inspect and manage the relay's queue
+    #[command(subcommand)]
+    Queue(queue::QueueCmd),
 }
 
 /// A refusal or failure, printed as one line. `exit` distinguishes "no" (1) from "try later" (75).
@@ -130,6 +134,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Smtp(cmd) => smtp::run(cmd, &config()?, json),
         Command::Auth(cmd) => auth::run(cmd, &config()?, json),
         Command::Config(cmd) => config_cmd::run(cmd, path.as_ref(), json),
+        Command::Queue(cmd) => queue::run(cmd, &config()?, json),
         Command::Serve => {
             let config = config()?;
             let path = path.or_else(|| Some(PathBuf::from(config::DEFAULT_PATH)).filter(|p| p.exists()));

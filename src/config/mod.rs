@@ -19,7 +19,7 @@ pub use auth::AuthConfig;
 pub use daemon::DaemonConfig;
 pub use limits::{LimitOverride, LimitsConfig};
 pub use policy::{PolicyConfig, UnknownLogin};
-pub use relay::{ListenConfig, RelayConfig};
+pub use relay::{ListenConfig, RelayConfig, TlsMode, smarthost_parts};
 pub use sasl::SaslConfig;
 
 /// Where the config is read from when neither `--config` nor `RELAYKEY_CONFIG` is given.
@@ -88,6 +88,7 @@ impl Config {
         self.auth.validate()?;
         self.limits.validate()?;
         self.policy.validate()?;
+        self.relay.validate()?;
         self.api.validate()?;
         Ok(())
     }

@@ -107,6 +107,15 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         shared.tasks.spawn(crate::sasl::server::serve(listener, shared.clone()));
         started.push("sasl");
     }
+    if config.relay.enabled {
+        let mut listeners = Vec::new();
+        for l in &config.relay.listen {
+            let listener = listen_tcp(&format!("relay:{}", l.address), l.address).await.map_err(|e| e.to_string())?;
+            listeners.push(crate::smtp::RelayListener { listener, tls: l.tls });
+        }
+        crate::smtp::serve_relay(shared.clone(), listeners).await.map_err(|e| format!("relay: {e}"))?;
+        started.push("relay");
+    }
     if config.api.enabled {
         crate::api::start(&shared).await.map_err(|e| e.to_string())?;
         started.push("api");
@@ -172,6 +181,10 @@ fn reload(shared: &Shared, path: Option<&Path>, publish: &watch::Sender<Arc<Conf
     let old = shared.config();
     if new.database != old.database || new.sasl.socket != old.sasl.socket || new.policy.socket != old.policy.socket {
         warn!("reload: database or socket paths changed; restart required for those");
+    }
+    let (r, o) = (&new.relay, &old.relay);
+    if r.enabled != o.enabled || r.listen != o.listen || r.spool != o.spool || r.nameservers != o.nameservers {
+        warn!("reload: relay enabled, listen, spool or nameservers changed; restart required for those");
     }
     if let Err(e) = log.set_level(&new.log_level) {
         warn!(error = %e, "reload: log level unchanged");

@@ -1,0 +1,24 @@
+//! The durable queue: a spool directory of message and envelope files ([`spool`]), written and
+//! fsynced before the SMTP `250`, and the delivery side that empties it ([`delivery`]).
+
+pub mod client;
+pub mod delivery;
+mod dir_sync;
+pub mod dsn;
+pub mod envelope;
+pub mod route;
+pub mod spool;
+mod trailer;
+
+pub use envelope::{Envelope, Recipient, RecipientStatus, Submission};
+pub use spool::{Incoming, Spool, SpoolError};
+
+/// Why a message could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// ENOSPC or EDQUOT: `452 4.3.1`, and nothing of the message is left behind.
+    #[error("spool is full")]
+    DiskFull,
+    #[error("spool I/O error: {0}")]
+    Io(String),
+}

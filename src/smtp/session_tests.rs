@@ -1,0 +1,248 @@
+use super::*;
+use crate::auth::{CredentialRef, DenyReason};
+use crate::restriction::AccessRestriction;
+use crate::smtp::reply::Status;
+use base64::Engine as _;
+use proptest::prelude::*;
+
+fn config(listener: TlsMode) -> Arc<SessionConfig> {
+    Arc::new(SessionConfig {
+        hostname: "relay.test".into(),
+        max_message_size: 1000,
+        max_recipients: 3,
+        max_errors: 10,
+        listener,
+        tls_available: true,
+    })
+}
+
+fn session(listener: TlsMode, trusted: bool) -> Session {
+    let tls = listener == TlsMode::Implicit;
+    Session::new(config(listener), "192.0.2.7".parse().unwrap(), trusted, tls)
+}
+
+fn feed(s: &mut Session, line: &str) -> Step {
+    let input = s.parse_line(line.as_bytes());
+    s.on_input(input)
+}
+
+/// The code and status of a Reply/Close step; panics on other steps.
+fn reply_of(step: Step) -> (u16, Option<Status>) {
+    match step {
+        Step::Reply(r) | Step::Close(r) | Step::StartTls(r) | Step::ReceiveData(r) => (r.code, r.status),
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+fn code(s: &mut Session, line: &str) -> u16 {
+    reply_of(feed(s, line)).0
+}
+
+fn grant() -> Grant {
+    Grant {
+        username: "ann@example.com".into(),
+        account_id: 1,
+        account: "ann@example.com".into(),
+        credential: CredentialRef::SmtpCredential { id: 1, hash: "h".into() },
+        permissions: None,
+        allow: AccessRestriction::unrestricted(),
+        cached: false,
+    }
+}
+
+fn b64(s: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn ehlo_lines(s: &mut Session) -> Vec<String> {
+    match feed(s, "EHLO client.test") {
+        Step::Reply(r) => r.lines.iter().map(|l| l.to_string()).collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn ehlo_advertises_extensions_and_hides_auth_before_tls() {
+    let mut s = session(TlsMode::Starttls, false);
+    let lines = ehlo_lines(&mut s);
+    for ext in ["PIPELINING", "SIZE 1000", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "STARTTLS"] {
+        assert!(lines.iter().any(|l| l == ext), "{ext} missing from {lines:?}");
+    }
+    assert!(!lines.iter().any(|l| l.starts_with("AUTH")));
+    s.on_tls_established();
+    let lines = ehlo_lines(&mut s);
+    assert!(lines.iter().any(|l| l == "AUTH PLAIN LOGIN"));
+    assert!(!lines.iter().any(|l| l == "STARTTLS"));
+}
+
+#[test]
+fn auth_before_starttls_is_refused_with_530() {
+    let mut s = session(TlsMode::Starttls, false);
+    feed(&mut s, "EHLO c");
+    let plain = format!("AUTH PLAIN {}", b64(b"\0ann@example.com\0pw"));
+    assert_eq!(reply_of(feed(&mut s, &plain)), (530, Some(Status(5, 7, 0))));
+}
+
+#[test]
+fn starttls_discards_helo_login_and_envelope() {
+    let mut s = session(TlsMode::Starttls, true);
+    feed(&mut s, "EHLO c");
+    feed(&mut s, "MAIL FROM:<a@b.test>");
+    assert!(matches!(feed(&mut s, "STARTTLS"), Step::StartTls(r) if r.code == 220));
+    s.on_tls_established();
+    assert_eq!(code(&mut s, "RCPT TO:<x@y.test>"), 503, "envelope survived STARTTLS");
+    assert_eq!(code(&mut s, "MAIL FROM:<a@b.test>"), 503, "EHLO survived STARTTLS");
+    assert_eq!(code(&mut s, "STARTTLS"), 503);
+}
+
+#[test]
+fn untrusted_client_must_authenticate_and_trusted_may_relay() {
+    let mut s = session(TlsMode::Implicit, false);
+    feed(&mut s, "EHLO c");
+    assert_eq!(reply_of(feed(&mut s, "MAIL FROM:<a@b.test>")), (530, Some(Status(5, 7, 0))));
+    let mut t = session(TlsMode::Starttls, true);
+    feed(&mut t, "EHLO c");
+    assert_eq!(code(&mut t, "MAIL FROM:<a@b.test>"), 250);
+}
+
+#[test]
+fn auth_plain_with_initial_response_then_relay() {
+    let mut s = session(TlsMode::Implicit, false);
+    feed(&mut s, "EHLO c");
+    let step = feed(&mut s, &format!("AUTH PLAIN {}", b64(b"\0ann@example.com\0secret")));
+    let Step::Authenticate(a) = step else { panic!("{step:?}") };
+    assert_eq!((a.username.as_str(), a.secret.expose()), ("ann@example.com", "secret"));
+    assert_eq!(reply_of(s.on_verdict(Decision::Granted(grant()))), (235, Some(Status(2, 7, 0))));
+    assert_eq!(code(&mut s, "MAIL FROM:<ann@example.com>"), 250);
+    assert_eq!(code(&mut s, "AUTH PLAIN AAAA"), 503);
+}
+
+#[test]
+fn auth_plain_and_login_with_challenges() {
+    let mut s = session(TlsMode::None, false);
+    feed(&mut s, "EHLO c");
+    assert_eq!(code(&mut s, "AUTH PLAIN"), 334);
+    assert!(matches!(feed(&mut s, &b64(b"\0u@x.test\0p")), Step::Authenticate(_)));
+    assert_eq!(reply_of(s.on_verdict(Decision::Denied(DenyReason::BadSecret))), (535, Some(Status(5, 7, 8))));
+
+    assert_eq!(code(&mut s, "AUTH LOGIN"), 334);
+    assert_eq!(code(&mut s, &b64(b"u@x.test")), 334);
+    let Step::Authenticate(a) = feed(&mut s, &b64(b"pw")) else { panic!() };
+    assert_eq!((a.username.as_str(), a.secret.expose()), ("u@x.test", "pw"));
+    assert_eq!(reply_of(s.on_verdict(Decision::TempFail("db".into()))).0, 454);
+
+    assert_eq!(code(&mut s, &format!("AUTH LOGIN {}", b64(b"u@x.test"))), 334);
+    assert_eq!(reply_of(feed(&mut s, "*")), (501, Some(Status(5, 7, 0))));
+    assert_eq!(code(&mut s, "AUTH CRAM-MD5"), 504);
+    assert_eq!(code(&mut s, "AUTH PLAIN !!!"), 501);
+    // Acting for another identity is not offered.
+    assert_eq!(code(&mut s, &format!("AUTH PLAIN {}", b64(b"boss@x.test\0u@x.test\0p"))), 535);
+}
+
+fn relaying_session() -> Session {
+    let mut s = session(TlsMode::Starttls, true);
+    feed(&mut s, "EHLO c");
+    s
+}
+
+#[test]
+fn mail_transaction_sequence_and_limits() {
+    let mut s = relaying_session();
+    assert_eq!(code(&mut s, "RCPT TO:<x@y.test>"), 503);
+    assert_eq!(code(&mut s, "DATA"), 503);
+    assert_eq!(reply_of(feed(&mut s, "MAIL FROM:<a@b.test> SIZE=1001")), (552, Some(Status(5, 3, 4))));
+    assert_eq!(code(&mut s, "MAIL FROM:<a@b.test> BODY=BINARYMIME"), 555);
+    assert_eq!(code(&mut s, "MAIL FROM:<a@b.test> SIZE=1000"), 250);
+    assert_eq!(code(&mut s, "MAIL FROM:<a@b.test>"), 503, "nested MAIL");
+    assert_eq!(code(&mut s, "DATA"), 503, "DATA before RCPT");
+    for i in 0..3 {
+        assert_eq!(code(&mut s, &format!("RCPT TO:<r{i}@y.test>")), 250);
+    }
+    assert_eq!(reply_of(feed(&mut s, "RCPT TO:<r4@y.test>")), (452, Some(Status(4, 5, 3))));
+    assert_eq!(code(&mut s, "RSET"), 250);
+    assert_eq!(code(&mut s, "RCPT TO:<x@y.test>"), 503, "RSET kept the envelope");
+}
+
+#[test]
+fn several_messages_per_session_each_acknowledged_after_queueing() {
+    let mut s = relaying_session();
+    for n in 0..3 {
+        feed(&mut s, "MAIL FROM:<a@b.test> BODY=8BITMIME");
+        feed(&mut s, "RCPT TO:<x@y.test>");
+        assert!(matches!(feed(&mut s, "DATA"), Step::ReceiveData(r) if r.code == 354));
+        let Step::Enqueue(sub) = s.on_data_end(DataSummary { size: 10, ..Default::default() }) else { panic!() };
+        assert_eq!(sub.sender.as_deref(), Some("a@b.test"));
+        assert_eq!(sub.recipients, vec!["x@y.test".to_string()]);
+        assert!(sub.eight_bit);
+        assert_eq!(sub.client_ip, Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(reply_of(s.on_queued(Ok(format!("ID{n}")))), (250, Some(Status(2, 0, 0))));
+    }
+}
+
+#[test]
+fn data_end_errors_and_spool_failures() {
+    let mut s = relaying_session();
+    let start = |s: &mut Session| {
+        feed(s, "MAIL FROM:<> ");
+        feed(s, "RCPT TO:<x@y.test>");
+        feed(s, "DATA");
+    };
+    start(&mut s);
+    let big = DataSummary { size: 2000, too_big: true, ..Default::default() };
+    assert_eq!(reply_of(s.on_data_end(big)), (552, Some(Status(5, 3, 4))));
+    start(&mut s);
+    let long = DataSummary { size: 20, line_too_long: true, ..Default::default() };
+    assert_eq!(reply_of(s.on_data_end(long)), (500, Some(Status(5, 5, 0))));
+    start(&mut s);
+    let Step::Enqueue(sub) = s.on_data_end(DataSummary::default()) else { panic!() };
+    assert_eq!(sub.sender, None, "null sender kept");
+    assert_eq!(reply_of(s.on_queued(Err(EnqueueError::DiskFull))), (452, Some(Status(4, 3, 1))));
+    assert_eq!(code(&mut s, "RCPT TO:<x@y.test>"), 503, "transaction ends with the DATA reply");
+}
+
+#[test]
+fn timeouts_shutdown_errors_and_http_close_the_session() {
+    let mut s = relaying_session();
+    assert!(matches!(s.on_input(Input::Timeout), Step::Close(r) if (r.code, r.status) == (421, Some(Status(4, 4, 2)))));
+    assert!(matches!(s.on_input(Input::SessionExpired), Step::Close(r) if r.code == 421));
+    assert!(
+        matches!(s.on_input(Input::ShuttingDown), Step::Close(r) if (r.code, r.status) == (421, Some(Status(4, 3, 2))))
+    );
+    assert!(matches!(feed(&mut s, "GET / HTTP/1.1"), Step::Close(r) if r.code == 554));
+    assert!(matches!(feed(&mut s, "QUIT"), Step::Close(r) if r.code == 221));
+    let mut s = relaying_session();
+    for _ in 0..9 {
+        assert!(matches!(feed(&mut s, "BOGUS"), Step::Reply(r) if r.code == 500));
+    }
+    assert!(matches!(feed(&mut s, "BOGUS"), Step::Close(r) if (r.code, r.status) == (421, Some(Status(4, 7, 0)))));
+}
+
+#[test]
+fn vrfy_is_252_and_starttls_is_refused_where_not_offered() {
+    let mut s = session(TlsMode::None, true);
+    feed(&mut s, "EHLO c");
+    assert_eq!(code(&mut s, "VRFY ann"), 252);
+    assert_eq!(code(&mut s, "STARTTLS"), 502);
+    assert_eq!(s.protocol(), "ESMTP");
+}
+
+proptest! {
+    // Whatever an unauthenticated, untrusted client sends, nothing is queued and nothing panics.
+    #[test]
+    fn untrusted_client_never_reaches_enqueue(lines in prop::collection::vec(prop_oneof![
+        Just("EHLO x".to_string()), Just("MAIL FROM:<a@b.c>".to_string()), Just("RCPT TO:<a@b.c>".to_string()),
+        Just("DATA".to_string()), Just("AUTH LOGIN".to_string()), Just("RSET".to_string()), Just("*".to_string()),
+        ".{0,30}",
+    ], 0..30)) {
+        let mut s = session(TlsMode::Starttls, false);
+        for line in lines {
+            match feed(&mut s, &line) {
+                Step::Enqueue(_) | Step::Authenticate(_) => prop_assert!(false, "reached a privileged step"),
+                Step::ReceiveData(_) => prop_assert!(false, "DATA accepted"),
+                Step::StartTls(_) => s.on_tls_established(),
+                Step::Close(_) => break,
+                Step::Reply(_) => {}
+            }
+        }
+    }
+}
