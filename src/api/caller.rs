@@ -51,6 +51,7 @@ pub mod perm {
 /// An authenticated caller holding permission `N`.
 pub struct Caller<N> {
     pub grant: Grant,
+    pub ip: Option<IpAddr>,
     _needs: PhantomData<N>,
 }
 
@@ -90,7 +91,7 @@ impl<N: Needs> FromRequestParts<Arc<ApiState>> for Caller<N> {
                 }
                 // "Last used"; the authenticator writes it at most once a minute per key.
                 state.shared.authenticator.touch(&grant.credential).await;
-                Ok(Self { grant, _needs: PhantomData })
+                Ok(Self { grant, ip, _needs: PhantomData })
             }
             // The key is genuine here: telling its holder what is missing leaks nothing.
             Decision::Denied(DenyReason::PermissionMissing) => {

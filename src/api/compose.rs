@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::send::SendEmail;
 use crate::address::EmailAddress;
+use crate::smtp::received::rfc5322_date;
 
 /// More recipients than this in one call is refused (the relay's RCPT limit is of this order).
 pub const MAX_RECIPIENTS: usize = 100;
@@ -51,7 +52,7 @@ fn addresses(field: &'static str, items: &[String]) -> Result<Vec<EmailAddress>,
 
 /// What makes a Message-ID and a Date: supplied by the caller so that this stays pure.
 pub struct Stamp<'a> {
-    pub unix_seconds: i64,
+    pub unix_seconds: u64,
     pub unique: &'a str,
     pub hostname: &'a str,
 }
@@ -174,37 +175,6 @@ fn encode_header(text: &str) -> String {
     words.iter().map(|w| format!("=?UTF-8?B?{}?=", STANDARD.encode(w.as_bytes()))).collect::<Vec<_>>().join("\r\n ")
 }
 
-/// `Mon, 30 Nov 2026 09:52:26 +0000` (RFC 5322 §3.3), from Unix seconds.
-pub fn rfc5322_date(unix_seconds: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let days = unix_seconds.div_euclid(86_400);
-    let secs = unix_seconds.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{}, {d:02} {} {y} {:02}:{:02}:{:02} +0000",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,13 +187,6 @@ mod tests {
 
     fn text(o: &Outgoing) -> String {
         String::from_utf8(o.message.clone()).unwrap()
-    }
-
-    #[test]
-    fn dates_follow_rfc5322() {
-        assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1_796_032_346), "Mon, 30 Nov 2026 09:52:26 +0000");
     }
 
     #[test]

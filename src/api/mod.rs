@@ -12,6 +12,7 @@ mod assets;
 mod body;
 mod caller;
 mod compose;
+mod enqueue;
 mod error;
 pub mod operator;
 mod routes;
@@ -31,6 +32,7 @@ pub use error::ApiError;
 pub use routes::OPENAPI;
 
 use crate::daemon::{Shared, listen_tcp};
+use crate::queue::Outbox;
 use crate::store::Store;
 use state::ApiState;
 
@@ -52,7 +54,8 @@ pub struct Api {
 
 impl Api {
     /// Opens the API's own store connection and loads TLS material from the current config.
-    pub fn new(shared: Arc<Shared>) -> Result<Self, ApiStartError> {
+    /// `outbox` is the relay's queue (absent when the relay is not enabled).
+    pub fn new(shared: Arc<Shared>, outbox: Option<Outbox>) -> Result<Self, ApiStartError> {
         let config = shared.config();
         let store = Store::open(&config.database)
             .map_err(|source| ApiStartError::Store { path: config.database.display().to_string(), source })?;
@@ -60,7 +63,7 @@ impl Api {
             (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).map_err(ApiStartError::Config)?),
             _ => None,
         };
-        Ok(Self { state: Arc::new(ApiState::new(shared, store)), tls })
+        Ok(Self { state: Arc::new(ApiState::new(shared, store, outbox)), tls })
     }
 
     /// Requests in progress per client address (for status lines and tests).
@@ -76,9 +79,10 @@ impl Api {
 
 /// Starts the API listener, and the operator listener when `metrics_listen` is set, on the
 /// shared task tracker. Called by the daemon when `[api] enabled = true`.
-pub async fn start(shared: &Arc<Shared>) -> Result<(), ApiStartError> {
+pub async fn start(shared: &Arc<Shared>, outbox: Option<Outbox>) -> Result<(), ApiStartError> {
     let config = shared.config();
-    let api = Api::new(shared.clone())?;
+    let spool = outbox.as_ref().map(|o| o.spool.clone());
+    let api = Api::new(shared.clone(), outbox)?;
     let address = config.api.listen_addr().map_err(ApiStartError::Config)?;
     if !address.ip().is_loopback() && config.api.tls_cert.is_none() {
         tracing::warn!(listen = %address, "api: plain HTTP on a non-loopback address; API keys cross the network in clear (set api.tls_cert and api.tls_key)");
@@ -87,7 +91,7 @@ pub async fn start(shared: &Arc<Shared>) -> Result<(), ApiStartError> {
     shared.tasks.spawn(api.serve(listener));
     if let Some(address) = config.api.metrics_addr().map_err(ApiStartError::Config)? {
         let listener = listen_tcp("metrics", address).await.map_err(ApiStartError::Listen)?;
-        shared.tasks.spawn(operator::serve(listener, shared.clone()));
+        shared.tasks.spawn(operator::serve(listener, shared.clone(), spool));
     }
     tracing::info!(listen = %address, tls = config.api.tls_cert.is_some(), "api: listening");
     Ok(())

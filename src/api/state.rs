@@ -7,6 +7,7 @@ use crate::address::EmailAddress;
 use crate::config::{ApiConfig, Config, LimitsConfig};
 use crate::daemon::Shared;
 use crate::limits::ConnectionLimiter;
+use crate::queue::Outbox;
 use crate::store::{Store, StoreError};
 
 use super::error::ApiError;
@@ -18,15 +19,18 @@ pub struct ApiState {
     pub requests: ConnectionLimiter,
     /// Open connections per client IP (`max_connections_per_ip`).
     pub connections: ConnectionLimiter,
+    /// The relay's queue, for `POST /v1/email/send`; `None` when the relay is not enabled.
+    pub outbox: Option<Outbox>,
 }
 
 impl ApiState {
-    pub fn new(shared: Arc<Shared>, store: Store) -> Self {
+    pub fn new(shared: Arc<Shared>, store: Store, outbox: Option<Outbox>) -> Self {
         let api = shared.config().api.clone();
         Self {
             requests: ConnectionLimiter::new(&request_limits(&api)),
             connections: ConnectionLimiter::new(&connection_limits(&api)),
             store: StoreHandle(Arc::new(Mutex::new(store))),
+            outbox,
             shared,
         }
     }

@@ -58,12 +58,19 @@ impl TestServer {
         let (shared, _publish) = Shared::new(config.clone(), authenticator);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let api = Api::new(shared.clone()).unwrap();
+        // With `[relay] enabled`, the relay (no listeners: only its queue and delivery) runs too.
+        let outbox = if config.relay.enabled {
+            Some(relaykey::smtp::serve_relay(shared.clone(), Vec::new()).await.unwrap())
+        } else {
+            None
+        };
+        let spool = outbox.as_ref().map(|o| o.spool.clone());
+        let api = Api::new(shared.clone(), outbox).unwrap();
         let requests = api.requests_in_progress();
         shared.tasks.spawn(api.serve(listener));
         let ops = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics = ops.local_addr().unwrap();
-        shared.tasks.spawn(operator::serve(ops, shared.clone()));
+        shared.tasks.spawn(operator::serve(ops, shared.clone(), spool));
         let mut store = Store::open(&db).unwrap();
         store.add_account(&EmailAddress::parse(OWNER).unwrap()).unwrap();
         Self { addr, metrics, shared, requests, db, config, _dir: dir }
