@@ -30,6 +30,8 @@ async fn a_key_changed_through_the_api_fails_over_the_sasl_socket_at_once() {
     let mut c = Client::connect(&socket).await.unwrap();
     assert!(granted(&c.plain(1, OWNER, &smtp_key, Some("192.0.2.7")).await));
     assert!(granted(&c.plain(2, OWNER, &smtp_key, Some("192.0.2.7")).await), "cached login");
+    let metrics = server.metrics_text().await;
+    assert!(metrics.contains(r#"relaykey_connections_total{listener="sasl"}"#), "{metrics}");
 
     let changed = server.call("POST", &format!("/v1/api-keys/{id}/change"), Some(&manager), None).await;
     assert_eq!(changed.status, 200, "{}", changed.text);
