@@ -5,12 +5,14 @@
 //! SASL server for Postfix, a Postfix policy server and a minimal native relay.
 
 pub mod address;
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod queue;

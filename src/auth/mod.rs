@@ -106,10 +106,13 @@ impl Authenticator {
         let username = username.trim().to_lowercase();
         let lookup_secret = secret.clone();
         let name = username.clone();
-        self.decide("smtp", username, secret, client_ip, Purpose::Smtp, move |store| {
-            find_smtp_candidate(store, &name, &lookup_secret)
-        })
-        .await
+        let decision = self
+            .decide("smtp", username, secret, client_ip, Purpose::Smtp, move |store| {
+                find_smtp_candidate(store, &name, &lookup_secret)
+            })
+            .await;
+        crate::metrics::record_auth("smtp", &decision);
+        decision
     }
 
     /// Decides an HTTP API call made with `Authorization: Bearer <key>`.
@@ -120,10 +123,13 @@ impl Authenticator {
         needs: Permission,
     ) -> Decision {
         let lookup_secret = secret.clone();
-        self.decide("api", String::new(), secret, client_ip, Purpose::Api(needs), move |store| {
-            find_api_candidate(store, &lookup_secret)
-        })
-        .await
+        let decision = self
+            .decide("api", String::new(), secret, client_ip, Purpose::Api(needs), move |store| {
+                find_api_candidate(store, &lookup_secret)
+            })
+            .await;
+        crate::metrics::record_auth("api", &decision);
+        decision
     }
 
     async fn decide<F>(

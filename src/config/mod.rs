@@ -90,6 +90,7 @@ impl Config {
         self.limits.validate()?;
         self.policy.validate()?;
         self.relay.validate()?;
+        self.api.validate()?;
         Ok(())
     }
 }

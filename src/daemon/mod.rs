@@ -114,14 +114,19 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         shared.tasks.spawn(crate::sasl::server::serve(listener, shared.clone()));
         started.push("sasl");
     }
+    let mut outbox = None;
     if config.relay.enabled {
         let mut listeners = Vec::new();
         for l in &config.relay.listen {
             let listener = listen_tcp(&format!("relay:{}", l.address), l.address).await.map_err(|e| e.to_string())?;
             listeners.push(crate::smtp::RelayListener { listener, tls: l.tls });
         }
-        crate::smtp::serve_relay(shared.clone(), listeners).await.map_err(|e| format!("relay: {e}"))?;
+        outbox = Some(crate::smtp::serve_relay(shared.clone(), listeners).await.map_err(|e| format!("relay: {e}"))?);
         started.push("relay");
+    }
+    if config.api.enabled {
+        crate::api::start(&shared, outbox).await.map_err(|e| e.to_string())?;
+        started.push("api");
     }
     if started.is_empty() {
         warn!("no front end is enabled; serving nothing");

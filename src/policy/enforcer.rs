@@ -241,6 +241,7 @@ fn log_decision(req: &PolicyRequest, verdict: &Verdict, login: &Login) {
         Login::Error(e) => e.as_str(),
         _ => "",
     };
+    crate::metrics::record_policy(verdict.action.kind(), &verdict.reason.to_string());
     info!(
         proto = "policy",
         decision = verdict.action.kind(),

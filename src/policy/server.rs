@@ -36,7 +36,11 @@ pub async fn run(listener: UnixListener, enforcer: Arc<Enforcer>, shutdown: Canc
             Ok((stream, _)) => {
                 let conn = next_id.fetch_add(1, Ordering::Relaxed);
                 let guard = Release { enforcer: enforcer.clone(), conn };
-                tasks.spawn(handle(stream, guard, shutdown.clone()));
+                let shutdown = shutdown.clone();
+                tasks.spawn(async move {
+                    let _open = crate::metrics::OpenConnection::new("policy");
+                    handle(stream, guard, shutdown).await
+                });
             }
             Err(e) => {
                 // Out of descriptors, typically: back off instead of spinning.

@@ -180,6 +180,7 @@ impl Runner {
                 };
                 info!(id = %env.id, rcpt = %address, destination = dest.label(), remote = remote.as_deref().unwrap_or(""),
                       result, reply = %text, attempt = env.attempts + 1, "delivery");
+                crate::metrics::record_delivery(result);
                 r.last_result = Some(text);
                 r.remote = remote.clone();
                 if r.status == RecipientStatus::Failed {
@@ -192,6 +193,7 @@ impl Runner {
             for r in env.recipients.iter_mut().filter(|r| r.status == RecipientStatus::Pending) {
                 r.status = RecipientStatus::Failed;
                 info!(id = %env.id, rcpt = %r.address, result = "expired", "delivery");
+                crate::metrics::record_delivery("expired");
                 expired.push(r.clone());
             }
         }

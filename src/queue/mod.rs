@@ -13,6 +13,14 @@ mod trailer;
 pub use envelope::{Envelope, Recipient, RecipientStatus, Submission};
 pub use spool::{Incoming, Spool, SpoolError};
 
+/// The queue as another producer (the HTTP API) sees it: the spool to write messages into and
+/// the delivery side to tell about each one committed.
+#[derive(Clone)]
+pub struct Outbox {
+    pub spool: Spool,
+    pub queued: tokio::sync::mpsc::UnboundedSender<Envelope>,
+}
+
 /// Why a message could not be queued.
 #[derive(Debug, thiserror::Error)]
 pub enum EnqueueError {

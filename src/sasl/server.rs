@@ -75,7 +75,10 @@ impl SaslServer {
             match accepted {
                 Ok((stream, _)) => {
                     let me = self.clone();
-                    self.tasks.spawn(async move { me.drive(stream).await });
+                    self.tasks.spawn(async move {
+                        let _open = crate::metrics::OpenConnection::new("sasl");
+                        me.drive(stream).await
+                    });
                 }
                 Err(e) => {
                     // Out of descriptors and the like: back off instead of spinning.

@@ -16,7 +16,7 @@ use tracing::{error, info};
 
 use crate::config::TlsMode;
 use crate::daemon::Shared;
-use crate::queue::{Spool, SpoolError, delivery};
+use crate::queue::{Outbox, Spool, SpoolError, delivery};
 
 use server::RelayContext;
 use tls::{CertStore, TlsError};
@@ -37,8 +37,9 @@ pub enum RelayError {
 
 /// Starts the relay: opens (and recovers) the spool, loads the certificate, starts delivery,
 /// and spawns one accept loop per listener on `shared.tasks`. Returns once all is running;
-/// everything stops when `shared.shutdown` is cancelled.
-pub async fn serve_relay(shared: Arc<Shared>, listeners: Vec<RelayListener>) -> Result<(), RelayError> {
+/// everything stops when `shared.shutdown` is cancelled. The returned [`Outbox`] lets other
+/// front ends (the HTTP API) queue messages too.
+pub async fn serve_relay(shared: Arc<Shared>, listeners: Vec<RelayListener>) -> Result<Outbox, RelayError> {
     let config = shared.config();
     let root = config.relay.spool.clone();
     let spool = tokio::task::spawn_blocking(move || Spool::open(&root))
@@ -47,11 +48,12 @@ pub async fn serve_relay(shared: Arc<Shared>, listeners: Vec<RelayListener>) -> 
     let certs = Arc::new(CertStore::load(&config.relay)?);
     let queued = delivery::start(shared.clone(), spool.clone());
     spawn_cert_reload(&shared, certs.clone());
+    let outbox = Outbox { spool: spool.clone(), queued: queued.clone() };
     let ctx = Arc::new(RelayContext { shared: shared.clone(), spool, certs, queued });
     for l in listeners {
         shared.tasks.spawn(server::accept_loop(ctx.clone(), l.listener, l.tls));
     }
-    Ok(())
+    Ok(outbox)
 }
 
 /// SIGHUP publishes a new config; the certificate files are read again each time, so a renewed

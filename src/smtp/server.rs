@@ -49,7 +49,10 @@ pub async fn accept_loop(ctx: Arc<RelayContext>, listener: TcpListener, mode: Tl
         match accepted {
             Ok((stream, peer)) => {
                 let ctx2 = ctx.clone();
-                ctx.shared.tasks.spawn(async move { connection(ctx2, stream, peer, mode).await });
+                ctx.shared.tasks.spawn(async move {
+                    let _open = crate::metrics::OpenConnection::new("relay");
+                    connection(ctx2, stream, peer, mode).await
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.

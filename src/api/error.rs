@@ -1,0 +1,129 @@
+//! The one error shape of the API, `{"error": {"code", "message"}}`, and how store refusals map
+//! onto HTTP statuses. Refusal messages are the store's own texts, the ones the CLI prints.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    /// Unknown, wrong, removed and missing keys all get exactly this, so a client cannot tell
+    /// them apart.
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required (Authorization: Bearer KEY)")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn too_many_requests(limit: u32) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            format!("too many concurrent requests from this address (limit {limit})"),
+        )
+    }
+
+    pub fn body_too_large(limit: usize) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body exceeds {limit} bytes"))
+    }
+
+    pub fn body_timeout() -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "request body did not arrive in time")
+    }
+
+    /// Our fault, not the client's; the detail goes to the log only.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let message = e.to_string();
+        match e {
+            StoreError::UnknownApiKey { .. } | StoreError::UnknownSmtpCredential { .. } => Self::not_found(message),
+            // The caller's own account vanished between authentication and the write.
+            StoreError::UnknownAccount(_) => Self::unauthorized(),
+            StoreError::LimitReached { .. } => Self::new(StatusCode::CONFLICT, "limit_reached", message),
+            StoreError::UsernameTaken(_) => Self::new(StatusCode::CONFLICT, "username_taken", message),
+            StoreError::AccountExists(_) => Self::conflict(message),
+            StoreError::EmptyName | StoreError::NoPermission => Self::invalid(message),
+            e if e.is_temporary() => {
+                tracing::error!(error = %e, "api: store error");
+                Self::unavailable("the store is temporarily unavailable; retry later")
+            }
+            e => {
+                tracing::error!(error = %e, "api: store error");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body { error: Inner { code: self.code, message: &self.message } };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_refusals_keep_their_text_and_get_a_status() {
+        let e = ApiError::from(StoreError::LimitReached { account: "a@b.c".into(), what: "API keys", max: 15 });
+        assert_eq!((e.status, e.code), (StatusCode::CONFLICT, "limit_reached"));
+        assert_eq!(e.message, "account a@b.c already has 15 API keys (the maximum)");
+        let e = ApiError::from(StoreError::UnknownApiKey { account: "a@b.c".into(), id: 9 });
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        assert_eq!(ApiError::from(StoreError::NoPermission).status, StatusCode::BAD_REQUEST);
+    }
+}

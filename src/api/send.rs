@@ -1,0 +1,108 @@
+//! `POST /v1/email/send` (`send`): a message given as fields or as raw MIME, queued durably
+//! through the relay's queue; the reply is the queue id.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::body::JsonBody;
+use super::caller::{Caller, perm};
+use super::compose::{Stamp, compose};
+use super::enqueue::{Submitter, enqueue};
+use super::error::ApiError;
+use super::state::ApiState;
+use crate::queue::EnqueueError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendEmail {
+    /// Required with `raw`; otherwise taken from `from`, `to` and `cc`.
+    pub envelope: Option<Envelope>,
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    /// A complete RFC 5322 message, instead of the fields above.
+    pub raw: Option<String>,
+}
+
+fn relay_disabled() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "relay_disabled",
+        "sending is not available: the relay is not enabled on this server ([relay] enabled = false)",
+    )
+}
+
+pub async fn send(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller<perm::Send>,
+    JsonBody(req): JsonBody<SendEmail>,
+) -> Result<(StatusCode, Json<Queued>), ApiError> {
+    let config = state.shared.config();
+    if !config.relay.enabled {
+        return Err(relay_disabled());
+    }
+    let Some(outbox) = &state.outbox else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "relay_unavailable",
+            "sending is not available: the relay queue is not running (restart after enabling the relay)",
+        ));
+    };
+    let unique = message_unique()?;
+    let stamp =
+        Stamp { unix_seconds: crate::queue::spool::unix_now(), unique: &unique, hostname: &config.relay.hostname };
+    let outgoing = compose(&req, &stamp).map_err(|e| ApiError::invalid(e.to_string()))?;
+    if outgoing.rcpt_to.len() > config.relay.max_recipients {
+        return Err(ApiError::invalid(format!("too many recipients (at most {})", config.relay.max_recipients)));
+    }
+    if outgoing.message.len() as u64 > config.relay.max_message_size {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message_too_large",
+            format!("the message exceeds the relay's limit of {} bytes", config.relay.max_message_size),
+        ));
+    }
+    let client_ip = caller.ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+    let by = Submitter { account: &caller.grant.account, client_ip, hostname: &config.relay.hostname };
+    match enqueue(outbox, outgoing, &by).await {
+        Ok(id) => Ok((StatusCode::ACCEPTED, Json(Queued { id }))),
+        Err(EnqueueError::DiskFull) => Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "queue_full",
+            "the relay queue has no space left; retry later",
+        )),
+        Err(_) => Err(ApiError::unavailable("the message could not be queued; retry later")),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Queued {
+    /// The relay queue id (`relaykey queue show ID`).
+    pub id: String,
+}
+
+/// The random part of a Message-ID.
+fn message_unique() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        tracing::error!(error = %e, "api: no randomness for a Message-ID");
+        ApiError::internal()
+    })?;
+    Ok(hex::encode(bytes))
+}

@@ -1,0 +1,89 @@
+//! What every request handler can reach: the daemon's shared state, the API's own store
+//! connection, and the per-IP request limiter.
+
+use std::sync::{Arc, Mutex};
+
+use crate::address::EmailAddress;
+use crate::config::{ApiConfig, Config, LimitsConfig};
+use crate::daemon::Shared;
+use crate::limits::ConnectionLimiter;
+use crate::queue::Outbox;
+use crate::store::{Store, StoreError};
+
+use super::error::ApiError;
+
+pub struct ApiState {
+    pub shared: Arc<Shared>,
+    pub store: StoreHandle,
+    /// Requests in progress per client IP (`max_concurrent_requests_per_ip`).
+    pub requests: ConnectionLimiter,
+    /// Open connections per client IP (`max_connections_per_ip`).
+    pub connections: ConnectionLimiter,
+    /// The relay's queue, for `POST /v1/email/send`; `None` when the relay is not enabled.
+    pub outbox: Option<Outbox>,
+}
+
+impl ApiState {
+    pub fn new(shared: Arc<Shared>, store: Store, outbox: Option<Outbox>) -> Self {
+        let api = shared.config().api.clone();
+        Self {
+            requests: ConnectionLimiter::new(&request_limits(&api)),
+            connections: ConnectionLimiter::new(&connection_limits(&api)),
+            store: StoreHandle(Arc::new(Mutex::new(store))),
+            outbox,
+            shared,
+        }
+    }
+
+    /// Applies a reloaded `[api]` section to the limiters (live requests keep their permits).
+    pub fn reconfigure(&self, config: &Config) {
+        self.requests.reconfigure(&request_limits(&config.api));
+        self.connections.reconfigure(&connection_limits(&config.api));
+    }
+}
+
+fn request_limits(api: &ApiConfig) -> LimitsConfig {
+    LimitsConfig { max_connections_per_ip: api.max_concurrent_requests_per_ip, ..LimitsConfig::default() }
+}
+
+fn connection_limits(api: &ApiConfig) -> LimitsConfig {
+    LimitsConfig { max_connections_per_ip: api.max_connections_per_ip, ..LimitsConfig::default() }
+}
+
+/// The API's own connection to the store. Writes go through the same `Store` functions as the
+/// CLI. It is deliberately not the authenticator's connection: a commit here bumps the
+/// authenticator's `PRAGMA data_version`, which drops its cache, so a changed or removed key
+/// stops working at once.
+#[derive(Clone)]
+pub struct StoreHandle(Arc<Mutex<Store>>);
+
+impl StoreHandle {
+    /// Runs `f` on the blocking pool (SQLite and argon2 hashing block).
+    pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.0.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut store)
+        })
+        .await;
+        match joined {
+            Ok(result) => result.map_err(ApiError::from),
+            Err(e) => {
+                tracing::error!(error = %e, "api: store task failed");
+                Err(ApiError::internal())
+            }
+        }
+    }
+}
+
+/// The caller's account address, as the authenticator granted it.
+pub fn account_address(account: &str) -> Result<EmailAddress, ApiError> {
+    EmailAddress::parse(account).map_err(|e| {
+        tracing::error!(error = %e, "api: granted account has an invalid address");
+        ApiError::internal()
+    })
+}
