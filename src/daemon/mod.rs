@@ -92,6 +92,9 @@ pub fn run(path: Option<PathBuf>, config: Config) -> ExitCode {
 }
 
 async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<(), String> {
+    // Handlers before anything listens: a client (or systemd, once it reads READY=1) may send
+    // SIGTERM or SIGHUP as soon as a socket accepts, and must not find the default action.
+    let signals = Signals::install()?;
     let authenticator = Authenticator::open(&config.database, &config.auth)
         .map_err(|e| format!("cannot open the store {}: {e}", config.database.display()))?;
     let (shared, publish) = Shared::new(config.clone(), authenticator);
@@ -132,8 +135,6 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         warn!("no front end is enabled; serving nothing");
     }
 
-    // Handlers first: systemd may send SIGTERM or SIGHUP the moment it reads READY=1.
-    let signals = Signals::install()?;
     // Every listener is bound: leave root before anything is announced.
     privileges::drop_root(&config.daemon, &config.database, &listeners::bound_unix()).map_err(|e| e.to_string())?;
     for name in listeners::unclaimed() {
