@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod limits;
+pub mod log_text;
 pub mod logging;
 pub mod metrics;
 pub mod model;

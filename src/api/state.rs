@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::address::EmailAddress;
+use crate::auth::LoginPipeline;
 use crate::config::{ApiConfig, Config, LimitsConfig};
 use crate::daemon::Shared;
 use crate::limits::ConnectionLimiter;
@@ -14,6 +15,8 @@ use super::error::ApiError;
 
 pub struct ApiState {
     pub shared: Arc<Shared>,
+    /// Every request's API key goes through it: decision, delay, bookkeeping, the `auth` record.
+    pub logins: LoginPipeline,
     pub store: StoreHandle,
     /// Requests in progress per client IP (`max_concurrent_requests_per_ip`).
     pub requests: ConnectionLimiter,
@@ -31,6 +34,12 @@ impl ApiState {
             connections: ConnectionLimiter::new(&connection_limits(&api)),
             store: StoreHandle(Arc::new(Mutex::new(store))),
             outbox,
+            logins: LoginPipeline::new(
+                shared.authenticator.clone(),
+                shared.ledger.clone(),
+                shared.throttle.clone(),
+                shared.tasks.clone(),
+            ),
             shared,
         }
     }

@@ -189,7 +189,7 @@ impl Enforcer {
             Some(grant) => match self.authenticator.recheck(&grant, ip, Purpose::Smtp).await {
                 Decision::Granted(_) => Login::Valid { account: account.clone() },
                 Decision::Denied(why) => Login::Revoked(why),
-                Decision::TempFail(e) => Login::Error(e),
+                Decision::TempFail(e) => Login::Error(e.to_string()),
             },
             // No record: relaykey restarted since this session's AUTH (the ledger is in memory),
             // or the AUTH went to another SASL server. See `UnknownLogin`.

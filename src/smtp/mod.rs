@@ -49,7 +49,13 @@ pub async fn serve_relay(shared: Arc<Shared>, listeners: Vec<RelayListener>) -> 
     let queued = delivery::start(shared.clone(), spool.clone());
     spawn_cert_reload(&shared, certs.clone());
     let outbox = Outbox { spool: spool.clone(), queued: queued.clone() };
-    let ctx = Arc::new(RelayContext { shared: shared.clone(), spool, certs, queued });
+    let logins = Arc::new(crate::auth::LoginPipeline::new(
+        shared.authenticator.clone(),
+        shared.ledger.clone(),
+        shared.throttle.clone(),
+        shared.tasks.clone(),
+    ));
+    let ctx = Arc::new(RelayContext { shared: shared.clone(), logins, spool, certs, queued });
     for l in listeners {
         shared.tasks.spawn(server::accept_loop(ctx.clone(), l.listener, l.tls));
     }

@@ -12,7 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::auth::Decision;
+use crate::auth::mechanism::Credentials;
+use crate::auth::{FrontEnd, Login, LoginPipeline, Presented};
 use crate::config::{Config, TlsMode};
 use crate::daemon::Shared;
 use crate::queue::{EnqueueError, Envelope, Incoming, Spool, Submission};
@@ -21,7 +22,7 @@ use super::codec::{Frame, MAX_COMMAND_LINE, next_line};
 use super::data::{DotReader, Feed};
 use super::received::Trace;
 use super::reply::Reply;
-use super::session::{AuthAttempt, Input, Session, SessionConfig, Step};
+use super::session::{AuthAttempt, CredentialRefusal, Input, Session, SessionConfig, Step};
 use super::tls::CertStore;
 
 /// Body bytes collected before they are handed to the spool file.
@@ -31,6 +32,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// What every relay connection shares.
 pub struct RelayContext {
     pub shared: Arc<Shared>,
+    /// Every AUTH goes through it: decision, delay, bookkeeping, the `auth` record.
+    pub logins: Arc<LoginPipeline>,
     pub spool: Spool,
     pub certs: Arc<CertStore>,
     /// Newly queued messages, for the delivery side.
@@ -220,7 +223,13 @@ impl Connection<'_> {
                         io.rbuf.clear();
                         return Ok(Outcome::StartTls(io.stream));
                     }
-                    Step::Authenticate(attempt) => self.authenticate(session, attempt).await,
+                    Step::Authenticate(AuthAttempt { username, secret, mechanism }) => {
+                        let presented = Presented::Smtp(Credentials { username, secret });
+                        self.authenticate(session, mechanism, presented).await
+                    }
+                    Step::RefuseCredentials(CredentialRefusal { username, mechanism, error }) => {
+                        self.authenticate(session, mechanism, Presented::Malformed { username, error }).await
+                    }
                     Step::ReceiveData(r) => {
                         r.encode(&mut io.wbuf);
                         io.flush(self.command_timeout()).await?;
@@ -291,32 +300,18 @@ impl Connection<'_> {
         }
     }
 
-    async fn authenticate(&self, session: &mut Session, attempt: AuthAttempt) -> Step {
-        let shared = &self.ctx.shared;
-        let ip = session.client_ip();
-        let started = Instant::now();
-        let decision = shared.authenticator.authenticate(&attempt.username, &attempt.secret, Some(ip)).await;
-        let credential = match &decision {
-            Decision::Granted(g) => g.credential.label(),
-            _ => String::new(),
-        };
-        info!(proto = "smtp", decision = decision.kind(), reason = decision.reason(), user = %attempt.username,
-              credential = %credential, ip = %ip, elapsed_ms = started.elapsed().as_millis() as u64, "auth");
-        match &decision {
-            Decision::Granted(g) => {
-                shared.throttle.lock().unwrap_or_else(|p| p.into_inner()).on_success(Some(ip));
-                let auth = shared.authenticator.clone();
-                let credential = g.credential.clone();
-                shared.tasks.spawn(async move { auth.touch(&credential).await });
-            }
-            Decision::Denied(_) => {
-                let delay =
-                    shared.throttle.lock().unwrap_or_else(|p| p.into_inner()).on_failure(Some(ip), Instant::now());
-                tokio::time::sleep(delay).await;
-            }
-            Decision::TempFail(_) => {}
-        }
-        session.on_verdict(decision)
+    /// Asks the login pipeline, holds a failure back as long as it says, reports the verdict.
+    async fn authenticate(
+        &self,
+        session: &mut Session,
+        mechanism: crate::auth::LoginMechanism,
+        presented: Presented,
+    ) -> Step {
+        let client_ip = Some(session.client_ip());
+        let login = Login { front_end: FrontEnd::Relay, mechanism, client_ip, presented };
+        let outcome = self.ctx.logins.login(login).await;
+        tokio::time::sleep(outcome.delay).await;
+        session.on_verdict(outcome.decision)
     }
 }
 
