@@ -285,4 +285,17 @@ mod tests {
         let phc = HashParams { memory_kib: 128, iterations: 2, parallelism: 1 }.hash(&s).unwrap();
         assert!(verify(&s, &phc));
     }
+
+    #[test]
+    fn rehash_keeps_the_generation_and_a_new_hash_does_not() {
+        let s = Secret::from_presented("pw");
+        let old = CHEAP.hash(&s).unwrap();
+        let higher = HashParams { memory_kib: 128, iterations: 2, parallelism: 1 };
+        let new = higher.rehash(&s, &old).unwrap();
+        assert!(verify(&s, &new));
+        assert_eq!((HashParams::of_phc(&old), HashParams::of_phc(&new)), (Some(CHEAP), Some(higher)));
+        assert!(same_generation(&old, &new), "a rehash is the same secret generation");
+        assert!(!same_generation(&old, &CHEAP.hash(&s).unwrap()), "a new hash is a new generation");
+        assert_eq!(HashParams::of_phc("$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g"), None);
+    }
 }

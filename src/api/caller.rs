@@ -7,14 +7,14 @@ use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
 use super::error::ApiError;
 use super::state::ApiState;
 use crate::auth::{CredentialRef, Decision, DenyReason, FrontEnd, Grant, Login, LoginMechanism, Presented};
 use crate::model::Permission;
 use crate::secret::Secret;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 
 /// The client's address, put into each request's extensions by the server.
 #[derive(Debug, Clone, Copy)]

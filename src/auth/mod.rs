@@ -142,7 +142,12 @@ impl Authenticator {
     }
 
     /// [`Self::authenticate_api_key`], with the rehash the login pipeline should run after it.
-    pub(crate) async fn verify_api_key(&self, secret: &Secret, client_ip: Option<IpAddr>, needs: Permission) -> Verified {
+    pub(crate) async fn verify_api_key(
+        &self,
+        secret: &Secret,
+        client_ip: Option<IpAddr>,
+        needs: Permission,
+    ) -> Verified {
         let lookup_secret = secret.clone();
         self.decide("api", String::new(), secret, client_ip, Purpose::Api(needs), move |store| {
             find_api_candidate(store, &lookup_secret)
@@ -205,10 +210,8 @@ impl Authenticator {
         if !decision.is_granted() {
             return decision.into();
         }
-        let rehash = (HashParams::of_phc(&candidate.hash) != Some(self.params)).then(|| Rehash {
-            credential: candidate.grant.credential.clone(),
-            secret: secret.clone(),
-        });
+        let rehash = (HashParams::of_phc(&candidate.hash) != Some(self.params))
+            .then(|| Rehash { credential: candidate.grant.credential.clone(), secret: secret.clone() });
         self.remember(key, candidate.grant, generation);
         Verified { decision, rehash }
     }

@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::codec::{LineBuffer, Mechanism, Reply, parse_request};
-use super::session::{AuthAttempt, Input, RefuseReason, Refusal, Session, Step};
+use super::session::{AuthAttempt, Input, Refusal, RefuseReason, Session, Step};
 use crate::auth::mechanism::Credentials;
 use crate::auth::{
     Authenticator, Decision, FailureThrottle, FrontEnd, Login, LoginLedger, LoginMechanism, LoginPipeline, Presented,

@@ -23,7 +23,6 @@ pub const MAX_PENDING: usize = 128;
 /// Longest login name echoed back in `FAIL … user=`.
 const MAX_ECHOED_USER: usize = 256;
 
-
 /// What the server hands the session.
 #[derive(Debug)]
 pub enum Input {

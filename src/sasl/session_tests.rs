@@ -83,7 +83,10 @@ fn empty_resp_from_an_old_client_means_no_initial_response() {
     feed(&mut s, "VERSION\t1\t2");
     feed(&mut s, "CPID\t1");
     // Minor 2 (doveadm): an empty response is a response, and an empty PLAIN payload is malformed.
-    expect_refusal(feed(&mut s, "AUTH\t1\tPLAIN\tservice=smtp\tresp="), RefuseReason::Credentials(MechanismError::MissingField));
+    expect_refusal(
+        feed(&mut s, "AUTH\t1\tPLAIN\tservice=smtp\tresp="),
+        RefuseReason::Credentials(MechanismError::MissingField),
+    );
 }
 
 #[test]

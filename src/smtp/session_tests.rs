@@ -141,7 +141,10 @@ fn auth_plain_and_login_with_challenges() {
     let step = feed(&mut s, &format!("AUTH PLAIN {}", b64(b"boss@x.test\0u@x.test\0p")));
     let Step::RefuseCredentials(r) = step else { panic!("{step:?}") };
     assert_eq!(r.error, MechanismError::AuthzidMismatch);
-    assert_eq!(reply_of(s.on_verdict(Decision::Denied(DenyReason::MalformedCredentials))), (535, Some(Status(5, 7, 8))));
+    assert_eq!(
+        reply_of(s.on_verdict(Decision::Denied(DenyReason::MalformedCredentials))),
+        (535, Some(Status(5, 7, 8)))
+    );
 }
 
 fn relaying_session() -> Session {
