@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use tracing::{info, warn};
 
 use super::compose::Outgoing;
+use crate::log_text::LogText;
 use crate::queue::{EnqueueError, Outbox, Submission};
 use crate::smtp::received::Trace;
 
@@ -56,8 +57,9 @@ pub async fn enqueue(outbox: &Outbox, outgoing: Outgoing, by: &Submitter<'_>) ->
     .unwrap_or_else(|e| Err(EnqueueError::Io(e.to_string())));
     match committed {
         Ok(envelope) => {
-            info!(proto = "api", id = %envelope.id, from = %envelope.sender, rcpts = envelope.recipients.len(),
-                  size = envelope.size, user = by.account, ip = %by.client_ip, "queued");
+            info!(proto = "api", id = %envelope.id, from = %LogText::new(&envelope.sender),
+                  rcpts = envelope.recipients.len(), size = envelope.size, user = %LogText::new(&by.account),
+                  ip = %by.client_ip, "queued");
             let id = envelope.id.clone();
             // A closed channel means delivery is shutting down; the periodic scan picks the
             // message up after a restart, so queueing has still succeeded.

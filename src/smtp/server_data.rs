@@ -4,6 +4,7 @@
 use tracing::{info, warn};
 
 use super::*;
+use crate::log_text::LogText;
 
 impl Connection<'_> {
     /// Streams the body into the spool; `None` when the connection is gone.
@@ -118,8 +119,9 @@ impl Connection<'_> {
         .unwrap_or_else(|e| Err(EnqueueError::Io(e.to_string())));
         match envelope {
             Ok(env) => {
-                info!(proto = "smtp", id = %env.id, from = %env.sender, rcpts = env.recipients.len(), size = env.size,
-                      user = log_sub.auth_user.as_deref().unwrap_or(""), ip = %client(&log_sub), "queued");
+                info!(proto = "smtp", id = %env.id, from = %LogText::new(&env.sender), rcpts = env.recipients.len(),
+                      size = env.size, user = %LogText::or_dash(log_sub.auth_user.as_deref()), ip = %client(&log_sub),
+                      "queued");
                 let id = env.id.clone();
                 let _ = self.ctx.queued.send(env);
                 Ok(id)
