@@ -422,3 +422,38 @@ impl ServerCertVerifier for AcceptAny {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(code: u16, esc: [u8; 3], message: &str) -> smtp_proto::Response<String> {
+        smtp_proto::Response { code, esc, message: message.into() }
+    }
+
+    #[test]
+    fn replies_are_classified_by_code_and_keep_their_status() {
+        let refused = classify(mail_send::Error::UnexpectedReply(reply(550, [5, 1, 1], "no such user")));
+        let expected = ServerReply { code: 550, status: Some([5, 1, 1]), text: "no such user".into() };
+        assert_eq!(refused, HostFailure::Permanent(Reason::Reply(expected)));
+        let busy = classify(mail_send::Error::UnexpectedReply(reply(451, [0, 0, 0], "try later")));
+        assert_eq!(
+            busy,
+            HostFailure::Temporary(Reason::Reply(ServerReply { code: 451, status: None, text: "try later".into() }))
+        );
+    }
+
+    #[test]
+    fn recorded_text_starts_with_the_status_a_dsn_reads() {
+        let bounced = RcptOutcome::Permanent(Reason::Reply(ServerReply::from(&reply(550, [5, 1, 1], "no such user"))));
+        assert_eq!(bounced.text(), "550 5.1.1 no such user");
+        assert_eq!(RcptOutcome::Permanent(Reason::Unroutable("no MX".into())).text(), "550 5.1.2 no MX");
+        assert_eq!(RcptOutcome::Temporary(Reason::RouteLookup("SERVFAIL".into())).text(), "451 4.4.3 SERVFAIL");
+        let at = Reason::At {
+            host: "mx.example".into(),
+            addr: "192.0.2.1:25".parse().unwrap(),
+            reason: Box::new(Reason::Reply(ServerReply { code: 421, status: None, text: "busy".into() })),
+        };
+        assert_eq!(at.to_string(), "mx.example (192.0.2.1:25): 421 busy");
+    }
+}

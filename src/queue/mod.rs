@@ -1,5 +1,7 @@
 //! The durable queue: a spool directory of message and envelope files ([`spool`]), written and
 //! fsynced before the SMTP `250`, and the delivery side that empties it ([`delivery`]).
+//! Producers (the relay's DATA, the API's send) put messages in through one [`Outbox`]; the
+//! daemon opens it with [`start`]. Nothing here knows about the front ends.
 
 pub mod client;
 pub mod delivery;
