@@ -123,7 +123,7 @@ impl LoginPipeline {
         }
         let record = Record { front_end, mechanism, client_ip, username: username.as_deref(), detail, started };
         record.log(&decision);
-        crate::metrics::record_auth(front_end.as_str(), &decision);
+        crate::metrics::record_auth(front_end.as_str(), decision.kind(), decision.reason());
         LoginOutcome { decision, delay }
     }
 

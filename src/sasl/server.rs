@@ -3,8 +3,8 @@
 //! go out in completion order, and writes what the [`Session`] decides. It decides nothing.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,9 +18,7 @@ use tracing::{debug, info, warn};
 use super::codec::{LineBuffer, Mechanism, Reply, parse_request};
 use super::session::{AuthAttempt, Input, Refusal, RefuseReason, Session, Step};
 use crate::auth::mechanism::Credentials;
-use crate::auth::{
-    Authenticator, Decision, FailureThrottle, FrontEnd, Login, LoginLedger, LoginMechanism, LoginPipeline, Presented,
-};
+use crate::auth::{Decision, FrontEnd, Login, LoginMechanism, LoginPipeline, Presented};
 use crate::config::{Config, LimitsConfig};
 use crate::limits::{ConnectionLimiter, Permit};
 use crate::log_text::LogText;
@@ -50,16 +48,13 @@ enum Outcome {
 impl SaslServer {
     pub fn new(
         config: watch::Receiver<Arc<Config>>,
-        authenticator: Arc<Authenticator>,
-        ledger: Arc<LoginLedger>,
-        throttle: Arc<Mutex<FailureThrottle>>,
+        logins: Arc<LoginPipeline>,
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Self {
         let per_ip = config.borrow().sasl.max_in_flight_per_ip;
         let in_flight =
             ConnectionLimiter::new(&LimitsConfig { max_connections_per_ip: per_ip, ..LimitsConfig::default() });
-        let logins = Arc::new(LoginPipeline::new(authenticator, ledger, throttle, tasks.clone()));
         Self { config, logins, shutdown, tasks, in_flight, connections: Arc::default() }
     }
 
@@ -296,17 +291,4 @@ fn log_refusal(r: &Refusal) {
         mech = r.mechanism.map_or("-", |m| login_mechanism(m).as_str()),
         "auth"
     );
-}
-
-/// The daemon's entry point: serves `listener` with the daemon's shared state until shutdown.
-pub async fn serve(listener: UnixListener, shared: Arc<crate::daemon::Shared>) {
-    let server = SaslServer::new(
-        shared.config.clone(),
-        shared.authenticator.clone(),
-        shared.ledger.clone(),
-        shared.throttle.clone(),
-        shared.shutdown.clone(),
-        shared.tasks.clone(),
-    );
-    Arc::new(server).run(listener).await;
 }
