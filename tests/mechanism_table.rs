@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 pub use relaykey::auth::mechanism::{MechanismError, encode_base64};
+use relaykey::metrics::registry;
 use relaykey::sasl::codec::{FailCode, Mechanism, Reply, Request};
 
 use cases::{CASES, Case, Expect, Mech};
@@ -117,6 +118,15 @@ async fn every_case_has_the_same_outcome_over_sasl_and_the_relay() {
         let failures = fx.shared.throttle.lock().unwrap().failures(Some(rip), Instant::now());
         assert_eq!(failures, u32::from(counts_as_failure(case)), "{}: failures counted over SASL", case.name);
     }
+    // The SASL front end's logins are counted under its own label, not under `smtp`.
+    let counted = |result: &str, reason: &str| {
+        registry()
+            .get("relaykey_authentications_total", &[("front_end", "sasl"), ("result", result), ("reason", reason)])
+    };
+    let granted = CASES.iter().filter(|c| c.expect == Expect::Granted).count();
+    assert_eq!(counted("allow", "ok") + counted("allow", "cached"), granted as i64);
+    let malformed_over_sasl = CASES.iter().filter(|c| matches!(c.expect, Expect::Refused(e) if e.is_guess())).count();
+    assert_eq!(counted("deny", "malformed_credentials"), malformed_over_sasl as i64);
     // The relay logs each malformed credential as a denial by the same pipeline.
     let malformed = CASES.iter().filter(|c| matches!(c.expect, Expect::Refused(e) if e.is_guess())).count();
     assert_eq!(
