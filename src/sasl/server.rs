@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::codec::{LineBuffer, Mechanism, Reply, parse_request};
 use super::session::{AuthAttempt, Input, Refusal, RefuseReason, Session, Step};
-use crate::auth::mechanism::Credentials;
+use crate::auth::mechanism::{Credentials, MechanismError};
 use crate::auth::{Decision, FrontEnd, Login, LoginMechanism, LoginPipeline, Presented};
 use crate::config::{Config, LimitsConfig};
 use crate::limits::{ConnectionLimiter, Permit};
@@ -185,9 +185,9 @@ impl SaslServer {
                     return None;
                 }
                 Step::Refuse(refusal) => {
-                    if refusal.reason.is_guess() {
+                    if let RefuseReason::Credentials(error) = refusal.reason {
                         *outstanding += 1;
-                        self.spawn_refusal(refusal, done.clone());
+                        self.spawn_refusal(refusal, error, done.clone());
                     } else {
                         log_refusal(&refusal);
                         if let Some(r) = session.on_refusal_due(refusal) {
@@ -214,8 +214,7 @@ impl SaslServer {
 
     /// A malformed credential goes through the login pipeline like a wrong one: counted,
     /// logged, and held back as long.
-    fn spawn_refusal(&self, refusal: Refusal, done: mpsc::UnboundedSender<Outcome>) {
-        let RefuseReason::Credentials(error) = refusal.reason else { return };
+    fn spawn_refusal(&self, refusal: Refusal, error: MechanismError, done: mpsc::UnboundedSender<Outcome>) {
         let logins = self.logins.clone();
         self.tasks.spawn(async move {
             let login = Login {
