@@ -163,7 +163,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("relaykey: {}", e.message.replace('\n', " "));
+            eprintln!("relaykey: {}", output::escape(&e.message.replace('\n', " ")));
             ExitCode::from(e.exit)
         }
     }
