@@ -36,7 +36,10 @@ impl Authority {
             return Ok(());
         }
         let names: Vec<&str> = beyond.iter().map(|p| p.as_str()).collect();
-        Err(ApiError::forbidden(format!("this API key cannot give permissions it does not hold ({})", names.join(", "))))
+        Err(ApiError::forbidden(format!(
+            "this API key cannot give permissions it does not hold ({})",
+            names.join(", ")
+        )))
     }
 
     /// Refuses a restriction that allows an address the caller's own restriction does not.

@@ -30,7 +30,9 @@ pub enum AuthCmd {
 /// The first line of `input`, without its line ending; secrets hold no line breaks.
 fn read_secret(mut input: impl BufRead) -> Result<String, CliError> {
     let mut line = String::new();
-    input.read_line(&mut line).map_err(|e| CliError::refused(format!("cannot read the secret from standard input: {e}")))?;
+    input
+        .read_line(&mut line)
+        .map_err(|e| CliError::refused(format!("cannot read the secret from standard input: {e}")))?;
     let secret = line.trim_end_matches(['\r', '\n']);
     if secret.is_empty() {
         return Err(CliError::refused("no secret on standard input"));

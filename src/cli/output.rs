@@ -117,14 +117,16 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) {
 }
 
 /// serde_json escapes C0 controls but writes DEL, C1 controls (U+009B is a CSI) and bidi
-/// overrides raw. They can only occur inside JSON strings, where `\uXXXX` means the same.
+/// overrides raw. They can only occur inside JSON strings, where `\uXXXX` means the same; the
+/// line breaks of pretty printing are structure and stay.
 fn json_text(json: &str) -> Cow<'_, str> {
-    if !json.chars().any(is_invisible) {
+    let needs_escape = |c: char| c != '\n' && is_invisible(c);
+    if !json.chars().any(needs_escape) {
         return Cow::Borrowed(json);
     }
     let mut out = String::with_capacity(json.len() + 8);
     for c in json.chars() {
-        if is_invisible(c) {
+        if needs_escape(c) {
             let mut units = [0u16; 2];
             for unit in c.encode_utf16(&mut units) {
                 let _ = write!(out, "\\u{unit:04x}");
@@ -170,8 +172,8 @@ mod tests {
     #[test]
     fn json_keeps_its_value_without_raw_invisible_characters() {
         let value = serde_json::json!({"name": "a\u{9b}2J\u{202e}b\x1b", "n": 1});
-        let text = json_text(&serde_json::to_string(&value).unwrap()).into_owned();
-        assert!(!text.chars().any(is_invisible), "{text:?}");
+        let text = json_text(&serde_json::to_string_pretty(&value).unwrap()).into_owned();
+        assert!(!text.chars().any(|c| c != '\n' && is_invisible(c)), "{text:?}");
         assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), value);
     }
 }
