@@ -71,7 +71,7 @@ pub async fn create(
     };
     authority.may_give_permissions(new.permissions)?;
     authority.may_give_reach(&new.allow)?;
-    let params = state.shared.config().auth.hash_params();
+    let params = state.config().auth.hash_params();
     let (key, secret) = state.store.run(move |s| s.create_api_key(&email, new, &params)).await?;
     log_write("apikey_create", &caller.grant.account, key.id);
     Ok(WithSecret(StatusCode::CREATED, ApiKeyOut::new(&key, Some(&secret))))
@@ -114,7 +114,7 @@ pub async fn change(
 ) -> Result<WithSecret<ApiKeyOut>, ApiError> {
     let email = account_address(&caller.grant.account)?;
     let authority = Authority::of(&caller.grant);
-    let params = state.shared.config().auth.hash_params();
+    let params = state.config().auth.hash_params();
     // Read and rotate under one hold of the store, so the restriction checked is the one rotated.
     let (key, secret) = state
         .store

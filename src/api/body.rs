@@ -28,7 +28,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<ApiState>> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<ApiState>) -> Result<Self, ApiError> {
-        let limit = state.shared.config().api.max_body_size;
+        let limit = state.config().api.max_body_size;
         read_json(req, state, limit).await.map(JsonBody)
     }
 }
@@ -37,13 +37,13 @@ impl<T: DeserializeOwned> FromRequest<Arc<ApiState>> for SettingsBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<ApiState>) -> Result<Self, ApiError> {
-        let limit = state.shared.config().api.max_body_size.min(SETTINGS_BODY_LIMIT);
+        let limit = state.config().api.max_body_size.min(SETTINGS_BODY_LIMIT);
         read_json(req, state, limit).await.map(SettingsBody)
     }
 }
 
 async fn read_json<T: DeserializeOwned>(req: Request, state: &ApiState, limit: usize) -> Result<T, ApiError> {
-    let timeout = state.shared.config().api.body_timeout;
+    let timeout = state.config().api.body_timeout;
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::body_too_large(limit));

@@ -62,7 +62,7 @@ pub async fn create(
     }
     authority.may_give_reach(&allow)?;
     let new = NewSmtpCredential { username, allow };
-    let params = state.shared.config().auth.hash_params();
+    let params = state.config().auth.hash_params();
     let (cred, secret) = state.store.run(move |s| s.create_smtp_credential(&email, new, &params)).await?;
     log_write("smtp_create", &caller.grant.account, cred.id);
     Ok(WithSecret(StatusCode::CREATED, SmtpCredentialOut::new(&cred, Some(&secret))))
@@ -105,7 +105,7 @@ pub async fn change(
 ) -> Result<WithSecret<SmtpCredentialOut>, ApiError> {
     let email = account_address(&caller.grant.account)?;
     let authority = Authority::of(&caller.grant);
-    let params = state.shared.config().auth.hash_params();
+    let params = state.config().auth.hash_params();
     // Read and rotate under one hold of the store, so the restriction checked is the one rotated.
     let (cred, secret) = state
         .store
