@@ -319,6 +319,13 @@ mod tests {
     }
 
     #[test]
+    fn a_clone_shares_the_parsed_entries() {
+        // Grants are cloned out of the login cache on every cached login.
+        let r = restriction(&["10.0.0.0/8", "192.0.2.1"]);
+        assert!(std::ptr::eq(r.clone().entries().as_ptr(), r.entries().as_ptr()));
+    }
+
+    #[test]
     fn input_is_capped_but_stored_rows_still_load() {
         let many: Vec<String> = (0..=MAX_ALLOW_ENTRIES).map(|i| format!("10.0.{}.{}", i / 256, i % 256)).collect();
         assert_eq!(AccessRestriction::parse_all(&many).unwrap_err(), RestrictionError::TooMany(65));

@@ -55,3 +55,17 @@ impl<'a, T> IntoIterator for &'a Listing<T> {
         self.items.iter()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_row_is_set_aside_and_the_rest_kept_in_order() {
+        let rows = vec![(1, "a"), (2, "bad"), (3, "c")];
+        let listing = Listing::read("t", rows, |r| r.0, |(_, s)| if s == "bad" { Err("unreadable") } else { Ok(s) });
+        assert_eq!(listing.items, ["a", "c"]);
+        assert_eq!(listing.unreadable, [UnreadableRow { table: "t", id: 2, reason: "unreadable".into() }]);
+        assert_eq!(listing.len(), 2, "derefs to the items");
+    }
+}
