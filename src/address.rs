@@ -72,6 +72,13 @@ impl EmailAddress {
     }
 }
 
+/// The form a presented login name is looked up in: the canonical address when it is one (so
+/// `x@İ.com` finds the account stored as `x@xn--i-9bb.com`), else trimmed and lower-cased (an
+/// unknown user either way).
+pub fn login_name(presented: &str) -> String {
+    EmailAddress::parse(presented).map_or_else(|_| presented.trim().to_lowercase(), |a| a.0)
+}
+
 fn canonical(input: &str) -> Result<String, AddressError> {
     let s = input.trim();
     if s.is_empty() {
@@ -200,6 +207,13 @@ mod tests {
         for bad in ["Ann@example.com", "x@i\u{0307}.com", "ann@bücher.example"] {
             assert!(EmailAddress::from_stored(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn login_names_find_what_was_stored() {
+        assert_eq!(login_name(" X@İ.COM"), "x@xn--i-9bb.com");
+        assert_eq!(login_name("Ann@Example.com"), "ann@example.com");
+        assert_eq!(login_name(" NotAnAddress "), "notanaddress");
     }
 
     #[test]
