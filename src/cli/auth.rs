@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::output::print_json;
+use super::output::{escape, print_json};
 use super::{CliError, CliResult, EXIT_TEMPFAIL};
 use crate::auth::{Authenticator, Decision};
 use crate::config::Config;
@@ -68,7 +68,9 @@ pub fn run(cmd: AuthCmd, config: &Config, json: bool) -> CliResult {
         }));
     } else {
         match (&user_field, &credential) {
-            (Some(u), Some(c)) => println!("{} {} user={u} credential={c}", decision.kind(), decision.reason()),
+            (Some(u), Some(c)) => {
+                println!("{} {} user={} credential={c}", decision.kind(), decision.reason(), escape(u))
+            }
             _ => println!("{} {}", decision.kind(), decision.reason()),
         }
     }
