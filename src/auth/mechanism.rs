@@ -72,9 +72,10 @@ impl MechanismError {
     }
 }
 
-/// Usernames compare after this: surrounding white space dropped, lower-cased.
+/// Usernames compare after this: the form a login name is looked up in
+/// ([`crate::address::login_name`]: the canonical address, or trimmed and lower-cased).
 pub fn normalize_username(username: &str) -> String {
-    username.trim().to_lowercase()
+    crate::address::login_name(username)
 }
 
 /// Decodes a client response; `=` is the empty response (RFC 4954 §4).
