@@ -84,7 +84,7 @@ impl NotifySocket {
 pub struct ServeBuilder {
     dir: tempfile::TempDir,
     config: toml::Table,
-    env: Vec<(OsString, Option<OsString>)>,
+    env: Vec<(OsString, OsString)>,
     launcher: Vec<OsString>,
 }
 
@@ -131,7 +131,7 @@ impl ServeBuilder {
 
     /// An environment variable for the daemon (the harness clears systemd's and `RUST_LOG`).
     pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
-        self.env.push((name.into(), Some(value.into())));
+        self.env.push((name.into(), value.into()));
         self
     }
 
@@ -218,7 +218,7 @@ pub struct Daemon {
     dir: tempfile::TempDir,
     config_path: PathBuf,
     config: toml::Table,
-    env: Vec<(OsString, Option<OsString>)>,
+    env: Vec<(OsString, OsString)>,
     launcher: Vec<OsString>,
     log: PathBuf,
     /// Where the daemon sends READY=1, WATCHDOG=1, STATUS=…, as to systemd.
@@ -242,12 +242,7 @@ impl Daemon {
             cmd.env_remove(name);
         }
         cmd.env("NOTIFY_SOCKET", &self.notify.path);
-        for (name, value) in &self.env {
-            match value {
-                Some(v) => cmd.env(name, v),
-                None => cmd.env_remove(name),
-            };
-        }
+        cmd.envs(self.env.iter().map(|(name, value)| (name, value)));
         cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
         self.child = Some(cmd.spawn().expect("spawn relaykey serve"));
     }
