@@ -87,6 +87,7 @@ async fn connection(ctx: Arc<RelayContext>, mut stream: TcpStream, peer: SocketA
         max_errors: config.relay.max_errors,
         listener: mode,
         tls_available: acceptor.is_some(),
+        allow_private_destinations: config.relay.allow_private_destinations,
     });
     let mut session = Session::new(session_config, ip, config.relay.is_trusted(ip), mode == TlsMode::Implicit);
     let mut conn = Connection { ctx: &ctx, config: &config, deadline: Instant::now() + config.limits.session_timeout };
