@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::address::EmailAddress;
-use crate::config::{ApiConfig, Config, LimitsConfig};
+use crate::config::{Config, LimitsConfig};
 use crate::daemon::Shared;
 use crate::limits::ConnectionLimiter;
 use crate::queue::Outbox;
@@ -25,10 +25,11 @@ pub struct ApiState {
 
 impl ApiState {
     pub fn new(shared: Arc<Shared>, store: Store, outbox: Option<Outbox>) -> Self {
-        let api = shared.config().api.clone();
+        let config = shared.config();
         Self {
-            requests: ConnectionLimiter::new(&request_limits(&api)),
-            connections: ConnectionLimiter::new(&connection_limits(&api)),
+            requests: ConnectionLimiter::new(&request_limits(&config)),
+            // One `max_connections` for the relay's listeners and the API's.
+            connections: ConnectionLimiter::new(&connection_limits(&config)).sharing_total_with(&shared.limiter),
             store: StoreHandle(Arc::new(Mutex::new(store))),
             outbox,
             shared,
@@ -37,17 +38,27 @@ impl ApiState {
 
     /// Applies a reloaded `[api]` section to the limiters (live requests keep their permits).
     pub fn reconfigure(&self, config: &Config) {
-        self.requests.reconfigure(&request_limits(&config.api));
-        self.connections.reconfigure(&connection_limits(&config.api));
+        self.requests.reconfigure(&request_limits(config));
+        self.connections.reconfigure(&connection_limits(config));
     }
 }
 
-fn request_limits(api: &ApiConfig) -> LimitsConfig {
-    LimitsConfig { max_connections_per_ip: api.max_concurrent_requests_per_ip, ..LimitsConfig::default() }
+/// Requests in progress are limited per client group (`[limits] ipv6_prefix`), not in all.
+fn request_limits(config: &Config) -> LimitsConfig {
+    LimitsConfig {
+        max_connections_per_ip: config.api.max_concurrent_requests_per_ip,
+        ipv6_prefix: config.limits.ipv6_prefix,
+        ..LimitsConfig::default()
+    }
 }
 
-fn connection_limits(api: &ApiConfig) -> LimitsConfig {
-    LimitsConfig { max_connections_per_ip: api.max_connections_per_ip, ..LimitsConfig::default() }
+fn connection_limits(config: &Config) -> LimitsConfig {
+    LimitsConfig {
+        max_connections_per_ip: config.api.max_connections_per_ip,
+        ipv6_prefix: config.limits.ipv6_prefix,
+        max_connections: config.limits.max_connections,
+        ..LimitsConfig::default()
+    }
 }
 
 /// The API's own connection to the store. Writes go through the same `Store` functions as the

@@ -249,6 +249,8 @@ impl Runner {
             Ok(h) => h,
             Err(RouteError::Permanent(m)) => return (None, all(RcptOutcome::Permanent(format!("550 5.1.2 {m}")))),
             Err(RouteError::Temporary(m)) => return (None, all(RcptOutcome::Temporary(format!("451 4.4.3 {m}")))),
+            // RFC 3463 X.7.1: delivery not authorized; a policy of this relay, not a remote reply.
+            Err(RouteError::Private(m)) => return (None, all(RcptOutcome::Permanent(format!("550 5.7.1 {m}")))),
         };
         let policy = match dest {
             Destination::Smarthost => TlsPolicy::for_smarthost(relay.smarthost_tls),

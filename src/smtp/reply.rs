@@ -95,6 +95,10 @@ impl Reply {
     pub fn too_many_connections() -> Self {
         Self::one(421, Status(4, 7, 0), "Too many connections from your address")
     }
+    /// `[limits] max_connections` reached, all clients together.
+    pub fn server_busy() -> Self {
+        Self::one(421, Status(4, 3, 2), "Too many connections, try again later")
+    }
     pub fn command_timeout() -> Self {
         Self::one(421, Status(4, 4, 2), "Timeout exceeded, closing connection")
     }

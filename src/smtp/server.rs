@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use crate::auth::Decision;
 use crate::config::{Config, TlsMode};
 use crate::daemon::Shared;
+use crate::limits::LimitScope;
 use crate::queue::{EnqueueError, Envelope, Incoming, Spool, Submission};
 
 use super::codec::{Frame, MAX_COMMAND_LINE, next_line};
@@ -68,12 +69,12 @@ async fn connection(ctx: Arc<RelayContext>, mut stream: TcpStream, peer: SocketA
     let _permit = match ctx.shared.limiter.try_acquire(ip) {
         Ok(p) => p,
         Err(e) => {
-            info!(proto = "smtp", decision = "reject", reason = "too_many_connections", ip = %ip, limit = e.limit, "connect");
-            let _ = tokio::time::timeout(
-                Duration::from_secs(5),
-                stream.write_all(&Reply::too_many_connections().to_bytes()),
-            )
-            .await;
+            let (reason, reply) = match e.scope {
+                LimitScope::Client => ("too_many_connections", Reply::too_many_connections()),
+                LimitScope::Total => ("max_connections", Reply::server_busy()),
+            };
+            info!(proto = "smtp", decision = "reject", reason, ip = %ip, limit = e.limit, "connect");
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply.to_bytes())).await;
             return;
         }
     };
