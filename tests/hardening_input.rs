@@ -239,6 +239,7 @@ fn item_13_an_mx_that_resolves_to_loopback_bounces_without_a_connection() {
 struct PolicyServer {
     _dir: tempfile::TempDir,
     socket: std::path::PathBuf,
+    _shared: Arc<relaykey::daemon::Shared>,
     _publish: tokio::sync::watch::Sender<Arc<relaykey::config::Config>>,
     /// Policy connections stay open, as smtpd's do, so that their sessions stay counted.
     open: Vec<tokio::net::UnixStream>,
@@ -255,8 +256,9 @@ impl PolicyServer {
         let authenticator = relaykey::auth::Authenticator::open(&db, &config.auth).unwrap();
         let (shared, publish) = relaykey::daemon::Shared::new(config, authenticator);
         let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-        tokio::spawn(relaykey::policy::server::serve(listener, Arc::clone(&shared)));
-        Self { _dir: dir, socket, _publish: publish, open: Vec::new() }
+        let enforcer = Arc::new(shared.policy_enforcer());
+        tokio::spawn(relaykey::policy::server::run(listener, enforcer, shared.shutdown.clone(), shared.tasks.clone()));
+        Self { _dir: dir, socket, _shared: shared, _publish: publish, open: Vec::new() }
     }
 
     /// The CONNECT request Postfix sends for a client at `ip`, on a new policy connection.

@@ -1,5 +1,6 @@
 //! `[limits]`: per-client and total concurrency and time limits, shared by every front end.
 
+use super::Invalid;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -56,18 +57,18 @@ impl Default for LimitsConfig {
 }
 
 impl LimitsConfig {
-    pub(super) fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
         if self.command_timeout.is_zero() {
-            return Err("limits.command_timeout: must be greater than zero".into());
+            return Err(Invalid::value("limits.command_timeout", "must be greater than zero"));
         }
         if self.session_timeout.is_zero() {
-            return Err("limits.session_timeout: must be greater than zero".into());
+            return Err(Invalid::value("limits.session_timeout", "must be greater than zero"));
         }
         if !(1..=128).contains(&self.ipv6_prefix) {
-            return Err("limits.ipv6_prefix: must be between 1 and 128 (bits of an IPv6 address)".into());
+            return Err(Invalid::value("limits.ipv6_prefix", "must be between 1 and 128 (bits of an IPv6 address)"));
         }
         if self.max_connections == Some(0) {
-            return Err("limits.max_connections: must be greater than zero".into());
+            return Err(Invalid::value("limits.max_connections", "must be greater than zero"));
         }
         Ok(())
     }
