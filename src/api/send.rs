@@ -68,6 +68,17 @@ pub async fn send(
     let stamp =
         Stamp { unix_seconds: crate::queue::spool::unix_now(), unique: &unique, hostname: &config.relay.hostname };
     let outgoing = compose(&req, &stamp).map_err(|e| ApiError::invalid(e.to_string()))?;
+    if !config.relay.allow_private_destinations
+        && let Some(rcpt) = outgoing.rcpt_to.iter().find(|r| r.literal().is_some_and(crate::ip_scope::is_internal))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "private_destination",
+            format!(
+                "{rcpt}: the address literal is in a loopback or private network ([relay] allow_private_destinations = false)"
+            ),
+        ));
+    }
     if outgoing.rcpt_to.len() > config.relay.max_recipients {
         return Err(ApiError::invalid(format!("too many recipients (at most {})", config.relay.max_recipients)));
     }

@@ -80,7 +80,8 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config, authenticator: Authenticator) -> (Arc<Self>, watch::Sender<Arc<Config>>) {
-        let throttle = FailureThrottle::new(config.auth.failure_delay, config.auth.max_failure_delay);
+        let throttle = FailureThrottle::new(config.auth.failure_delay, config.auth.max_failure_delay)
+            .with_ipv6_prefix(config.limits.ipv6_prefix);
         let limiter = ConnectionLimiter::new(&config.limits);
         let (tx, rx) = watch::channel(Arc::new(config));
         let authenticator = Arc::new(authenticator);
@@ -140,6 +141,7 @@ impl Shared {
             config: self.config.clone(),
             authenticator: self.authenticator.clone(),
             logins: self.logins.clone(),
+            limiter: self.limiter.clone(),
             shutdown: self.shutdown.clone(),
             tasks: self.tasks.clone(),
         }
@@ -333,7 +335,8 @@ fn reload(shared: &Shared, path: Option<&Path>, publish: &watch::Sender<Arc<Conf
     }
     shared.limiter.reconfigure(&new.limits);
     if let Ok(mut t) = shared.throttle.lock() {
-        *t = FailureThrottle::new(new.auth.failure_delay, new.auth.max_failure_delay);
+        *t = FailureThrottle::new(new.auth.failure_delay, new.auth.max_failure_delay)
+            .with_ipv6_prefix(new.limits.ipv6_prefix);
     }
     publish.send_replace(Arc::new(new));
     info!(config = %path.display(), "reloaded");

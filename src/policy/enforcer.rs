@@ -100,6 +100,7 @@ impl Enforcer {
                     }
                     false => TcpCheck::Off,
                 };
+                lock(&self.sessions).set_ipv6_prefix(config.limits.ipv6_prefix);
                 let slot = self.open_session(conn, key, limit, tcp, now).await;
                 facts.slot = pc.connection_limit.then_some(slot);
             } else {

@@ -95,6 +95,10 @@ impl Reply {
     pub fn too_many_connections() -> Self {
         Self::one(421, Status(4, 7, 0), "Too many connections from your address")
     }
+    /// `[limits] max_connections` reached, all clients together.
+    pub fn server_busy() -> Self {
+        Self::one(421, Status(4, 3, 2), "Too many connections, try again later")
+    }
     pub fn command_timeout() -> Self {
         Self::one(421, Status(4, 4, 2), "Timeout exceeded, closing connection")
     }
@@ -171,6 +175,15 @@ impl Reply {
     }
     pub fn message_too_big() -> Self {
         Self::one(552, Status(5, 3, 4), "Message size exceeds fixed maximum message size")
+    }
+    /// RFC 5321 §4.1.1.4 refusal after DATA: NUL is not text (RFC 5322 §2.3, Postfix and
+    /// chasquid refuse it too), and stripping it would alter a signed message.
+    pub fn nul_in_message() -> Self {
+        Self::one(554, Status(5, 6, 0), "Message contains NUL characters")
+    }
+    /// `[relay] allow_private_destinations = false`.
+    pub fn private_destination() -> Self {
+        Self::one(550, Status(5, 7, 1), "Recipient address literal is in a private or loopback network")
     }
     pub fn http_refused() -> Self {
         Self::one(554, Status(5, 7, 0), "This is an SMTP server")

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use crate::auth::mechanism::Credentials;
 use crate::auth::{FrontEnd, Login, LoginMechanism, LoginPipeline, Presented};
 use crate::config::{Config, TlsMode};
-use crate::limits::ConnectionLimiter;
+use crate::limits::{ConnectionLimiter, LimitScope};
 use crate::queue::{EnqueueError, Incoming, Outbox, Submission, Trace};
 
 use super::codec::{Frame, MAX_COMMAND_LINE, next_line};
@@ -81,12 +81,12 @@ async fn connection(ctx: Arc<RelayContext>, mut stream: TcpStream, peer: SocketA
     let _permit = match ctx.limiter.try_acquire(ip) {
         Ok(p) => p,
         Err(e) => {
-            info!(proto = "smtp", decision = "reject", reason = "too_many_connections", ip = %ip, limit = e.limit, "connect");
-            let _ = tokio::time::timeout(
-                Duration::from_secs(5),
-                stream.write_all(&Reply::too_many_connections().to_bytes()),
-            )
-            .await;
+            let (reason, reply) = match e.scope {
+                LimitScope::Client => ("too_many_connections", Reply::too_many_connections()),
+                LimitScope::Total => ("max_connections", Reply::server_busy()),
+            };
+            info!(proto = "smtp", decision = "reject", reason, ip = %ip, limit = e.limit, "connect");
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply.to_bytes())).await;
             return;
         }
     };
@@ -100,6 +100,7 @@ async fn connection(ctx: Arc<RelayContext>, mut stream: TcpStream, peer: SocketA
         max_errors: config.relay.max_errors,
         listener: mode,
         tls_available: acceptor.is_some(),
+        allow_private_destinations: config.relay.allow_private_destinations,
     });
     let mut session = Session::new(session_config, ip, config.relay.is_trusted(ip), mode == TlsMode::Implicit);
     let mut conn = Connection { ctx: &ctx, config: &config, deadline: Instant::now() + config.limits.session_timeout };

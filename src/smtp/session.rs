@@ -26,7 +26,14 @@ pub struct SessionConfig {
     pub listener: TlsMode,
     /// A certificate is loaded: STARTTLS can be offered.
     pub tls_available: bool,
+    /// `[relay] allow_private_destinations`: else RCPT to an address literal in a loopback,
+    /// link-local or private range is refused.
+    pub allow_private_destinations: bool,
 }
+
+/// RFC 1035 §2.3.4 limits a domain name to 255 octets; a longer HELO/EHLO argument is no name
+/// and would make the `Received:` header unbounded.
+pub const MAX_HELO_NAME: usize = 255;
 
 #[derive(Debug)]
 pub enum Input {
@@ -192,6 +199,9 @@ impl Session {
             return self.refuse(Reply::bad_sequence("Command out of sequence"));
         }
         match cmd {
+            Command::Helo(name) | Command::Ehlo(name) if name.len() > MAX_HELO_NAME => {
+                self.refuse(Reply::syntax("Syntax: EHLO hostname (at most 255 octets)"))
+            }
             Command::Helo(name) => {
                 self.helo = Some((name, false));
                 self.transaction = None;
@@ -296,6 +306,9 @@ impl Session {
         if tx.recipients.len() >= max {
             return self.refuse(Reply::too_many_recipients());
         }
+        if !self.config.allow_private_destinations && is_internal_literal(&recipient) {
+            return self.refuse(Reply::private_destination());
+        }
         tx.recipients.push(recipient);
         Step::Reply(Reply::recipient_ok())
     }
@@ -314,9 +327,13 @@ impl Session {
     /// The dot reader found the end of the message.
     pub fn on_data_end(&mut self, summary: DataSummary) -> Step {
         self.phase = Phase::Command;
-        if summary.too_big || summary.line_too_long {
+        if summary.too_big || summary.line_too_long || summary.nul {
             self.transaction = None;
-            let reply = if summary.too_big { Reply::message_too_big() } else { Reply::line_too_long() };
+            let reply = match () {
+                _ if summary.too_big => Reply::message_too_big(),
+                _ if summary.nul => Reply::nul_in_message(),
+                _ => Reply::line_too_long(),
+            };
             return self.refuse(reply);
         }
         let Some(tx) = self.transaction.take() else {
@@ -361,6 +378,12 @@ impl Session {
     pub fn hostname(&self) -> &str {
         &self.config.hostname
     }
+}
+
+/// A recipient at an address literal (`x@[127.0.0.1]`) that leads into the host's own or a
+/// private network. Names are checked at delivery, once they are resolved.
+fn is_internal_literal(recipient: &str) -> bool {
+    crate::mailbox::Mailbox::parse(recipient).ok().and_then(|m| m.literal()).is_some_and(crate::ip_scope::is_internal)
 }
 
 fn usage(verb: &'static str) -> &'static str {

@@ -14,6 +14,7 @@ fn config(listener: TlsMode) -> Arc<SessionConfig> {
         max_errors: 10,
         listener,
         tls_available: true,
+        allow_private_destinations: false,
     })
 }
 
@@ -254,5 +255,48 @@ proptest! {
                 Step::Reply(_) => {}
             }
         }
+    }
+}
+
+// Issue 14 item 11: a HELO/EHLO name is a domain name, at most 255 octets.
+#[test]
+fn helo_names_over_255_octets_are_refused() {
+    let mut s = session(TlsMode::None, true);
+    assert_eq!(reply_of(feed(&mut s, &format!("EHLO {}", "a".repeat(256)))), (501, Some(Status(5, 5, 4))));
+    assert_eq!(reply_of(feed(&mut s, &format!("HELO {}", "a".repeat(256)))), (501, Some(Status(5, 5, 4))));
+    assert_eq!(s.helo_name(), None);
+    assert_eq!(code(&mut s, &format!("EHLO {}", "a".repeat(255))), 250);
+}
+
+// Issue 14 item 11: NUL in DATA is refused after the dot, nothing is queued.
+#[test]
+fn a_message_with_nul_is_refused_after_the_dot() {
+    let mut s = session(TlsMode::None, true);
+    for line in ["EHLO c", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.net>"] {
+        assert_eq!(code(&mut s, line), 250, "{line}");
+    }
+    assert_eq!(code(&mut s, "DATA"), 354);
+    let step = s.on_data_end(DataSummary { size: 3, nul: true, ..DataSummary::default() });
+    assert_eq!(reply_of(step), (554, Some(Status(5, 6, 0))));
+    assert_eq!(code(&mut s, "RCPT TO:<b@example.net>"), 503, "the transaction was not reset");
+}
+
+// Issue 14 item 13: address literals in private ranges are refused at RCPT by default.
+#[test]
+fn rcpt_to_a_private_address_literal_is_refused_unless_allowed() {
+    let mut s = session(TlsMode::None, true);
+    for line in ["EHLO c", "MAIL FROM:<a@example.com>"] {
+        assert_eq!(code(&mut s, line), 250, "{line}");
+    }
+    for rcpt in ["x@[127.0.0.1]", "x@[10.1.2.3]", "x@[IPv6:::1]", "x@[169.254.169.254]", "x@[IPv6:fe80::1]"] {
+        assert_eq!(reply_of(feed(&mut s, &format!("RCPT TO:<{rcpt}>"))), (550, Some(Status(5, 7, 1))), "{rcpt}");
+    }
+    assert_eq!(code(&mut s, "RCPT TO:<x@[192.0.2.1]>"), 250, "a public literal is a destination like any other");
+    assert_eq!(code(&mut s, "RCPT TO:<x@localhost>"), 250, "names are checked when resolved, at delivery");
+
+    let allowed = Arc::new(SessionConfig { allow_private_destinations: true, ..(*config(TlsMode::None)).clone() });
+    let mut s = Session::new(allowed, "192.0.2.7".parse().unwrap(), true, false);
+    for line in ["EHLO c", "MAIL FROM:<a@example.com>", "RCPT TO:<x@[127.0.0.1]>"] {
+        assert_eq!(code(&mut s, line), 250, "{line}");
     }
 }
