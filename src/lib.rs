@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod limits;
 pub mod logging;
+pub mod message_limits;
 pub mod metrics;
 pub mod model;
 pub mod policy;

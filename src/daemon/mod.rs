@@ -24,6 +24,7 @@ use crate::auth::{Authenticator, FailureThrottle, LoginLedger};
 use crate::config::Config;
 use crate::limits::ConnectionLimiter;
 use crate::logging::{self, LogHandle};
+use crate::message_limits::MessageLimits;
 
 /// What every front end shares: one config, one authenticator, one limits table.
 pub struct Shared {
@@ -36,6 +37,8 @@ pub struct Shared {
     pub throttle: Arc<Mutex<FailureThrottle>>,
     /// Per-IP connection permits.
     pub limiter: ConnectionLimiter,
+    /// Per-account message counters: one instance for the policy server, the relay and the API.
+    pub message_limits: Arc<MessageLimits>,
     /// Cancelled on SIGTERM: accept loops stop, connections finish their request and close.
     pub shutdown: CancellationToken,
     /// Every listener and connection task, so that shutdown can wait for them.
@@ -53,6 +56,7 @@ impl Shared {
             ledger: Arc::new(LoginLedger::default()),
             throttle: Arc::new(Mutex::new(throttle)),
             limiter,
+            message_limits: Arc::new(MessageLimits::new()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         };

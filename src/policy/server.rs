@@ -20,7 +20,12 @@ use super::sessions::ConnId;
 
 /// Serves `listener` until `shared.shutdown` is cancelled.
 pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
-    let enforcer = Arc::new(Enforcer::new(shared.config.clone(), shared.authenticator.clone(), shared.ledger.clone()));
+    let enforcer = Arc::new(Enforcer::new(
+        shared.config.clone(),
+        shared.authenticator.clone(),
+        shared.ledger.clone(),
+        shared.message_limits.clone(),
+    ));
     run(listener, enforcer, shared.shutdown.clone(), shared.tasks.clone()).await;
 }
 

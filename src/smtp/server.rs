@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::auth::Decision;
+use crate::auth::{Decision, Grant, Purpose};
 use crate::config::{Config, TlsMode};
 use crate::daemon::Shared;
 use crate::queue::{EnqueueError, Envelope, Incoming, Spool, Submission};
@@ -221,6 +221,8 @@ impl Connection<'_> {
                         return Ok(Outcome::StartTls(io.stream));
                     }
                     Step::Authenticate(attempt) => self.authenticate(session, attempt).await,
+                    Step::Recheck(grant) => self.recheck(session, grant).await,
+                    Step::CountMessage { account } => self.count_message(session, &account),
                     Step::ReceiveData(r) => {
                         r.encode(&mut io.wbuf);
                         io.flush(self.command_timeout()).await?;
@@ -317,6 +319,32 @@ impl Connection<'_> {
             Decision::TempFail(_) => {}
         }
         session.on_verdict(decision)
+    }
+}
+
+impl Connection<'_> {
+    /// Asks whether the session's login still holds; refusals are logged like the policy
+    /// server's (`decision=refuse reason=...`).
+    async fn recheck(&self, session: &mut Session, grant: Grant) -> Step {
+        let ip = session.client_ip();
+        let decision = self.ctx.shared.authenticator.recheck(&grant, Some(ip), Purpose::Smtp).await;
+        if !decision.is_granted() {
+            info!(proto = "smtp", decision = "refuse", reason = decision.reason(), user = %grant.username,
+                  credential = %grant.credential.label(), ip = %ip, "recheck");
+        }
+        session.on_recheck(decision)
+    }
+
+    /// Takes a slot of the account's message limits (the counters the policy server and the
+    /// API use too).
+    fn count_message(&self, session: &mut Session, account: &str) -> Step {
+        let quota = self.config.message_quota();
+        let counted = self.ctx.shared.message_limits.try_take(account, &quota, Instant::now());
+        if let Err(r) = &counted {
+            info!(proto = "smtp", decision = "refuse", reason = %format_args!("rate_limit_{}", r.window.as_str()),
+                  account = %account, ip = %session.client_ip(), retry_after = r.seconds(), "message limit");
+        }
+        session.on_message_counted(counted)
     }
 }
 
