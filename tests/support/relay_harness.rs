@@ -60,6 +60,8 @@ pub struct Relay {
     pub implicit: u16,
     pub plain: u16,
     pub password: String,
+    /// The HTTP API's port, with [`Options::api`].
+    pub api: Option<u16>,
     child: Option<Child>,
 }
 
@@ -69,6 +71,10 @@ pub struct Options {
     pub relay: String,
     pub limits: String,
     pub spool: Option<PathBuf>,
+    /// Also serve the HTTP API (plain HTTP on a loopback port).
+    pub api: bool,
+    /// Also serve the policy socket ([`Relay::policy_socket`]), with these `[policy]` keys.
+    pub policy: Option<String>,
 }
 
 impl Relay {
@@ -79,6 +85,15 @@ impl Relay {
         std::fs::write(d.join("cert.pem"), cert.cert.pem()).unwrap();
         std::fs::write(d.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
         let (starttls, implicit, plain) = (free_port(), free_port(), free_port());
+        let api = options.api.then(free_port);
+        let policy = match &options.policy {
+            Some(keys) => format!("enabled = true\nsocket = \"{}/policy.sock\"\n{keys}", d.display()),
+            None => "enabled = false".into(),
+        };
+        let api_table = match api {
+            Some(port) => format!("[api]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n"),
+            None => String::new(),
+        };
         let spool = options.spool.clone().unwrap_or_else(|| d.join("spool"));
         let config = d.join("relaykey.toml");
         std::fs::write(
@@ -94,8 +109,8 @@ argon2_iterations = 1
 [sasl]
 enabled = false
 [policy]
-enabled = false
-[limits]
+{policy}
+{api_table}[limits]
 {limits}
 [relay]
 enabled = true
@@ -124,7 +139,7 @@ tls = "none"
             ),
         )
         .unwrap();
-        let mut relay = Self { dir, config, starttls, implicit, plain, password: String::new(), child: None };
+        let mut relay = Self { dir, config, starttls, implicit, plain, password: String::new(), api, child: None };
         relay.cli(&["account", "add", USER]);
         relay.password = relay.create_credential(&[]).1;
         relay.spawn();
@@ -159,7 +174,7 @@ tls = "none"
             .spawn()
             .unwrap();
         self.child = Some(child);
-        for port in [self.starttls, self.implicit, self.plain] {
+        for port in [self.starttls, self.implicit, self.plain].into_iter().chain(self.api) {
             wait_listening(port, Duration::from_secs(30), "relaykey");
         }
     }
@@ -182,6 +197,11 @@ tls = "none"
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The policy socket, with [`Options::policy`].
+    pub fn policy_socket(&self) -> PathBuf {
+        self.dir.path().join("policy.sock")
     }
 
     pub fn spool_dir(&self) -> PathBuf {
