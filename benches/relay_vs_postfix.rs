@@ -166,7 +166,7 @@ fn main() {
     let relay = Relay::start(Options {
         relay: format!("smarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"none\"\nmax_message_size = 10485760\n", sink.1),
         limits: "max_connections_per_ip = 1000".into(),
-        spool: None,
+        ..Options::default()
     });
     let relay_pid = relay.pid().expect("relaykey pid");
     let relay_queue = relay.spool_dir();

@@ -6,9 +6,9 @@
 //! - Item 5: the relay re-checks a session's login at MAIL and RCPT, so a disabled account or
 //!   a removed credential stops the session that is already logged in.
 
+mod api_common;
 #[path = "support/relay_harness.rs"]
 mod harness;
-mod api_common;
 #[path = "support/relay_sink.rs"]
 mod relay_sink;
 

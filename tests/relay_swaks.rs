@@ -17,7 +17,7 @@ fn relay_to(sink: &Sink, extra_relay: &str, limits: &str) -> Relay {
     Relay::start(Options {
         relay: format!("smarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"none\"\n{extra_relay}", sink.port),
         limits: limits.into(),
-        spool: None,
+        ..Options::default()
     })
 }
 

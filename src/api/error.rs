@@ -70,12 +70,7 @@ impl ApiError {
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "message_limit",
-            format!(
-                "message limit reached ({} per {}); retry in {} s",
-                r.limit,
-                r.window.as_str(),
-                r.seconds()
-            ),
+            format!("message limit reached ({} per {}); retry in {} s", r.limit, r.window.as_str(), r.seconds()),
         );
         e.retry_after = Some(r.seconds());
         e

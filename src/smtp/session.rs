@@ -62,7 +62,9 @@ pub enum Step {
     Recheck(Grant),
     /// Count a message against this account's message limits, then
     /// [`Session::on_message_counted`]. Asked at DATA of an authenticated session.
-    CountMessage { account: String },
+    CountMessage {
+        account: String,
+    },
     /// Write it and hang up.
     Close(Reply),
 }
