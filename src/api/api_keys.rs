@@ -64,7 +64,7 @@ pub async fn create(
         permissions: req.permissions.as_deref().map(permissions).transpose()?.unwrap_or_else(PermissionSet::all),
         allow: restriction(req.allow.as_deref().unwrap_or_default())?,
     };
-    let params = state.shared.config().auth.hash_params();
+    let params = state.config().auth.hash_params();
     let (key, secret) = state.store.run(move |s| s.create_api_key(&email, new, &params)).await?;
     log_write("apikey_create", &caller.grant.account, key.id);
     Ok((StatusCode::CREATED, Json(ApiKeyOut::new(&key, Some(&secret)))))
@@ -96,7 +96,7 @@ pub async fn change(
     ItemId(id): ItemId,
 ) -> Result<Json<ApiKeyOut>, ApiError> {
     let email = account_address(&caller.grant.account)?;
-    let params = state.shared.config().auth.hash_params();
+    let params = state.config().auth.hash_params();
     let (key, secret) = state.store.run(move |s| s.change_api_key(&email, id, &params)).await?;
     log_write("apikey_change", &caller.grant.account, id);
     Ok(Json(ApiKeyOut::new(&key, Some(&secret))))

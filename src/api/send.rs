@@ -54,7 +54,7 @@ pub async fn send(
     caller: Caller<perm::Send>,
     JsonBody(req): JsonBody<SendEmail>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
-    let config = state.shared.config();
+    let config = state.config();
     if !config.relay.enabled {
         return Err(relay_disabled());
     }
@@ -81,7 +81,7 @@ pub async fn send(
     }
     // Counted last, once the message is known to be acceptable: a refused request costs nothing.
     let account = &caller.grant.account;
-    if let Err(r) = state.shared.message_limits.try_take(account, &config.message_quota(), Instant::now()) {
+    if let Err(r) = state.message_limits.try_take(account, &config.message_quota(), Instant::now()) {
         tracing::info!(proto = "api", decision = "refuse", reason = %format_args!("rate_limit_{}", r.window.as_str()),
                        account = %account, retry_after = r.seconds(), "send");
         return Err(ApiError::message_limit(r));

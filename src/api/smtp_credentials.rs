@@ -53,7 +53,7 @@ pub async fn create(
         .map(|u| EmailAddress::parse(u).map_err(|e| ApiError::invalid(format!("invalid address: {e}"))))
         .transpose()?;
     let new = NewSmtpCredential { username, allow: restriction(req.allow.as_deref().unwrap_or_default())? };
-    let params = state.shared.config().auth.hash_params();
+    let params = state.config().auth.hash_params();
     let (cred, secret) = state.store.run(move |s| s.create_smtp_credential(&email, new, &params)).await?;
     log_write("smtp_create", &caller.grant.account, cred.id);
     Ok((StatusCode::CREATED, Json(SmtpCredentialOut::new(&cred, Some(&secret)))))
@@ -78,7 +78,7 @@ pub async fn change(
     ItemId(id): ItemId,
 ) -> Result<Json<SmtpCredentialOut>, ApiError> {
     let email = account_address(&caller.grant.account)?;
-    let params = state.shared.config().auth.hash_params();
+    let params = state.config().auth.hash_params();
     let (cred, secret) = state.store.run(move |s| s.change_smtp_credential(&email, id, &params)).await?;
     log_write("smtp_change", &caller.grant.account, id);
     Ok(Json(SmtpCredentialOut::new(&cred, Some(&secret))))

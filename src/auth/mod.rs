@@ -111,7 +111,7 @@ impl Authenticator {
                 find_smtp_candidate(store, &name, &lookup_secret)
             })
             .await;
-        crate::metrics::record_auth("smtp", &decision);
+        crate::metrics::record_auth("smtp", decision.kind(), decision.reason());
         decision
     }
 
@@ -128,7 +128,7 @@ impl Authenticator {
                 find_api_candidate(store, &lookup_secret)
             })
             .await;
-        crate::metrics::record_auth("api", &decision);
+        crate::metrics::record_auth("api", decision.kind(), decision.reason());
         decision
     }
 

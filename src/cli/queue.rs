@@ -9,8 +9,8 @@ use serde::Serialize;
 use super::output::print_json;
 use super::{CliError, CliResult, EXIT_TEMPFAIL};
 use crate::config::Config;
+use crate::mail_date::rfc5322_date;
 use crate::queue::{Envelope, RecipientStatus, Spool, SpoolError, dsn};
-use crate::smtp::received::rfc5322_date;
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCmd {

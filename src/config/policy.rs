@@ -2,6 +2,7 @@
 //! (`max_connections_per_ip`, `[[limits.override]]`) and `session_timeout` live in `[limits]`,
 //! shared with the relay.
 
+use super::Invalid;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -69,13 +70,13 @@ impl Default for PolicyConfig {
 }
 
 impl PolicyConfig {
-    pub(super) fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
         self.fallback().map(|_| ())
     }
 
     /// The parsed `fallback_action`.
-    pub fn fallback(&self) -> Result<Action, String> {
-        self.fallback_action.parse().map_err(|e| format!("policy.fallback_action: {e}"))
+    pub fn fallback(&self) -> Result<Action, Invalid> {
+        self.fallback_action.parse::<Action>().map_err(|e| Invalid::value("policy.fallback_action", e.to_string()))
     }
 }
 
