@@ -144,4 +144,14 @@ mod tests {
         assert_eq!(e.status, StatusCode::NOT_FOUND);
         assert_eq!(ApiError::from(StoreError::NoPermission).status, StatusCode::BAD_REQUEST);
     }
+
+    #[test]
+    fn a_used_up_message_limit_is_429_with_retry_after_in_whole_seconds() {
+        use crate::message_limits::RateWindow;
+        let r = RetryAfter { window: RateWindow::Hour, limit: 10, after: std::time::Duration::from_millis(90_500) };
+        let response = ApiError::message_limit(r).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after"], "91");
+        assert!(ApiError::too_many_requests(20).into_response().headers().get("retry-after").is_none());
+    }
 }
