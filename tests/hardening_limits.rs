@@ -7,19 +7,19 @@
 //!   a removed credential stops the session that is already logged in.
 
 mod api_common;
-#[path = "support/relay_harness.rs"]
-mod harness;
 #[path = "support/relay_sink.rs"]
 mod relay_sink;
+mod support;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use base64::Engine as _;
-use harness::{Dialog, Options, Relay, USER};
 use relay_sink::Sink;
 use serde_json::{Value, json};
+use support::relay::{Options, Relay, USER};
+use support::smtp::Dialog;
 
 fn auth_plain(user: &str, secret: &str) -> String {
     let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{secret}"));

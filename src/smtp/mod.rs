@@ -9,7 +9,7 @@ pub mod server;
 pub mod session;
 pub mod tls;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
-use crate::auth::{Authenticator, FailureThrottle};
+use crate::auth::{Authenticator, LoginPipeline};
 use crate::config::{Config, TlsMode};
 use crate::limits::ConnectionLimiter;
 use crate::message_limits::MessageLimits;
@@ -36,9 +36,10 @@ pub struct RelayListener {
 pub struct RelayDeps {
     /// The current config; SIGHUP publishes a new one, read per connection.
     pub config: watch::Receiver<Arc<Config>>,
+    /// Every AUTH goes through it (throttle, bookkeeping, the `auth` record).
+    pub logins: Arc<LoginPipeline>,
+    /// Re-checks a logged-in session's grant at MAIL, RCPT and DATA.
     pub authenticator: Arc<Authenticator>,
-    /// Failed-AUTH delays per client address.
-    pub throttle: Arc<Mutex<FailureThrottle>>,
     /// Per-IP connection permits.
     pub limiter: ConnectionLimiter,
     /// Per-account message counters, shared with the policy server and the API.
@@ -55,11 +56,11 @@ pub struct RelayDeps {
 pub fn serve_relay(deps: RelayDeps, outbox: Outbox, listeners: Vec<RelayListener>) -> Result<(), TlsError> {
     let certs = Arc::new(CertStore::load(&deps.config.borrow().relay)?);
     spawn_cert_reload(&deps, certs.clone());
-    let RelayDeps { config, authenticator, throttle, limiter, message_limits, shutdown, tasks } = deps;
+    let RelayDeps { config, authenticator, logins, limiter, message_limits, shutdown, tasks } = deps;
     let ctx = Arc::new(RelayContext {
         config,
         authenticator,
-        throttle,
+        logins,
         limiter,
         message_limits,
         shutdown,
