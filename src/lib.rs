@@ -17,6 +17,7 @@ pub mod log_text;
 pub mod logging;
 pub mod mail_date;
 pub mod mailbox;
+pub mod message_limits;
 pub mod metrics;
 pub mod model;
 pub mod policy;

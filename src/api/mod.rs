@@ -38,6 +38,7 @@ pub use routes::OPENAPI;
 use crate::auth::{Authenticator, LoginPipeline};
 use crate::config::Config;
 use crate::limits::ConnectionLimiter;
+use crate::message_limits::MessageLimits;
 use crate::queue::Outbox;
 use crate::store::Store;
 use state::ApiState;
@@ -62,6 +63,8 @@ pub struct ApiDeps {
     /// The relay's connection limiter: the API's connections count toward its
     /// `[limits] max_connections` too (one cap for all TCP listeners).
     pub limiter: ConnectionLimiter,
+    /// Per-account message counters, shared with the relay and the policy server.
+    pub message_limits: Arc<MessageLimits>,
     /// Cancelled at shutdown: the listeners stop and connections close.
     pub shutdown: CancellationToken,
     /// Where connections run, so that shutdown can wait for them.

@@ -2,6 +2,7 @@
 //! through the relay's queue; the reply is the queue id.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
@@ -88,6 +89,13 @@ pub async fn send(
             "message_too_large",
             format!("the message exceeds the relay's limit of {} bytes", config.relay.max_message_size),
         ));
+    }
+    // Counted last, once the message is known to be acceptable: a refused request costs nothing.
+    let account = &caller.grant.account;
+    if let Err(r) = state.message_limits.try_take(account, &config.message_quota(), Instant::now()) {
+        tracing::info!(proto = "api", decision = "refuse", reason = %format_args!("rate_limit_{}", r.window.as_str()),
+                       account = %account, retry_after = r.seconds(), "send");
+        return Err(ApiError::message_limit(r));
     }
     let client_ip = caller.ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
     let by = Submitter { account: &caller.grant.account, client_ip, hostname: &config.relay.hostname };

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::LoginPipeline;
 use crate::config::{Config, LimitsConfig};
 use crate::limits::ConnectionLimiter;
+use crate::message_limits::MessageLimits;
 use crate::queue::Outbox;
 use crate::store::{Store, StoreError};
 
@@ -21,6 +22,7 @@ pub struct ApiState {
     config: watch::Receiver<Arc<Config>>,
     /// Every request's API key goes through it: decision, delay, bookkeeping, the `auth` record.
     pub logins: Arc<LoginPipeline>,
+    pub message_limits: Arc<MessageLimits>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     pub store: StoreHandle,
@@ -35,10 +37,11 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(deps: ApiDeps, store: Store, outbox: Option<Outbox>) -> Self {
         let current = deps.config.borrow().clone();
-        let ApiDeps { config, logins, limiter, shutdown, tasks, authenticator: _ } = deps;
+        let ApiDeps { config, logins, limiter, message_limits, shutdown, tasks, authenticator: _ } = deps;
         Self {
             config,
             logins,
+            message_limits,
             shutdown,
             tasks,
             requests: ConnectionLimiter::new(&request_limits(&current)),

@@ -1,4 +1,5 @@
-//! `[limits]`: per-client and total concurrency and time limits, shared by every front end.
+//! `[limits]`: per-client and total concurrency and time limits, and per-account message
+//! limits, shared by every front end.
 
 use super::Invalid;
 use std::time::Duration;
@@ -25,6 +26,11 @@ pub struct LimitsConfig {
     /// Per-network exceptions to `max_connections_per_ip`; the most specific network wins.
     #[serde(rename = "override")]
     pub overrides: Vec<LimitOverride>,
+    /// Messages per account, on every way out (policy, relay, API); 0 turns a window off.
+    /// See [`super::Config::message_quota`] for the older `[policy]` spelling.
+    pub messages_per_minute: u32,
+    pub messages_per_hour: u32,
+    pub messages_per_day: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -52,6 +58,9 @@ impl Default for LimitsConfig {
             command_timeout: Duration::from_secs(120),
             session_timeout: Duration::from_secs(600),
             overrides: Vec::new(),
+            messages_per_minute: 0,
+            messages_per_hour: 0,
+            messages_per_day: 0,
         }
     }
 }

@@ -30,7 +30,8 @@ pub struct PolicyConfig {
     pub revocation: bool,
     /// What to do when the login of a session is not known (relaykey restarted since the AUTH).
     pub unknown_login: UnknownLogin,
-    /// Messages per account; 0 turns a window off. Counted once per message, at DATA.
+    /// The older place of `[limits] messages_per_*` (the limits now apply to the relay and the
+    /// API too); still read, see [`super::Config::message_quota`].
     pub messages_per_minute: u32,
     pub messages_per_hour: u32,
     pub messages_per_day: u32,

@@ -31,6 +31,7 @@ use crate::auth::{AuthError, Authenticator, FailureThrottle, LoginLedger, LoginP
 use crate::config::Config;
 use crate::limits::ConnectionLimiter;
 use crate::logging::{self, LogHandle};
+use crate::message_limits::MessageLimits;
 use crate::policy::enforcer::Enforcer;
 use crate::queue::{Outbox, SpoolError};
 use crate::sasl::server::SaslServer;
@@ -72,6 +73,8 @@ pub struct Shared {
     pub logins: Arc<LoginPipeline>,
     /// Per-IP connection permits.
     pub limiter: ConnectionLimiter,
+    /// Per-account message counters: one instance for the policy server, the relay and the API.
+    pub message_limits: Arc<MessageLimits>,
     /// Cancelled on SIGTERM: accept loops stop, connections finish their request and close.
     pub shutdown: CancellationToken,
     /// Every listener and connection task, so that shutdown can wait for them.
@@ -97,6 +100,7 @@ impl Shared {
             throttle,
             logins,
             limiter,
+            message_limits: Arc::new(MessageLimits::new()),
             shutdown: CancellationToken::new(),
             tasks,
         };
@@ -115,7 +119,7 @@ impl Shared {
 
     /// The policy front end's decision maker.
     pub fn policy_enforcer(&self) -> Enforcer {
-        Enforcer::new(self.config.clone(), self.authenticator.clone(), self.ledger.clone())
+        Enforcer::new(self.config.clone(), self.authenticator.clone(), self.ledger.clone(), self.message_limits.clone())
     }
 
     /// Opens the relay's spool and starts the queue's delivery runner.
@@ -129,7 +133,9 @@ impl Shared {
         RelayDeps {
             config: self.config.clone(),
             logins: self.logins.clone(),
+            authenticator: self.authenticator.clone(),
             limiter: self.limiter.clone(),
+            message_limits: self.message_limits.clone(),
             shutdown: self.shutdown.clone(),
             tasks: self.tasks.clone(),
         }
@@ -142,6 +148,7 @@ impl Shared {
             authenticator: self.authenticator.clone(),
             logins: self.logins.clone(),
             limiter: self.limiter.clone(),
+            message_limits: self.message_limits.clone(),
             shutdown: self.shutdown.clone(),
             tasks: self.tasks.clone(),
         }

@@ -12,10 +12,10 @@ use tracing::{info, warn};
 use crate::auth::{Authenticator, Decision, LoginLedger, Purpose};
 use crate::config::{Config, PolicyConfig, UnknownLogin};
 use crate::limits::LimitTable;
+use crate::message_limits::{MessageLimits, Usage};
 
 use super::action::Action;
 use super::codec::{PolicyRequest, ProtocolState};
-use super::rates::{MessageRates, Usage};
 use super::rules::{self, Facts, Login, RateFact, Slot, Verdict};
 use super::sessions::{ConnId, SessionKey, SessionTable};
 use super::tcp_table::Established;
@@ -26,7 +26,8 @@ pub struct Enforcer {
     authenticator: Arc<Authenticator>,
     ledger: Arc<LoginLedger>,
     sessions: Mutex<SessionTable>,
-    rates: Mutex<MessageRates>,
+    /// The daemon's per-account message counters, shared with the relay and the API.
+    message_limits: Arc<MessageLimits>,
     started: Instant,
 }
 
@@ -62,13 +63,14 @@ impl Enforcer {
         config: watch::Receiver<Arc<Config>>,
         authenticator: Arc<Authenticator>,
         ledger: Arc<LoginLedger>,
+        message_limits: Arc<MessageLimits>,
     ) -> Self {
         Self {
             config,
             authenticator,
             ledger,
             sessions: Mutex::new(SessionTable::new()),
-            rates: Mutex::new(MessageRates::new(Instant::now())),
+            message_limits,
             started: Instant::now(),
         }
     }
@@ -110,7 +112,8 @@ impl Enforcer {
             }
         }
         let account = self.check_login(req, pc, now, &mut facts).await;
-        let verdict = self.decide_and_count(req, pc, &mut facts, account.as_deref(), counted.as_deref(), now);
+        let quota = config.message_quota();
+        let verdict = self.decide_and_count(req, &quota, &mut facts, account.as_deref(), counted.as_deref(), now);
         if let Some(key) = key {
             // smtpd hangs up after a 421: free the slot now rather than at its next CONNECT.
             if verdict.action.ends_session() {
@@ -213,20 +216,19 @@ impl Enforcer {
     fn decide_and_count(
         &self,
         req: &PolicyRequest,
-        pc: &PolicyConfig,
+        limits: &Usage,
         facts: &mut Facts,
         account: Option<&str>,
         counted: Option<&str>,
         now: Instant,
     ) -> Verdict {
-        let limits = Usage { minute: pc.messages_per_minute, hour: pc.messages_per_hour, day: pc.messages_per_day };
         let already_counted = req.protocol_state == ProtocolState::EndOfMessage
             && req.instance.is_some()
             && counted == req.instance.as_deref();
-        let counting = limits != Usage::default() && rules::counts_messages(&req.protocol_state) && !already_counted;
+        let counting = !limits.is_unlimited() && rules::counts_messages(&req.protocol_state) && !already_counted;
         let Some(account) = account.filter(|_| counting) else { return rules::decide(req, facts) };
-        let mut rates = lock(&self.rates);
-        facts.rate = Some(RateFact { usage: rates.usage(account, now), limits });
+        let mut rates = self.message_limits.lock();
+        facts.rate = Some(RateFact { usage: rates.usage(account, now), limits: *limits });
         let verdict = rules::decide(req, facts);
         if verdict.count_message {
             rates.record(account, now);

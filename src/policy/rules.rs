@@ -9,10 +9,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::auth::DenyReason;
+use crate::message_limits::Usage;
 
 use super::action::{Action, RateWindow};
 use super::codec::{PolicyRequest, ProtocolState};
-use super::rates::Usage;
 
 /// The result of the session limit at CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -78,6 +78,14 @@ pub enum Step {
     ReceiveData(Reply),
     /// Store the message durably, then [`Session::on_queued`].
     Enqueue(Submission),
+    /// Ask the Authenticator whether the session's login still holds (`recheck`), then
+    /// [`Session::on_recheck`]. Asked at MAIL, RCPT and DATA of an authenticated session.
+    Recheck(Grant),
+    /// Count a message against this account's message limits, then
+    /// [`Session::on_message_counted`]. Asked at DATA of an authenticated session.
+    CountMessage {
+        account: String,
+    },
     /// Write it and hang up.
     Close(Reply),
 }
@@ -90,6 +98,10 @@ enum Phase {
     AuthLoginUser,
     AuthLoginPassword(String),
     Verifying,
+    /// Waiting for [`Step::Recheck`]'s answer before going on with a command.
+    Rechecking(Pending),
+    /// Waiting for [`Step::CountMessage`]'s answer before 354.
+    Counting,
     Data,
     Queueing,
 }
@@ -289,6 +301,11 @@ impl Session {
         if mail.body == Some(Body::BinaryMime) {
             return self.refuse(Reply::parameter_unsupported());
         }
+        self.admit(Pending::Mail(mail))
+    }
+
+    /// MAIL passed every check: the transaction starts.
+    fn accept_mail(&mut self, mail: MailFrom) -> Step {
         self.transaction = Some(Transaction {
             sender: mail.sender,
             recipients: Vec::new(),
@@ -309,6 +326,14 @@ impl Session {
         if !self.config.allow_private_destinations && is_internal_literal(&recipient) {
             return self.refuse(Reply::private_destination());
         }
+        self.admit(Pending::Rcpt(recipient))
+    }
+
+    /// RCPT passed every check: the recipient joins the transaction.
+    fn accept_rcpt(&mut self, recipient: String) -> Step {
+        let Some(tx) = self.transaction.as_mut() else {
+            return self.refuse(Reply::bad_sequence("Need MAIL before RCPT"));
+        };
         tx.recipients.push(recipient);
         Step::Reply(Reply::recipient_ok())
     }
@@ -317,11 +342,14 @@ impl Session {
         match &self.transaction {
             None => self.refuse(Reply::bad_sequence("Need MAIL command")),
             Some(tx) if tx.recipients.is_empty() => self.refuse(Reply::bad_sequence("Need RCPT command")),
-            Some(_) => {
-                self.phase = Phase::Data;
-                Step::ReceiveData(Reply::start_data())
-            }
+            Some(_) => self.admit(Pending::Data),
         }
+    }
+
+    /// The message may come: 354, then the body.
+    fn start_data(&mut self) -> Step {
+        self.phase = Phase::Data;
+        Step::ReceiveData(Reply::start_data())
     }
 
     /// The dot reader found the end of the message.
@@ -401,6 +429,10 @@ fn usage(verb: &'static str) -> &'static str {
 
 #[path = "session_auth.rs"]
 mod auth;
+
+#[path = "session_admission.rs"]
+mod admission;
+use admission::Pending;
 
 #[cfg(test)]
 #[path = "session_tests.rs"]
