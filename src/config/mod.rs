@@ -88,7 +88,6 @@ impl Config {
         self.daemon.validate()?;
         self.auth.validate()?;
         self.limits.validate()?;
-        self.policy.validate()?;
         self.relay.validate()?;
         self.api.validate()?;
         Ok(())

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use crate::daemon::Shared;
 
-use super::codec::{self, CodecError, PolicyRequest};
+use super::codec::{self, CodecError};
 use super::enforcer::Enforcer;
 use super::sessions::ConnId;
 
@@ -85,13 +85,9 @@ async fn converse(stream: &mut UnixStream, guard: &Release, shutdown: &Cancellat
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(256);
     loop {
-        match codec::decode_request(&buf) {
-            Ok(Some((attrs, used))) => {
+        match codec::decode_policy_request(&buf) {
+            Ok(Some((req, used))) => {
                 buf.drain(..used);
-                let req = match PolicyRequest::from_attributes(&attrs) {
-                    Ok(req) => req,
-                    Err(e) => return End::Malformed(e),
-                };
                 let verdict = guard.enforcer.answer(guard.conn, &req).await;
                 out.clear();
                 codec::encode_reply(&verdict.action, &mut out);

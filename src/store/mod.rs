@@ -129,6 +129,26 @@ impl Store {
         Ok(self.conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
     }
 
+    /// Another connection to the same database file.
+    pub fn open_again(&self) -> Result<Self> {
+        match self.conn.path().filter(|p| !p.is_empty()) {
+            Some(path) => Self::open(Path::new(path)),
+            None => Err(StoreError::Corrupt("an in-memory database cannot be opened again".into())),
+        }
+    }
+
+    /// Runs `f` in one read transaction, so that what it reads from several tables is one
+    /// snapshot of the database.
+    pub fn read_snapshot<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        let out = f(self);
+        // A read transaction has nothing to keep: ending it can only fail if it never began.
+        let end = self.conn.execute_batch("COMMIT");
+        let out = out?;
+        end?;
+        Ok(out)
+    }
+
     /// A cheap read that proves the database is still readable (for the watchdog).
     pub fn ping(&self) -> Result<()> {
         self.conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get::<_, i64>(0))?;

@@ -27,12 +27,27 @@ impl Daemon {
     /// Like [`Daemon::start`] with another `failure_delay` (≤ 8 s), running `before` with the
     /// socket path before the daemon starts.
     pub fn start_with(extra: &str, failure_delay: &str, before: impl FnOnce(&std::path::Path)) -> Self {
+        Self::spawn(extra, failure_delay, false, before)
+    }
+
+    /// Like [`Daemon::start`] with the policy server on as well, at [`Daemon::policy_socket`].
+    pub fn start_with_policy(extra: &str) -> Self {
+        Self::spawn(extra, "100ms", true, |_| {})
+    }
+
+    /// The policy server's socket (when started with it).
+    pub fn policy_socket(&self) -> PathBuf {
+        self.dir.path().join("policy")
+    }
+
+    fn spawn(extra: &str, failure_delay: &str, policy: bool, before: impl FnOnce(&std::path::Path)) -> Self {
         let dir = tempfile::Builder::new().prefix("relaykey-daemon").tempdir().unwrap();
         // Postfix's smtpd runs as `postfix` and must reach the socket.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let socket = dir.path().join("auth");
         let config = dir.path().join("relaykey.toml");
-        write_config(&config, &dir.path().join("relaykey.db"), &socket, extra, failure_delay);
+        let policy = policy.then(|| dir.path().join("policy"));
+        write_config(&config, &dir.path().join("relaykey.db"), &socket, policy.as_deref(), extra, failure_delay);
         before(&socket);
         let log = dir.path().join("relaykey.log");
         let child = Command::new(BIN)
@@ -45,13 +60,24 @@ impl Daemon {
             .spawn()
             .expect("spawn relaykey serve");
         let d = Self { dir, config, socket, log, child };
-        d.wait_ready();
+        d.wait_ready(&d.socket);
+        if let Some(policy) = &policy {
+            d.wait_ready(policy);
+        }
         d
     }
 
     /// Rewrites the config file with another `[sasl]` tail (for SIGHUP tests).
     pub fn rewrite_config(&self, extra: &str) {
-        write_config(&self.config, &self.dir.path().join("relaykey.db"), &self.socket, extra, "100ms");
+        let policy = Some(self.policy_socket()).filter(|p| p.exists());
+        write_config(
+            &self.config,
+            &self.dir.path().join("relaykey.db"),
+            &self.socket,
+            policy.as_deref(),
+            extra,
+            "100ms",
+        );
     }
 
     pub fn signal(&self, sig: i32) {
@@ -88,14 +114,14 @@ impl Daemon {
         Command::new(BIN).arg("--config").arg(&self.config).arg("serve").output().expect("run relaykey serve")
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&self, socket: &std::path::Path) {
         for _ in 0..500 {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("relaykey never listened on {}; log:\n{}", self.socket.display(), self.log());
+        panic!("relaykey never listened on {}; log:\n{}", socket.display(), self.log());
     }
 
     pub fn log(&self) -> String {
@@ -144,7 +170,18 @@ impl Daemon {
     }
 }
 
-fn write_config(config: &std::path::Path, db: &std::path::Path, socket: &std::path::Path, extra: &str, delay: &str) {
+fn write_config(
+    config: &std::path::Path,
+    db: &std::path::Path,
+    socket: &std::path::Path,
+    policy: Option<&std::path::Path>,
+    extra: &str,
+    delay: &str,
+) {
+    let policy = match policy {
+        Some(p) => format!("socket = \"{}\"\nsocket_mode = \"0666\"\ntcp_table = false", p.display()),
+        None => "enabled = false".into(),
+    };
     std::fs::write(
         config,
         format!(
@@ -156,7 +193,7 @@ argon2_iterations = 1
 failure_delay = \"{delay}\"
 max_failure_delay = \"8s\"
 [policy]
-enabled = false
+{policy}
 [sasl]
 socket = \"{socket}\"
 {mode}{extra}
