@@ -17,9 +17,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use nom::bytes::complete::take_till;
-use nom::character::complete::char;
-use nom::{IResult, Parser};
+use memchr::memchr;
 
 use super::action::Action;
 
@@ -132,7 +130,7 @@ impl PolicyRequest {
     pub fn from_attributes(attrs: &Attributes) -> Result<Self, CodecError> {
         let mut known = Known::default();
         for (name, value) in &attrs.0 {
-            known.note(name.as_bytes(), Cow::Borrowed(value));
+            known.note(name.as_bytes(), value.as_bytes());
         }
         known.into_request()
     }
@@ -155,7 +153,7 @@ struct Known<'a> {
 
 impl<'a> Known<'a> {
     /// Keeps `value` if `name` is one the rules read; a later duplicate replaces it.
-    fn note(&mut self, name: &[u8], value: Cow<'a, str>) {
+    fn note(&mut self, name: &[u8], value: &'a [u8]) {
         let slot = match name {
             b"request" => &mut self.request,
             b"protocol_state" => &mut self.protocol_state,
@@ -169,7 +167,7 @@ impl<'a> Known<'a> {
             b"policy_context" => &mut self.policy_context,
             _ => return,
         };
-        *slot = Some(value);
+        *slot = Some(text(value));
     }
 
     fn into_request(self) -> Result<PolicyRequest, CodecError> {
@@ -215,7 +213,7 @@ pub fn decode_policy_request(buf: &[u8]) -> Result<Option<(PolicyRequest, usize)
     let mut known = Known::default();
     for attribute in attribute_lines(body) {
         let (name, value) = attribute?;
-        known.note(name, text(value));
+        known.note(name, value);
     }
     Ok(Some((known.into_request()?, used)))
 }
@@ -246,12 +244,12 @@ fn attribute_lines(body: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), C
             return Some(Err(CodecError::TooManyAttributes));
         }
         let parsed = match attribute_line(rest) {
-            Ok((after, (name, value))) if !name.is_empty() => {
-                rest = after;
-                Ok((name, strip_cr(value)))
+            Some(line) if !line.name.is_empty() => {
+                rest = line.rest;
+                Ok((line.name, strip_cr(line.value)))
             }
-            Ok(_) => Err(CodecError::EmptyName(line_no)),
-            Err(_) => Err(CodecError::MissingEquals(line_no)),
+            Some(_) => Err(CodecError::EmptyName(line_no)),
+            None => Err(CodecError::MissingEquals(line_no)),
         };
         if parsed.is_err() {
             rest = &[];
@@ -265,7 +263,7 @@ fn attribute_lines(body: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), C
 fn find_request_end(buf: &[u8]) -> Result<Option<usize>, CodecError> {
     let mut start = 0;
     loop {
-        let Some(nl) = buf[start..].iter().position(|&b| b == b'\n') else {
+        let Some(nl) = memchr(b'\n', &buf[start..]) else {
             if buf.len() - start > MAX_LINE {
                 return Err(CodecError::LineTooLong);
             }
@@ -285,11 +283,19 @@ fn find_request_end(buf: &[u8]) -> Result<Option<usize>, CodecError> {
     }
 }
 
-/// `name=value\n`: the name runs to the first `=`.
-fn attribute_line(input: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
-    let (input, (name, _, value, _)) =
-        (take_till(|c| c == b'=' || c == b'\n'), char('='), take_till(|c| c == b'\n'), char('\n')).parse(input)?;
-    Ok((input, (name, value)))
+/// One attribute line: its name and value, and the input after it.
+struct AttributeLine<'a> {
+    name: &'a [u8],
+    value: &'a [u8],
+    rest: &'a [u8],
+}
+
+/// `name=value\n`: the name runs to the first `=`. `None` when the line has no `=`.
+fn attribute_line(input: &[u8]) -> Option<AttributeLine<'_>> {
+    let end = memchr(b'\n', input)?;
+    let line = &input[..end];
+    let eq = memchr(b'=', line)?;
+    Some(AttributeLine { name: &line[..eq], value: &line[eq + 1..], rest: &input[end + 1..] })
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {

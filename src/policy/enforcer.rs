@@ -8,14 +8,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
 
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{Level, debug, info, warn};
 
 use crate::auth::{Authenticator, LoginLedger, Purpose};
 use crate::config::{Config, UnknownLogin};
 
+use super::action::Action;
 use super::codec::{PolicyRequest, ProtocolState};
 use super::rates::{MessageRates, Usage};
-use super::rules::{self, Facts, Login, LoginError, RateFact, Slot, Verdict};
+use super::rules::{self, Facts, Login, LoginError, RateFact, Reason, Slot, Verdict};
 use super::sessions::{ConnId, SessionKey, SessionTable};
 use super::settings::{Settings, TcpCheck};
 use super::tcp_table::Established;
@@ -262,18 +263,21 @@ impl Enforcer {
     }
 }
 
-/// One line per decision: `decision=dunno|refuse action=... reason=...`. Refusals and errors
-/// at info; a pass (`DUNNO`, most requests) at debug, so the log shows what was refused.
+/// One line per decision: `decision=dunno|refuse action=... reason=...`.
 fn log_decision(req: &PolicyRequest, verdict: &Verdict, login: &Login) {
     crate::metrics::record_policy(verdict.action.kind(), verdict.reason.as_str());
+    let level = decision_level(verdict);
+    let enabled = match level {
+        Level::DEBUG => tracing::enabled!(Level::DEBUG),
+        _ => tracing::enabled!(Level::INFO),
+    };
+    if !enabled {
+        return;
+    }
     let error = match login {
         Login::Error(e) => e.as_str(),
         _ => "",
     };
-    let passed = verdict.action == super::Action::Dunno && error.is_empty();
-    if passed && !tracing::enabled!(tracing::Level::DEBUG) {
-        return;
-    }
     let ip = req.client_address.map(|ip| ip.to_string()).unwrap_or_default();
     let user = req.sasl_username.as_deref().unwrap_or("");
     macro_rules! decision {
@@ -291,9 +295,38 @@ fn log_decision(req: &PolicyRequest, verdict: &Verdict, login: &Login) {
             )
         };
     }
-    if passed {
-        decision!(debug);
-    } else {
-        decision!(info);
+    match level {
+        Level::DEBUG => decision!(debug),
+        _ => decision!(info),
+    }
+}
+
+/// Refusals and errors at info; a pass (`DUNNO`, most requests) at debug, so that the default
+/// log shows what was refused and what went wrong without a line per request.
+fn decision_level(verdict: &Verdict) -> Level {
+    let passed = verdict.action == Action::Dunno && verdict.reason != Reason::InternalError;
+    if passed { Level::DEBUG } else { Level::INFO }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::DenyReason;
+
+    #[test]
+    fn passes_are_logged_at_debug_and_refusals_and_errors_at_info() {
+        let verdict = |action, reason| Verdict { action, reason, count_message: false };
+        let revoked = Action::login_revoked(DenyReason::SecretRevoked);
+        for (v, want) in [
+            (verdict(Action::Dunno, Reason::Ok), Level::DEBUG),
+            (verdict(Action::Dunno, Reason::Unauthenticated), Level::DEBUG),
+            (verdict(revoked, Reason::Revoked(DenyReason::SecretRevoked)), Level::INFO),
+            (verdict(Action::session_expired(), Reason::SessionExpired), Level::INFO),
+            (verdict(Action::temporary_failure(), Reason::InternalError), Level::INFO),
+            // A fallback of DUNNO still reports the error.
+            (verdict(Action::Dunno, Reason::InternalError), Level::INFO),
+        ] {
+            assert_eq!(decision_level(&v), want, "{v:?}");
+        }
     }
 }

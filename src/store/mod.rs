@@ -126,7 +126,9 @@ impl Store {
     /// Changes whenever *another* connection commits (SQLite's `PRAGMA data_version`). The
     /// authenticator polls it to drop its cache the moment the CLI changes a secret.
     pub fn data_version(&self) -> Result<i64> {
-        Ok(self.conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
+        // Cached: it runs before every login and every policy re-check, and compiling the
+        // statement would cost more than running it.
+        Ok(self.conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
     }
 
     /// Another connection to the same database file.
