@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{LazyLock, Mutex};
 
-use crate::auth::Decision;
-
 /// Every metric this daemon exposes: name, type and help text. Rendering follows this order.
 const METRICS: &[(&str, Kind, &str)] = &[
     ("relaykey_authentications_total", Kind::Counter, "Authentications by front end, result and reason."),
@@ -113,11 +111,13 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// One authentication decision by `front_end` (`smtp`, `api`).
-pub fn record_auth(front_end: &str, decision: &Decision) {
+/// One authentication decision by `front_end` (`smtp`, `api`): its `result` (`allow`,
+/// `deny`, `tempfail`) and `reason`. Plain labels, so that metrics stays a leaf that `auth`
+/// may call, not the other way round.
+pub fn record_auth(front_end: &str, result: &str, reason: &str) {
     registry().add(
         "relaykey_authentications_total",
-        &[("front_end", front_end), ("result", decision.kind()), ("reason", decision.reason())],
+        &[("front_end", front_end), ("result", result), ("reason", reason)],
         1,
     );
 }

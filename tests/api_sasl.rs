@@ -13,7 +13,7 @@ use sasl_client::Client;
 async fn sasl_socket(server: &TestServer) -> std::path::PathBuf {
     let path = server.dir().join("auth");
     let listener = relaykey::daemon::bind_unix(&path, 0o600, None).unwrap();
-    server.shared.tasks.spawn(relaykey::sasl::server::serve(listener, server.shared.clone()));
+    server.shared.tasks.spawn(std::sync::Arc::new(server.shared.sasl_server()).run(listener));
     path
 }
 

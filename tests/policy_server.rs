@@ -40,7 +40,8 @@ impl Server {
         let authenticator = Authenticator::open(&db, &config.auth).unwrap();
         let (shared, publish) = Shared::new(config, authenticator);
         let listener = UnixListener::bind(&socket).unwrap();
-        tokio::spawn(relaykey::policy::server::serve(listener, shared.clone()));
+        let enforcer = Arc::new(shared.policy_enforcer());
+        tokio::spawn(relaykey::policy::server::run(listener, enforcer, shared.shutdown.clone(), shared.tasks.clone()));
         Self { _dir: dir, db, socket, shared, publish }
     }
 

@@ -94,7 +94,7 @@ fn plaintext_pipelined_after_starttls_is_discarded() {
     for cert in CertificateDer::pem_file_iter(relay.dir.path().join("cert.pem")).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(relaykey::smtp::tls::provider())
+    let config = rustls::ClientConfig::builder_with_provider(relaykey::tls_provider::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)

@@ -82,15 +82,15 @@ impl<N: Needs> FromRequestParts<Arc<ApiState>> for Caller<N> {
             return Err(ApiError::unauthorized());
         };
         let started = Instant::now();
-        let decision = state.shared.authenticator.authenticate_api_key(&secret, ip, N::PERMISSION).await;
+        let decision = state.authenticator.authenticate_api_key(&secret, ip, N::PERMISSION).await;
         log_decision(&decision, ip, N::PERMISSION, started);
         match decision {
             Decision::Granted(grant) => {
-                if let Ok(mut t) = state.shared.throttle.lock() {
+                if let Ok(mut t) = state.throttle.lock() {
                     t.on_success(ip);
                 }
                 // "Last used"; the authenticator writes it at most once a minute per key.
-                state.shared.authenticator.touch(&grant.credential).await;
+                state.authenticator.touch(&grant.credential).await;
                 Ok(Self { grant, ip, _needs: PhantomData })
             }
             // The key is genuine here: telling its holder what is missing leaks nothing.
@@ -116,7 +116,7 @@ impl<N: Needs> FromRequestParts<Arc<ApiState>> for Caller<N> {
 
 /// Holds back the answer to a failed attempt, as SMTP AUTH does.
 async fn throttle(state: &ApiState, ip: Option<IpAddr>) {
-    let delay = match state.shared.throttle.lock() {
+    let delay = match state.throttle.lock() {
         Ok(mut t) => t.on_failure(ip, Instant::now()),
         Err(_) => return,
     };

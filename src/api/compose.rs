@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::send::SendEmail;
 use crate::address::EmailAddress;
-use crate::smtp::received::rfc5322_date;
+use crate::mail_date::rfc5322_date;
 
 /// More recipients than this in one call is refused (the relay's RCPT limit is of this order).
 pub const MAX_RECIPIENTS: usize = 100;

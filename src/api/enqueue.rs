@@ -1,13 +1,12 @@
-//! Puts a composed message into the relay's durable queue, as the SMTP server does for DATA:
-//! a `Received:` trace line, the message, fsync, then the delivery side is told.
+//! Puts a composed message into the relay's durable queue through the same [`Outbox::enqueue`]
+//! as the SMTP server's DATA: a `Received:` trace line, the message, fsync, then the delivery
+//! side is told.
 
 use std::net::IpAddr;
 
-use tracing::{info, warn};
-
 use super::compose::Outgoing;
+use crate::queue::Trace;
 use crate::queue::{EnqueueError, Outbox, Submission};
-use crate::smtp::received::Trace;
 
 /// Who submitted the message, for the trace header, the envelope and the log.
 pub struct Submitter<'a> {
@@ -31,42 +30,18 @@ pub async fn enqueue(outbox: &Outbox, outgoing: Outgoing, by: &Submitter<'_>) ->
         auth_user: Some(by.account.to_string()),
         client_ip: Some(by.client_ip),
     };
-    let (spool, client_ip, hostname) = (outbox.spool.clone(), by.client_ip, by.hostname.to_string());
-    let committed = tokio::task::spawn_blocking(move || {
-        let mut incoming = spool.begin()?;
-        let trace = Trace {
-            helo: "api",
-            client_ip,
-            hostname: &hostname,
-            protocol: "HTTP",
-            id: incoming.id(),
-            single_recipient: None,
-            unix_time: crate::queue::spool::unix_now(),
-        }
-        .header();
-        match incoming.write(trace.as_bytes()).and_then(|()| incoming.write(&outgoing.message)) {
-            Ok(()) => spool.commit(incoming, &submission),
-            Err(e) => {
-                spool.abort(incoming);
-                Err(e)
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|e| Err(EnqueueError::Io(e.to_string())));
-    match committed {
-        Ok(envelope) => {
-            info!(proto = "api", id = %envelope.id, from = %envelope.sender, rcpts = envelope.recipients.len(),
-                  size = envelope.size, user = by.account, ip = %by.client_ip, "queued");
-            let id = envelope.id.clone();
-            // A closed channel means delivery is shutting down; the periodic scan picks the
-            // message up after a restart, so queueing has still succeeded.
-            let _ = outbox.queued.send(envelope);
-            Ok(id)
-        }
-        Err(e) => {
-            warn!(proto = "api", error = %e, ip = %by.client_ip, "queueing failed");
-            Err(e)
-        }
+    let incoming = outbox.begin()?;
+    let mut bytes = Trace {
+        helo: "api",
+        client_ip: by.client_ip,
+        hostname: by.hostname,
+        protocol: "HTTP",
+        id: incoming.id(),
+        single_recipient: None,
+        unix_time: crate::queue::spool::unix_now(),
     }
+    .header()
+    .into_bytes();
+    bytes.extend_from_slice(&outgoing.message);
+    outbox.enqueue(incoming, bytes, submission, "api").await
 }

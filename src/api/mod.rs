@@ -9,6 +9,7 @@
 mod account;
 mod api_keys;
 mod assets;
+mod authority;
 mod body;
 mod caller;
 mod compose;
@@ -23,15 +24,19 @@ mod state;
 mod tls;
 mod views;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use error::ApiError;
 pub use routes::OPENAPI;
 
-use crate::daemon::{Shared, listen_tcp};
+use crate::auth::{Authenticator, FailureThrottle};
+use crate::config::Config;
 use crate::queue::Outbox;
 use crate::store::Store;
 use state::ApiState;
@@ -40,10 +45,22 @@ use state::ApiState;
 pub enum ApiStartError {
     #[error("api: cannot open the store {path}: {source}")]
     Store { path: String, source: crate::store::StoreError },
+    /// The certificate or key named by `api.tls_cert` / `api.tls_key` is unusable.
     #[error("{0}")]
-    Config(String),
-    #[error("{0}")]
-    Listen(std::io::Error),
+    Tls(String),
+}
+
+/// What the API needs from the daemon.
+pub struct ApiDeps {
+    /// The current config; SIGHUP publishes a new one.
+    pub config: watch::Receiver<Arc<Config>>,
+    pub authenticator: Arc<Authenticator>,
+    /// Failed-login delays per client address.
+    pub throttle: Arc<Mutex<FailureThrottle>>,
+    /// Cancelled at shutdown: the listeners stop and connections close.
+    pub shutdown: CancellationToken,
+    /// Where connections run, so that shutdown can wait for them.
+    pub tasks: TaskTracker,
 }
 
 /// The API front end, ready to serve a listener.
@@ -55,15 +72,15 @@ pub struct Api {
 impl Api {
     /// Opens the API's own store connection and loads TLS material from the current config.
     /// `outbox` is the relay's queue (absent when the relay is not enabled).
-    pub fn new(shared: Arc<Shared>, outbox: Option<Outbox>) -> Result<Self, ApiStartError> {
-        let config = shared.config();
+    pub fn new(deps: ApiDeps, outbox: Option<Outbox>) -> Result<Self, ApiStartError> {
+        let config = deps.config.borrow().clone();
         let store = Store::open(&config.database)
             .map_err(|source| ApiStartError::Store { path: config.database.display().to_string(), source })?;
         let tls = match (&config.api.tls_cert, &config.api.tls_key) {
-            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).map_err(ApiStartError::Config)?),
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).map_err(ApiStartError::Tls)?),
             _ => None,
         };
-        Ok(Self { state: Arc::new(ApiState::new(shared, store, outbox)), tls })
+        Ok(Self { state: Arc::new(ApiState::new(deps, store, outbox)), tls })
     }
 
     /// Requests in progress per client address (for status lines and tests).
@@ -77,22 +94,23 @@ impl Api {
     }
 }
 
-/// Starts the API listener, and the operator listener when `metrics_listen` is set, on the
-/// shared task tracker. Called by the daemon when `[api] enabled = true`.
-pub async fn start(shared: &Arc<Shared>, outbox: Option<Outbox>) -> Result<(), ApiStartError> {
-    let config = shared.config();
-    let spool = outbox.as_ref().map(|o| o.spool.clone());
-    let api = Api::new(shared.clone(), outbox)?;
-    let address = config.api.listen_addr().map_err(ApiStartError::Config)?;
-    if !address.ip().is_loopback() && config.api.tls_cert.is_none() {
-        tracing::warn!(listen = %address, "api: plain HTTP on a non-loopback address; API keys cross the network in clear (set api.tls_cert and api.tls_key)");
+/// Starts serving the API on `listener`, and the operator endpoints on `operator` when given,
+/// on the task tracker. Called by the daemon when `[api] enabled = true`.
+pub fn start(
+    deps: ApiDeps,
+    outbox: Option<Outbox>,
+    listener: TcpListener,
+    operator: Option<TcpListener>,
+) -> Result<(), ApiStartError> {
+    let tls = deps.config.borrow().api.tls_cert.is_some();
+    let (tasks, authenticator, shutdown) = (deps.tasks.clone(), deps.authenticator.clone(), deps.shutdown.clone());
+    let spool = outbox.as_ref().map(|o| o.spool().clone());
+    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let api = Api::new(deps, outbox)?;
+    tasks.spawn(api.serve(listener));
+    if let Some(listener) = operator {
+        tasks.spawn(operator::serve(listener, authenticator, shutdown, spool));
     }
-    let listener = listen_tcp("api", address).await.map_err(ApiStartError::Listen)?;
-    shared.tasks.spawn(api.serve(listener));
-    if let Some(address) = config.api.metrics_addr().map_err(ApiStartError::Config)? {
-        let listener = listen_tcp("metrics", address).await.map_err(ApiStartError::Listen)?;
-        shared.tasks.spawn(operator::serve(listener, shared.clone(), spool));
-    }
-    tracing::info!(listen = %address, tls = config.api.tls_cert.is_some(), "api: listening");
+    tracing::info!(listen = %address, tls, "api: listening");
     Ok(())
 }

@@ -11,25 +11,35 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::daemon::Shared;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
 use crate::metrics::{registry, set_queue};
 use crate::queue::Spool;
 
 #[derive(Clone)]
 struct Operator {
-    shared: Arc<Shared>,
+    /// Asked by `/healthz` whether the store answers.
+    authenticator: Arc<Authenticator>,
     /// The relay's spool, measured at each scrape (queue size and age).
     spool: Option<Spool>,
 }
 
-fn router(shared: Arc<Shared>, spool: Option<Spool>) -> Router {
-    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).with_state(Operator { shared, spool })
+fn router(authenticator: Arc<Authenticator>, spool: Option<Spool>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(Operator { authenticator, spool })
 }
 
-/// Serves until shutdown.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, spool: Option<Spool>) {
-    let shutdown = shared.shutdown.clone();
-    let app = router(shared, spool);
+/// Serves until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    authenticator: Arc<Authenticator>,
+    shutdown: CancellationToken,
+    spool: Option<Spool>,
+) {
+    let app = router(authenticator, spool);
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
         tracing::error!(error = %e, "metrics listener failed");
     }
@@ -52,7 +62,7 @@ async fn metrics(State(op): State<Operator>) -> impl IntoResponse {
 
 /// Healthy when the store answers: without it no login can be decided.
 async fn healthz(State(op): State<Operator>) -> (StatusCode, &'static str) {
-    match op.shared.authenticator.ping().await {
+    match op.authenticator.ping().await {
         Ok(()) => (StatusCode::OK, "ok\n"),
         Err(e) => {
             tracing::error!(error = %e, "healthz: store unreadable");

@@ -53,7 +53,7 @@ pub async fn send(
     caller: Caller<perm::Send>,
     JsonBody(req): JsonBody<SendEmail>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
-    let config = state.shared.config();
+    let config = state.config();
     if !config.relay.enabled {
         return Err(relay_disabled());
     }

@@ -31,11 +31,10 @@ use crate::restriction::canonical_ip;
 /// Accepts connections until shutdown; each runs on the shared task tracker.
 pub async fn accept_loop(listener: TcpListener, state: Arc<ApiState>, tls: Option<TlsAcceptor>) {
     let router = routes::router(state.clone());
-    let shared = state.shared.clone();
-    let mut config = shared.config();
+    let mut config = state.config();
     loop {
         let (stream, peer) = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
+            _ = state.shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -46,7 +45,7 @@ pub async fn accept_loop(listener: TcpListener, state: Arc<ApiState>, tls: Optio
                 }
             },
         };
-        let current = shared.config();
+        let current = state.config();
         if !Arc::ptr_eq(&current, &config) {
             state.reconfigure(&current);
             config = current;
@@ -57,7 +56,8 @@ pub async fn accept_loop(listener: TcpListener, state: Arc<ApiState>, tls: Optio
             continue;
         };
         let (router, state, tls) = (router.clone(), state.clone(), tls.clone());
-        shared.tasks.spawn(async move {
+        let tasks = state.tasks.clone();
+        tasks.spawn(async move {
             let _permit = permit;
             let _open = OpenConnection::new("api");
             serve_connection(stream, ip, router, state, tls).await;
@@ -72,7 +72,7 @@ async fn serve_connection(
     state: Arc<ApiState>,
     tls: Option<TlsAcceptor>,
 ) {
-    let api = state.shared.config().api.clone();
+    let api = state.config().api.clone();
     let deadline = Instant::now() + api.connection_timeout;
     let _ = stream.set_nodelay(true);
     match tls {
@@ -93,7 +93,7 @@ async fn drive<I>(io: I, ip: IpAddr, router: Router, state: Arc<ApiState>, deadl
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + std::marker::Send + 'static,
 {
-    let shutdown = state.shared.shutdown.clone();
+    let shutdown = state.shutdown.clone();
     let service = service_fn(move |req| handle(req, ip, router.clone(), state.clone()));
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);

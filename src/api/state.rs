@@ -1,19 +1,28 @@
-//! What every request handler can reach: the daemon's shared state, the API's own store
-//! connection, and the per-IP request limiter.
+//! What every request handler can reach: the config, the authenticator and throttle the
+//! daemon handed over, the API's own store connection, and the per-IP request limiter.
 
 use std::sync::{Arc, Mutex};
 
 use crate::address::EmailAddress;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{Authenticator, FailureThrottle};
 use crate::config::{ApiConfig, Config, LimitsConfig};
-use crate::daemon::Shared;
 use crate::limits::ConnectionLimiter;
 use crate::queue::Outbox;
 use crate::store::{Store, StoreError};
 
+use super::ApiDeps;
 use super::error::ApiError;
 
 pub struct ApiState {
-    pub shared: Arc<Shared>,
+    config: watch::Receiver<Arc<Config>>,
+    pub authenticator: Arc<Authenticator>,
+    pub throttle: Arc<Mutex<FailureThrottle>>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
     pub store: StoreHandle,
     /// Requests in progress per client IP (`max_concurrent_requests_per_ip`).
     pub requests: ConnectionLimiter,
@@ -24,15 +33,25 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(shared: Arc<Shared>, store: Store, outbox: Option<Outbox>) -> Self {
-        let api = shared.config().api.clone();
+    pub fn new(deps: ApiDeps, store: Store, outbox: Option<Outbox>) -> Self {
+        let api = deps.config.borrow().api.clone();
+        let ApiDeps { config, authenticator, throttle, shutdown, tasks } = deps;
         Self {
+            config,
+            authenticator,
+            throttle,
+            shutdown,
+            tasks,
             requests: ConnectionLimiter::new(&request_limits(&api)),
             connections: ConnectionLimiter::new(&connection_limits(&api)),
             store: StoreHandle(Arc::new(Mutex::new(store))),
             outbox,
-            shared,
         }
+    }
+
+    /// A snapshot of the current config.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
     }
 
     /// Applies a reloaded `[api]` section to the limiters (live requests keep their permits).

@@ -17,9 +17,7 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
         return Err(format!("api.tls_cert {}: no certificate found", cert.display()));
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("api.tls_key {}: {e}", key.display()))?;
-    // An explicit provider: a second one enabled anywhere in the tree would make
-    // `ServerConfig::builder()` panic.
-    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut config = ServerConfig::builder_with_provider(crate::tls_provider::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("api TLS: {e}"))?
         .with_no_client_auth()

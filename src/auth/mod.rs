@@ -117,7 +117,7 @@ impl Authenticator {
                 find_smtp_candidate(store, &name, &lookup_secret)
             })
             .await;
-        crate::metrics::record_auth("smtp", &decision);
+        crate::metrics::record_auth("smtp", decision.kind(), decision.reason());
         decision
     }
 
@@ -134,7 +134,7 @@ impl Authenticator {
                 find_api_candidate(store, &lookup_secret)
             })
             .await;
-        crate::metrics::record_auth("api", &decision);
+        crate::metrics::record_auth("api", decision.kind(), decision.reason());
         decision
     }
 

@@ -1,5 +1,6 @@
 //! `[api]`: the HTTP API, the settings page and the operator endpoints.
 
+use super::Invalid;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,32 +57,32 @@ impl Default for ApiConfig {
 }
 
 impl ApiConfig {
-    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+    pub fn listen_addr(&self) -> Result<SocketAddr, Invalid> {
         self.listen
             .trim()
             .parse()
-            .map_err(|_| format!("api.listen: invalid address {:?} (expected IP:PORT)", self.listen))
+            .map_err(|_| Invalid::value("api.listen", format!("invalid address {:?} (expected IP:PORT)", self.listen)))
     }
 
-    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, String> {
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, Invalid> {
         let Some(text) = &self.metrics_listen else { return Ok(None) };
-        let addr: SocketAddr = text
-            .trim()
-            .parse()
-            .map_err(|_| format!("api.metrics_listen: invalid address {text:?} (expected IP:PORT)"))?;
+        let addr: SocketAddr = text.trim().parse().map_err(|_| {
+            Invalid::value("api.metrics_listen", format!("invalid address {text:?} (expected IP:PORT)"))
+        })?;
         if !addr.ip().is_loopback() {
-            return Err(format!(
-                "api.metrics_listen: {addr} is not a loopback address (the operator endpoints have no authentication)"
+            return Err(Invalid::value(
+                "api.metrics_listen",
+                format!("{addr} is not a loopback address (the operator endpoints have no authentication)"),
             ));
         }
         Ok(Some(addr))
     }
 
-    pub(super) fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
         self.listen_addr()?;
         self.metrics_addr()?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err("api.tls_cert/api.tls_key: set both or neither".into());
+            return Err(Invalid::value("api.tls_cert/api.tls_key", "set both or neither"));
         }
         for (key, d) in [
             ("connection_timeout", self.connection_timeout),
@@ -89,17 +90,20 @@ impl ApiConfig {
             ("body_timeout", self.body_timeout),
         ] {
             if d.is_zero() {
-                return Err(format!("api.{key}: must be greater than zero"));
+                return Err(Invalid::value(format!("api.{key}"), "must be greater than zero"));
             }
         }
         if self.max_concurrent_requests_per_ip == 0 {
-            return Err("api.max_concurrent_requests_per_ip: must be at least 1".into());
+            return Err(Invalid::value("api.max_concurrent_requests_per_ip", "must be at least 1"));
         }
         if self.max_connections_per_ip < self.max_concurrent_requests_per_ip {
-            return Err("api.max_connections_per_ip: must not be below api.max_concurrent_requests_per_ip".into());
+            return Err(Invalid::value(
+                "api.max_connections_per_ip",
+                "must not be below api.max_concurrent_requests_per_ip",
+            ));
         }
         if self.max_body_size < 1024 {
-            return Err("api.max_body_size: must be at least 1024 bytes".into());
+            return Err(Invalid::value("api.max_body_size", "must be at least 1024 bytes"));
         }
         Ok(())
     }
@@ -120,7 +124,7 @@ mod tests {
             ("[api]\nmax_body_size = 10", "api.max_body_size"),
             ("[api]\nbogus = 1", "bogus"),
         ] {
-            let err = Config::parse(text).unwrap_err();
+            let err = Config::parse(text).unwrap_err().to_string();
             assert!(err.contains(key), "{text:?} gave {err:?}");
         }
     }

@@ -1,5 +1,6 @@
 //! `[auth]`: hashing cost, the cache of successful logins and failure throttling.
 
+use super::Invalid;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -60,15 +61,15 @@ impl AuthConfig {
         }
     }
 
-    pub(super) fn validate(&self) -> Result<(), String> {
-        self.hash_params()
-            .validate()
-            .map_err(|e| format!("auth.argon2_memory_kib/argon2_iterations/argon2_parallelism: {e}"))?;
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
+        self.hash_params().validate().map_err(|e| {
+            Invalid::value("auth.argon2_memory_kib/argon2_iterations/argon2_parallelism", e.to_string())
+        })?;
         if self.max_failure_delay >= Duration::from_secs(10) {
-            return Err("auth.max_failure_delay: must stay under 10s, Postfix's auth read time-out".into());
+            return Err(Invalid::value("auth.max_failure_delay", "must stay under 10s, Postfix's auth read time-out"));
         }
         if self.failure_delay > self.max_failure_delay {
-            return Err("auth.failure_delay: must not exceed auth.max_failure_delay".into());
+            return Err(Invalid::value("auth.failure_delay", "must not exceed auth.max_failure_delay"));
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! `[daemon]`: process-level settings of `relaykey serve`.
 
+use super::Invalid;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -32,14 +33,17 @@ impl Default for DaemonConfig {
 }
 
 impl DaemonConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         for (key, value) in [("daemon.user", &self.user), ("daemon.group", &self.group)] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                return Err(format!("{key}: must not be empty"));
+                return Err(Invalid::value(key, "must not be empty"));
             }
         }
         if self.group.is_some() && self.user.is_none() {
-            return Err("daemon.group: needs daemon.user (the group is only used when switching user)".into());
+            return Err(Invalid::value(
+                "daemon.group",
+                "needs daemon.user (the group is only used when switching user)",
+            ));
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! `[limits]`: per-client-IP concurrency and time limits, shared by every front end.
 
+use super::Invalid;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -46,12 +47,12 @@ impl Default for LimitsConfig {
 }
 
 impl LimitsConfig {
-    pub(super) fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
         if self.command_timeout.is_zero() {
-            return Err("limits.command_timeout: must be greater than zero".into());
+            return Err(Invalid::value("limits.command_timeout", "must be greater than zero"));
         }
         if self.session_timeout.is_zero() {
-            return Err("limits.session_timeout: must be greater than zero".into());
+            return Err(Invalid::value("limits.session_timeout", "must be greater than zero"));
         }
         Ok(())
     }

@@ -60,8 +60,27 @@ impl Default for Config {
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("config {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("config {path}: {source}")]
+    Invalid { path: PathBuf, source: Invalid },
+}
+
+/// Why a config's text is refused. The message is one line that names the key (the CLI
+/// contract, `tests/bad_configs`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// Not TOML, or a key or type the schema does not know: toml's message on one line,
+    /// naming the key when its position tells it.
+    #[error("{0}")]
+    Syntax(String),
+    /// A value the schema accepts but the daemon cannot run with.
+    #[error("{key}: {problem}")]
+    Value { key: String, problem: String },
+}
+
+impl Invalid {
+    pub fn value(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self::Value { key: key.into(), problem: problem.into() }
+    }
 }
 
 impl Config {
@@ -69,22 +88,22 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Self::parse(&text).map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })
+        Self::parse(&text).map_err(|source| ConfigError::Invalid { path: path.to_path_buf(), source })
     }
 
     /// Parses and validates TOML text. Relative paths stay relative to the working directory.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Config = toml::from_str(text).map_err(|e| one_line(&e, text))?;
+    pub fn parse(text: &str) -> Result<Self, Invalid> {
+        let config: Config = toml::from_str(text).map_err(|e| Invalid::Syntax(one_line(&e, text)))?;
         config.validate()?;
         Ok(config)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if self.database.as_os_str().is_empty() {
-            return Err("database: must not be empty".into());
+            return Err(Invalid::value("database", "must not be empty"));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
-            .map_err(|e| format!("log_level: invalid filter {:?}: {e}", self.log_level))?;
+            .map_err(|e| Invalid::value("log_level", format!("invalid filter {:?}: {e}", self.log_level)))?;
         self.daemon.validate()?;
         self.auth.validate()?;
         self.limits.validate()?;
@@ -192,9 +211,24 @@ mod tests {
             ("[daemon]\ngroup = \"relaykey\"", "daemon.group"),
             ("[[limits.override]]\nnetwork = \"10.0.0.0/33\"\nmax_connections_per_ip = 1", "network"),
         ] {
-            let err = Config::parse(text).unwrap_err();
+            let err = Config::parse(text).unwrap_err().to_string();
             assert!(err.contains(key), "{text:?} gave {err:?}");
             assert!(!err.contains('\n'), "{err:?} spans lines");
+        }
+    }
+
+    #[test]
+    fn refused_values_carry_their_key() {
+        for (text, key) in [
+            ("database = \"\"", "database"),
+            ("[limits]\ncommand_timeout = \"0s\"", "limits.command_timeout"),
+            ("[relay]\nenabled = true\nmax_recipients = 0\nlisten = []", "relay.max_recipients"),
+            ("[daemon]\ngroup = \"relaykey\"", "daemon.group"),
+        ] {
+            match Config::parse(text) {
+                Err(Invalid::Value { key: got, .. }) => assert_eq!(got, key, "{text:?}"),
+                other => panic!("{text:?} gave {other:?}"),
+            }
         }
     }
 }

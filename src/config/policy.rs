@@ -107,7 +107,7 @@ mod tests {
     #[test]
     fn a_bad_fallback_action_is_refused_naming_the_key() {
         for bad in ["\"450\"", "\"OK\"", "\"\"", "\"450 5.7.1 mixed\"", "7"] {
-            let err = Config::parse(&format!("[policy]\nfallback_action = {bad}\n")).unwrap_err();
+            let err = Config::parse(&format!("[policy]\nfallback_action = {bad}\n")).unwrap_err().to_string();
             assert!(err.starts_with("policy.fallback_action: "), "{bad}: {err}");
         }
         let c = Config::parse("[policy]\nfallback_action = \"450 4.7.1 Try later\"\n").unwrap().policy;

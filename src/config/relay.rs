@@ -1,6 +1,7 @@
 //! `[relay]`: the native SMTP relay for hosts without Postfix: listeners, TLS, who may relay,
 //! per-message limits, the spool, and how and how long the queue delivers.
 
+use super::Invalid;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -135,22 +136,29 @@ impl Default for RelayConfig {
 }
 
 impl RelayConfig {
-    pub(super) fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
         if !self.enabled {
             return Ok(());
         }
         if self.hostname.trim().is_empty() || self.hostname.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("relay.hostname: invalid host name {:?}", self.hostname));
+            return Err(Invalid::value("relay.hostname", format!("invalid host name {:?}", self.hostname)));
         }
         let needs_tls = self.listen.iter().any(|l| l.tls != TlsMode::None);
         if needs_tls && (self.tls_cert.is_none() || self.tls_key.is_none()) {
-            return Err("relay.tls_cert: a listener uses TLS, so relay.tls_cert and relay.tls_key are required".into());
+            return Err(Invalid::value(
+                "relay.tls_cert",
+                "a listener uses TLS, so relay.tls_cert and relay.tls_key are required",
+            ));
         }
         if let Some(host) = &self.smarthost {
-            smarthost_parts(host).ok_or_else(|| format!("relay.smarthost: expected host:port, got {host:?}"))?;
+            smarthost_parts(host)
+                .ok_or_else(|| Invalid::value("relay.smarthost", format!("expected host:port, got {host:?}")))?;
         }
         if self.smarthost_username.is_some() != self.smarthost_password_file.is_some() {
-            return Err("relay.smarthost_username: set both smarthost_username and smarthost_password_file".into());
+            return Err(Invalid::value(
+                "relay.smarthost_username",
+                "set both smarthost_username and smarthost_password_file",
+            ));
         }
         for (key, value) in [
             ("max_message_size", self.max_message_size as usize),
@@ -160,14 +168,14 @@ impl RelayConfig {
             ("max_deliveries_per_destination", self.max_deliveries_per_destination),
         ] {
             if value == 0 {
-                return Err(format!("relay.{key}: must be greater than zero"));
+                return Err(Invalid::value(format!("relay.{key}"), "must be greater than zero"));
             }
         }
         if self.min_retry_interval.is_zero() || self.max_retry_interval < self.min_retry_interval {
-            return Err("relay.max_retry_interval: must be at least min_retry_interval (> 0)".into());
+            return Err(Invalid::value("relay.max_retry_interval", "must be at least min_retry_interval (> 0)"));
         }
         if self.queue_scan_interval.is_zero() || self.delivery_timeout.is_zero() {
-            return Err("relay.queue_scan_interval: durations must be greater than zero".into());
+            return Err(Invalid::value("relay.queue_scan_interval", "durations must be greater than zero"));
         }
         Ok(())
     }
@@ -218,7 +226,7 @@ mod tests {
             ("[relay]\nenabled = true\nsmarthost = \"mx\"\nlisten = []", "smarthost"),
             ("[relay]\nenabled = true\nmax_recipients = 0\nlisten = []", "max_recipients"),
         ] {
-            let err = Config::parse(text).unwrap_err();
+            let err = Config::parse(text).unwrap_err().to_string();
             assert!(err.contains(key), "{text:?} gave {err:?}");
         }
     }

@@ -1,11 +1,17 @@
 //! `relaykey serve`: start the front ends on one shared authenticator, tell systemd, reload on
 //! SIGHUP and drain on SIGTERM.
+//!
+//! This is the top of the dependency graph: the daemon binds the listeners, opens the queue,
+//! and hands each front end only what it needs (its config view, the authenticator, the
+//! throttle or ledger, a shutdown token, the task tracker). No front end refers back to it
+//! (`tests/architecture.rs`).
 
 mod listeners;
 mod notify;
 mod privileges;
 mod unix_socket;
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -20,10 +26,38 @@ use tracing::{error, info, warn};
 pub use listeners::{listen_tcp, listen_unix};
 pub use unix_socket::{bind_unix, chown, group_id, is_socket};
 
-use crate::auth::{Authenticator, FailureThrottle, LoginLedger};
+use crate::api::{ApiDeps, ApiStartError};
+use crate::auth::{AuthError, Authenticator, FailureThrottle, LoginLedger};
 use crate::config::Config;
 use crate::limits::ConnectionLimiter;
 use crate::logging::{self, LogHandle};
+use crate::policy::enforcer::Enforcer;
+use crate::queue::{Outbox, SpoolError};
+use crate::sasl::server::SaslServer;
+use crate::smtp::RelayDeps;
+use crate::smtp::tls::TlsError;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot watch {signal}: {source}")]
+    Signal { signal: &'static str, source: io::Error },
+    #[error("cannot open the store {path}: {source}")]
+    Store { path: PathBuf, source: AuthError },
+    /// A front end's socket could not be bound (or taken from systemd).
+    #[error("{front_end}: {source}")]
+    Listen { front_end: &'static str, source: io::Error },
+    #[error("relay: {0}")]
+    Queue(#[from] SpoolError),
+    #[error("relay: {0}")]
+    RelayTls(#[from] TlsError),
+    #[error(transparent)]
+    Api(#[from] ApiStartError),
+    #[error(transparent)]
+    Config(#[from] crate::config::Invalid),
+    #[error(transparent)]
+    Privileges(#[from] privileges::PrivilegeError),
+}
 
 /// What every front end shares: one config, one authenticator, one limits table.
 pub struct Shared {
@@ -63,6 +97,52 @@ impl Shared {
     pub fn config(&self) -> Arc<Config> {
         self.config.borrow().clone()
     }
+
+    /// The SASL front end, on this daemon's authenticator, ledger and throttle.
+    pub fn sasl_server(&self) -> SaslServer {
+        SaslServer::new(
+            self.config.clone(),
+            self.authenticator.clone(),
+            self.ledger.clone(),
+            self.throttle.clone(),
+            self.shutdown.clone(),
+            self.tasks.clone(),
+        )
+    }
+
+    /// The policy front end's decision maker.
+    pub fn policy_enforcer(&self) -> Enforcer {
+        Enforcer::new(self.config.clone(), self.authenticator.clone(), self.ledger.clone())
+    }
+
+    /// Opens the relay's spool and starts the queue's delivery runner.
+    pub async fn start_queue(&self) -> Result<Outbox, SpoolError> {
+        let root = self.config().relay.spool.clone();
+        crate::queue::start(root, self.config.clone(), self.shutdown.clone(), self.tasks.clone()).await
+    }
+
+    /// What the relay needs.
+    pub fn relay_deps(&self) -> RelayDeps {
+        RelayDeps {
+            config: self.config.clone(),
+            authenticator: self.authenticator.clone(),
+            throttle: self.throttle.clone(),
+            limiter: self.limiter.clone(),
+            shutdown: self.shutdown.clone(),
+            tasks: self.tasks.clone(),
+        }
+    }
+
+    /// What the HTTP API needs.
+    pub fn api_deps(&self) -> ApiDeps {
+        ApiDeps {
+            config: self.config.clone(),
+            authenticator: self.authenticator.clone(),
+            throttle: self.throttle.clone(),
+            shutdown: self.shutdown.clone(),
+            tasks: self.tasks.clone(),
+        }
+    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. `path` is re-read on SIGHUP.
@@ -83,52 +163,77 @@ pub fn run(path: Option<PathBuf>, config: Config) -> ExitCode {
     };
     match runtime.block_on(serve(path, config, log)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            error!("{message}");
-            eprintln!("relaykey: {message}");
+        Err(e) => {
+            error!("{e}");
+            eprintln!("relaykey: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<(), String> {
+async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<(), ServeError> {
     // Handlers before anything listens: a client (or systemd, once it reads READY=1) may send
     // SIGTERM or SIGHUP as soon as a socket accepts, and must not find the default action.
     let signals = Signals::install()?;
     let authenticator = Authenticator::open(&config.database, &config.auth)
-        .map_err(|e| format!("cannot open the store {}: {e}", config.database.display()))?;
+        .map_err(|source| ServeError::Store { path: config.database.clone(), source })?;
     let (shared, publish) = Shared::new(config.clone(), authenticator);
 
     // Front ends start here: each gets its listeners from `listen_unix` / `listen_tcp` (so that
-    // socket activation works; failing startup on error), spawns its accept loop on
-    // `shared.tasks` and pushes its name.
+    // socket activation works; failing startup on error), runs on `shared.tasks`, and its name
+    // is pushed.
     let mut started: Vec<&str> = Vec::new();
     if config.policy.enabled {
         let p = &config.policy;
         let listener = listen_unix("policy", &p.socket, p.socket_mode, p.socket_group.as_deref())
-            .map_err(|e| format!("policy: {e}"))?;
-        shared.tasks.spawn(crate::policy::server::serve(listener, shared.clone()));
+            .map_err(|source| ServeError::Listen { front_end: "policy", source })?;
+        let enforcer = Arc::new(shared.policy_enforcer());
+        shared.tasks.spawn(crate::policy::server::run(
+            listener,
+            enforcer,
+            shared.shutdown.clone(),
+            shared.tasks.clone(),
+        ));
         started.push("policy");
     }
     if config.sasl.enabled {
         let s = &config.sasl;
         let listener = listen_unix("sasl", &s.socket, s.socket_mode, s.socket_group.as_deref())
-            .map_err(|e| format!("sasl: {e}"))?;
-        shared.tasks.spawn(crate::sasl::server::serve(listener, shared.clone()));
+            .map_err(|source| ServeError::Listen { front_end: "sasl", source })?;
+        shared.tasks.spawn(Arc::new(shared.sasl_server()).run(listener));
         started.push("sasl");
     }
     let mut outbox = None;
     if config.relay.enabled {
         let mut listeners = Vec::new();
         for l in &config.relay.listen {
-            let listener = listen_tcp(&format!("relay:{}", l.address), l.address).await.map_err(|e| e.to_string())?;
+            let listener = listen_tcp(&format!("relay:{}", l.address), l.address)
+                .await
+                .map_err(|source| ServeError::Listen { front_end: "relay", source })?;
             listeners.push(crate::smtp::RelayListener { listener, tls: l.tls });
         }
-        outbox = Some(crate::smtp::serve_relay(shared.clone(), listeners).await.map_err(|e| format!("relay: {e}"))?);
+        // The queue first: the relay and the API both put messages into it.
+        let queue = shared.start_queue().await?;
+        crate::smtp::serve_relay(shared.relay_deps(), queue.clone(), listeners)?;
+        outbox = Some(queue);
         started.push("relay");
     }
     if config.api.enabled {
-        crate::api::start(&shared, outbox).await.map_err(|e| e.to_string())?;
+        let address = config.api.listen_addr()?;
+        if !address.ip().is_loopback() && config.api.tls_cert.is_none() {
+            warn!(listen = %address, "api: plain HTTP on a non-loopback address; API keys cross the network in clear (set api.tls_cert and api.tls_key)");
+        }
+        let listener =
+            listen_tcp("api", address).await.map_err(|source| ServeError::Listen { front_end: "api", source })?;
+        let operator = match config.api.metrics_addr()? {
+            Some(address) => Some(
+                listen_tcp("metrics", address)
+                    .await
+                    .map_err(|source| ServeError::Listen { front_end: "metrics", source })?,
+            ),
+            None => None,
+        };
+        crate::api::start(shared.api_deps(), outbox, listener, operator)?;
         started.push("api");
     }
     if started.is_empty() {
@@ -136,7 +241,7 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     }
 
     // Every listener is bound: leave root before anything is announced.
-    privileges::drop_root(&config.daemon, &config.database, &listeners::bound_unix()).map_err(|e| e.to_string())?;
+    privileges::drop_root(&config.daemon, &config.database, &listeners::bound_unix())?;
     for name in listeners::unclaimed() {
         warn!(socket = %name, "systemd passed a socket no enabled front end uses");
     }
@@ -167,11 +272,14 @@ struct Signals {
 }
 
 impl Signals {
-    fn install() -> Result<Self, String> {
+    fn install() -> Result<Self, ServeError> {
+        let watch = |kind: SignalKind, name: &'static str| {
+            signal(kind).map_err(|source| ServeError::Signal { signal: name, source })
+        };
         Ok(Self {
-            term: signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?,
-            int: signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?,
-            hup: signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?,
+            term: watch(SignalKind::terminate(), "SIGTERM")?,
+            int: watch(SignalKind::interrupt(), "SIGINT")?,
+            hup: watch(SignalKind::hangup(), "SIGHUP")?,
         })
     }
 }

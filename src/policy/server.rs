@@ -12,19 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::daemon::Shared;
-
 use super::codec::{self, CodecError};
 use super::enforcer::Enforcer;
 use super::sessions::ConnId;
 
-/// Serves `listener` until `shared.shutdown` is cancelled.
-pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
-    let enforcer = Arc::new(Enforcer::new(shared.config.clone(), shared.authenticator.clone(), shared.ledger.clone()));
-    run(listener, enforcer, shared.shutdown.clone(), shared.tasks.clone()).await;
-}
-
-/// The accept loop, with the enforcer given (tests and benchmarks keep a handle on it).
+/// Serves `listener` with `enforcer` until `shutdown` is cancelled; connections run on `tasks`.
 pub async fn run(listener: UnixListener, enforcer: Arc<Enforcer>, shutdown: CancellationToken, tasks: TaskTracker) {
     let next_id = AtomicU64::new(1);
     loop {

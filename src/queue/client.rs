@@ -3,6 +3,7 @@
 //! one RCPT per recipient (each with its own result) and DATA.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::config::TlsMode;
-use crate::smtp::tls::provider;
+use crate::tls_provider::provider;
 
 /// How to treat TLS on this connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,11 +47,87 @@ impl TlsPolicy {
 /// What one recipient's attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RcptOutcome {
-    Delivered(String),
-    /// 5xx: bounce.
-    Permanent(String),
+    /// The server's answer to the end of DATA.
+    Delivered(ServerReply),
+    /// 5xx, or no such domain: bounce.
+    Permanent(Reason),
     /// 4xx or a connection failure: retry.
-    Temporary(String),
+    Temporary(Reason),
+}
+
+impl RcptOutcome {
+    /// What is logged and kept in the envelope (`last_result`); DSNs read the status code
+    /// from its start.
+    pub fn text(&self) -> String {
+        match self {
+            Self::Delivered(reply) => reply.to_string(),
+            Self::Permanent(reason) | Self::Temporary(reason) => reason.to_string(),
+        }
+    }
+}
+
+/// A reply of the remote server: `550 5.1.1 no such user`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerReply {
+    pub code: u16,
+    /// The enhanced status code (RFC 3463), when the server gave one.
+    pub status: Option<[u8; 3]>,
+    pub text: String,
+}
+
+impl From<&smtp_proto::Response<String>> for ServerReply {
+    fn from(r: &smtp_proto::Response<String>) -> Self {
+        let status = (r.esc != [0, 0, 0]).then_some(r.esc);
+        Self { code: r.code, status, text: r.message.clone() }
+    }
+}
+
+impl fmt::Display for ServerReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.status {
+            Some([a, b, c]) => write!(f, "{} {a}.{b}.{c} {}", self.code, self.text),
+            None => write!(f, "{} {}", self.code, self.text),
+        }
+    }
+}
+
+/// Why a recipient was not delivered (or a host could not take the message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// What the remote server answered.
+    Reply(ServerReply),
+    /// The connection, TLS or the client library failed before an answer (its description).
+    Connection(String),
+    /// The server sent nothing within the time-out.
+    GreetingTimeout,
+    /// TLS is required and the server does not offer STARTTLS.
+    NoStartTls { host: String },
+    /// A failure at one address of a host, when every host failed.
+    At { host: String, addr: SocketAddr, reason: Box<Reason> },
+    /// DNS says the domain cannot receive mail (shown as `550 5.1.2`).
+    Unroutable(String),
+    /// The domain's hosts could not be looked up (shown as `451 4.4.3`).
+    RouteLookup(String),
+    /// The destination had no address to connect to.
+    NoAddress,
+    /// The daemon is shutting down.
+    Closing,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Reply(r) => r.fmt(f),
+            Self::Connection(e) => f.write_str(e),
+            Self::GreetingTimeout => f.write_str("timeout waiting for the greeting"),
+            Self::NoStartTls { host } => write!(f, "{host} does not offer STARTTLS"),
+            Self::At { host, addr, reason } => write!(f, "{host} ({addr}): {reason}"),
+            Self::Unroutable(m) => write!(f, "550 5.1.2 {m}"),
+            Self::RouteLookup(m) => write!(f, "451 4.4.3 {m}"),
+            Self::NoAddress => f.write_str("no address to connect to"),
+            Self::Closing => f.write_str("closing"),
+        }
+    }
 }
 
 pub struct Transaction<'a> {
@@ -92,9 +169,19 @@ const MAX_IDLE_PER_HOST: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostFailure {
     /// Try the next host, or retry later.
-    Temporary(String),
+    Temporary(Reason),
     /// 5xx to the greeting, EHLO, AUTH or MAIL: every recipient fails.
-    Permanent(String),
+    Permanent(Reason),
+}
+
+impl HostFailure {
+    /// The same failure for one recipient.
+    fn for_recipient(self) -> RcptOutcome {
+        match self {
+            Self::Permanent(r) => RcptOutcome::Permanent(r),
+            Self::Temporary(r) => RcptOutcome::Temporary(r),
+        }
+    }
 }
 
 impl Connector {
@@ -193,7 +280,7 @@ impl Connector {
             let offers_tls = caps.has_capability(EXT_START_TLS);
             match policy {
                 TlsPolicy::Required if !offers_tls => {
-                    return Err(HostFailure::Temporary(format!("{host_name} does not offer STARTTLS")));
+                    return Err(HostFailure::Temporary(Reason::NoStartTls { host: host_name.to_string() }));
                 }
                 TlsPolicy::Required | TlsPolicy::Opportunistic if offers_tls => {
                     let mut tls = client.start_tls(self.tls_for(policy), host_name).await.map_err(temporary)?;
@@ -252,63 +339,50 @@ async fn transact<S: AsyncRead + AsyncWrite + Unpin>(
         params.add("SMTPUTF8");
     }
     client.mail_from(tx.sender, &params).await.map_err(classify)?;
-    let mut outcomes = Vec::with_capacity(tx.recipients.len());
+    // Per recipient: accepted (`None`, its outcome is DATA's), or refused.
+    let mut refused = Vec::with_capacity(tx.recipients.len());
     for rcpt in tx.recipients {
-        outcomes.push(match client.rcpt_to(rcpt, &Parameters::new()).await {
-            Ok(()) => RcptOutcome::Delivered(String::new()),
-            Err(e) => match classify(e) {
-                HostFailure::Permanent(m) => RcptOutcome::Permanent(m),
-                HostFailure::Temporary(m) => RcptOutcome::Temporary(m),
-            },
-        });
+        refused.push(client.rcpt_to(rcpt, &Parameters::new()).await.err().map(|e| classify(e).for_recipient()));
     }
-    if !outcomes.iter().any(|o| matches!(o, RcptOutcome::Delivered(_))) {
+    if refused.iter().all(Option::is_some) {
         let reusable = client.rset().await.is_ok();
-        return Ok((outcomes, reusable));
+        return Ok((refused.into_iter().flatten().collect(), reusable));
     }
     // mail-send appends CRLF . CRLF itself, so the message's own last CRLF is left off.
     let body = tx.message.strip_suffix(b"\r\n").unwrap_or(tx.message);
     let (verdict, reusable) = match client.data(body).await {
-        Ok(reply) => (RcptOutcome::Delivered(format!("{} {}", reply.code, reply.message)), true),
-        Err(e) => match classify(e) {
-            HostFailure::Permanent(m) => (RcptOutcome::Permanent(m), false),
-            HostFailure::Temporary(m) => (RcptOutcome::Temporary(m), false),
-        },
+        Ok(reply) => (RcptOutcome::Delivered(ServerReply::from(&reply)), true),
+        Err(e) => (classify(e).for_recipient(), false),
     };
-    for o in outcomes.iter_mut() {
-        if matches!(o, RcptOutcome::Delivered(_)) {
-            *o = verdict.clone();
-        }
-    }
-    Ok((outcomes, reusable))
+    Ok((refused.into_iter().map(|r| r.unwrap_or_else(|| verdict.clone())).collect(), reusable))
 }
 
 async fn check_greeting<S: AsyncRead + AsyncWrite + Unpin>(client: &mut SmtpClient<S>) -> Result<(), HostFailure> {
     let timeout = client.timeout;
     let greeting = tokio::time::timeout(timeout, client.read())
         .await
-        .map_err(|_| HostFailure::Temporary("timeout waiting for the greeting".into()))?
+        .map_err(|_| HostFailure::Temporary(Reason::GreetingTimeout))?
         .map_err(temporary)?;
+    let reply = Reason::Reply(ServerReply::from(&greeting));
     match greeting.code {
         220 => Ok(()),
-        500..=599 => Err(HostFailure::Permanent(format!("{} {}", greeting.code, greeting.message))),
-        _ => Err(HostFailure::Temporary(format!("{} {}", greeting.code, greeting.message))),
+        500..=599 => Err(HostFailure::Permanent(reply)),
+        _ => Err(HostFailure::Temporary(reply)),
     }
 }
 
 fn temporary(e: mail_send::Error) -> HostFailure {
-    HostFailure::Temporary(e.to_string())
+    HostFailure::Temporary(Reason::Connection(e.to_string()))
 }
 
 /// 5xx replies are permanent; everything else (4xx, I/O, TLS, time-outs) is worth a retry.
 fn classify(e: mail_send::Error) -> HostFailure {
     match e {
         mail_send::Error::UnexpectedReply(r) | mail_send::Error::AuthenticationFailed(r) => {
-            let text = format!("{} {}.{}.{} {}", r.code, r.esc[0], r.esc[1], r.esc[2], r.message);
-            let text = text.replace(" 0.0.0 ", " ");
-            if (500..600).contains(&r.code) { HostFailure::Permanent(text) } else { HostFailure::Temporary(text) }
+            let reply = Reason::Reply(ServerReply::from(&r));
+            if (500..600).contains(&r.code) { HostFailure::Permanent(reply) } else { HostFailure::Temporary(reply) }
         }
-        other => HostFailure::Temporary(other.to_string()),
+        other => HostFailure::Temporary(Reason::Connection(other.to_string())),
     }
 }
 
@@ -346,5 +420,40 @@ impl ServerCertVerifier for AcceptAny {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(code: u16, esc: [u8; 3], message: &str) -> smtp_proto::Response<String> {
+        smtp_proto::Response { code, esc, message: message.into() }
+    }
+
+    #[test]
+    fn replies_are_classified_by_code_and_keep_their_status() {
+        let refused = classify(mail_send::Error::UnexpectedReply(reply(550, [5, 1, 1], "no such user")));
+        let expected = ServerReply { code: 550, status: Some([5, 1, 1]), text: "no such user".into() };
+        assert_eq!(refused, HostFailure::Permanent(Reason::Reply(expected)));
+        let busy = classify(mail_send::Error::UnexpectedReply(reply(451, [0, 0, 0], "try later")));
+        assert_eq!(
+            busy,
+            HostFailure::Temporary(Reason::Reply(ServerReply { code: 451, status: None, text: "try later".into() }))
+        );
+    }
+
+    #[test]
+    fn recorded_text_starts_with_the_status_a_dsn_reads() {
+        let bounced = RcptOutcome::Permanent(Reason::Reply(ServerReply::from(&reply(550, [5, 1, 1], "no such user"))));
+        assert_eq!(bounced.text(), "550 5.1.1 no such user");
+        assert_eq!(RcptOutcome::Permanent(Reason::Unroutable("no MX".into())).text(), "550 5.1.2 no MX");
+        assert_eq!(RcptOutcome::Temporary(Reason::RouteLookup("SERVFAIL".into())).text(), "451 4.4.3 SERVFAIL");
+        let at = Reason::At {
+            host: "mx.example".into(),
+            addr: "192.0.2.1:25".parse().unwrap(),
+            reason: Box::new(Reason::Reply(ServerReply { code: 421, status: None, text: "busy".into() })),
+        };
+        assert_eq!(at.to_string(), "mx.example (192.0.2.1:25): 421 busy");
     }
 }

@@ -14,22 +14,29 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use mail_send::Credentials;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use super::client::{Connector, HostFailure, RcptOutcome, TlsPolicy, Transaction};
+use super::client::{Connector, HostFailure, RcptOutcome, Reason, TlsPolicy, Transaction};
 use super::dsn::{self, Failure};
 use super::route::{Destination, RouteError, Router};
 use super::spool::unix_now;
 use super::{Envelope, RecipientStatus, Spool, SpoolError};
-use crate::config::RelayConfig;
-use crate::daemon::Shared;
+use crate::config::{Config, RelayConfig};
 
-/// Starts delivery on `shared.tasks`; send it each newly queued envelope.
-pub fn start(shared: Arc<Shared>, spool: Spool) -> mpsc::UnboundedSender<Envelope> {
+/// Starts delivery on `tasks` (it stops when `shutdown` is cancelled); send it each newly
+/// queued envelope. `config` is read afresh for each attempt, so a reload applies.
+pub fn start(
+    config: watch::Receiver<Arc<Config>>,
+    spool: Spool,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) -> mpsc::UnboundedSender<Envelope> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let config = shared.config();
-    let relay = &config.relay;
+    let current = config.borrow().clone();
+    let relay = &current.relay;
     let credentials = smarthost_credentials(relay);
     let connector =
         Connector::new(relay.delivery_timeout, relay.smarthost_tls_verify, credentials).unwrap_or_else(|e| {
@@ -38,7 +45,9 @@ pub fn start(shared: Arc<Shared>, spool: Spool) -> mpsc::UnboundedSender<Envelop
                 .expect("a non-verifying TLS config always builds")
         });
     let runner = Arc::new(Runner {
-        shared: shared.clone(),
+        config,
+        shutdown,
+        tasks: tasks.clone(),
         spool,
         requeue: tx.clone(),
         in_flight: Mutex::new(HashSet::new()),
@@ -47,7 +56,7 @@ pub fn start(shared: Arc<Shared>, spool: Spool) -> mpsc::UnboundedSender<Envelop
         router: Router::new(relay),
         connector,
     });
-    shared.tasks.spawn(runner.run(rx));
+    tasks.spawn(runner.run(rx));
     tx
 }
 
@@ -64,7 +73,9 @@ fn smarthost_credentials(relay: &RelayConfig) -> Option<Credentials<String>> {
 }
 
 struct Runner {
-    shared: Arc<Shared>,
+    config: watch::Receiver<Arc<Config>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
     spool: Spool,
     requeue: mpsc::UnboundedSender<Envelope>,
     in_flight: Mutex<HashSet<String>>,
@@ -75,12 +86,16 @@ struct Runner {
 }
 
 impl Runner {
+    fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+
     async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Envelope>) {
-        let every = self.shared.config().relay.queue_scan_interval;
+        let every = self.config().relay.queue_scan_interval;
         let mut scan = tokio::time::interval(every);
         loop {
             tokio::select! {
-                _ = self.shared.shutdown.cancelled() => return,
+                _ = self.shutdown.cancelled() => return,
                 Some(env) = rx.recv() => self.dispatch(env.id),
                 _ = scan.tick() => self.scan().await,
             }
@@ -99,7 +114,7 @@ impl Runner {
         let now = unix_now();
         // A large backlog is taken in slices, so that it does not become one waiting task per
         // message; the next scan takes the next slice.
-        let cap = self.shared.config().relay.max_deliveries.saturating_mul(4);
+        let cap = self.config().relay.max_deliveries.saturating_mul(4);
         for env in envelopes {
             if self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).len() >= cap {
                 break;
@@ -109,7 +124,7 @@ impl Runner {
             }
         }
         let mut map = self.per_destination.lock().unwrap_or_else(|p| p.into_inner());
-        let full = self.shared.config().relay.max_deliveries_per_destination;
+        let full = self.config().relay.max_deliveries_per_destination;
         map.retain(|_, s| s.available_permits() < full);
     }
 
@@ -118,11 +133,11 @@ impl Runner {
             return;
         }
         let me = self.clone();
-        self.shared.tasks.spawn(async move {
+        self.tasks.spawn(async move {
             if let Ok(_permit) = me.global.clone().acquire_owned().await {
                 tokio::select! {
                     // Abandoned mid-attempt: the envelope is unchanged, so it is tried again later.
-                    _ = me.shared.shutdown.cancelled() => {}
+                    _ = me.shutdown.cancelled() => {}
                     _ = me.attempt(&id) => {}
                 }
             }
@@ -148,7 +163,7 @@ impl Runner {
         if env.next_attempt > now {
             return;
         }
-        let config = self.shared.config();
+        let config = self.config();
         let relay = &config.relay;
         let mut groups: HashMap<Destination, Vec<String>> = HashMap::new();
         for r in env.pending() {
@@ -167,16 +182,17 @@ impl Runner {
         for (dest, rcpts, (remote, outcomes)) in results {
             for (address, outcome) in rcpts.iter().zip(outcomes) {
                 let Some(r) = env.recipients.iter_mut().find(|r| &r.address == address) else { continue };
-                let (result, text) = match outcome {
-                    RcptOutcome::Delivered(t) => {
+                let text = outcome.text();
+                let result = match outcome {
+                    RcptOutcome::Delivered(_) => {
                         r.status = RecipientStatus::Delivered;
-                        ("delivered", t)
+                        "delivered"
                     }
-                    RcptOutcome::Permanent(t) => {
+                    RcptOutcome::Permanent(_) => {
                         r.status = RecipientStatus::Failed;
-                        ("bounced", t)
+                        "bounced"
                     }
-                    RcptOutcome::Temporary(t) => ("deferred", t),
+                    RcptOutcome::Temporary(_) => "deferred",
                 };
                 info!(id = %env.id, rcpt = %address, destination = dest.label(), remote = remote.as_deref().unwrap_or(""),
                       result, reply = %text, attempt = env.attempts + 1, "delivery");
@@ -243,12 +259,12 @@ impl Runner {
                 .clone()
         };
         let Ok(_slot) = slots.acquire_owned().await else {
-            return (None, all(RcptOutcome::Temporary("closing".into())));
+            return (None, all(RcptOutcome::Temporary(Reason::Closing)));
         };
         let hosts = match self.router.hosts(relay, dest).await {
             Ok(h) => h,
-            Err(RouteError::Permanent(m)) => return (None, all(RcptOutcome::Permanent(format!("550 5.1.2 {m}")))),
-            Err(RouteError::Temporary(m)) => return (None, all(RcptOutcome::Temporary(format!("451 4.4.3 {m}")))),
+            Err(RouteError::Permanent(m)) => return (None, all(RcptOutcome::Permanent(Reason::Unroutable(m)))),
+            Err(RouteError::Temporary(m)) => return (None, all(RcptOutcome::Temporary(Reason::RouteLookup(m)))),
         };
         let policy = match dest {
             Destination::Smarthost => TlsPolicy::for_smarthost(relay.smarthost_tls),
@@ -262,13 +278,15 @@ impl Runner {
             eight_bit: env.eight_bit,
             smtputf8: env.smtputf8,
         };
-        let mut last = String::from("no address to connect to");
+        let mut last = Reason::NoAddress;
         for host in &hosts {
             for addr in &host.addrs {
                 match self.connector.deliver(*addr, &host.name, policy, &tx).await {
                     Ok(outcomes) => return (Some(host.name.clone()), outcomes),
                     Err(HostFailure::Permanent(m)) => return (Some(host.name.clone()), all(RcptOutcome::Permanent(m))),
-                    Err(HostFailure::Temporary(m)) => last = format!("{} ({addr}): {m}", host.name),
+                    Err(HostFailure::Temporary(reason)) => {
+                        last = Reason::At { host: host.name.clone(), addr: *addr, reason: Box::new(reason) };
+                    }
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! Bounces go out with the null sender, so they are never bounced themselves.
 
 use super::{Envelope, Recipient, Submission};
-use crate::smtp::received::rfc5322_date;
+use crate::mail_date::rfc5322_date;
 
 /// Why the listed recipients failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -64,17 +64,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
     move |source| SpoolError::Io { path: path.to_path_buf(), source }
 }
 
-impl From<io::Error> for EnqueueError {
-    fn from(e: io::Error) -> Self {
-        // ENOSPC and EDQUOT: the client should come back later (RFC 3463 X.3.1).
-        match e.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Self::DiskFull,
-            _ if e.kind() == ErrorKind::StorageFull || e.kind() == ErrorKind::QuotaExceeded => Self::DiskFull,
-            _ => Self::Io(e.to_string()),
-        }
-    }
-}
-
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -152,10 +141,10 @@ impl Spool {
                     return Ok(Incoming { id, file, size: 0, checksum: Fnv::new() });
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(EnqueueError::io("creating the message file", e)),
             }
         }
-        Err(EnqueueError::Io("cannot find a free queue id".into()))
+        Err(EnqueueError::NoFreeId)
     }
 
     /// Makes the message durable and returns its envelope: only after this may `250` be sent.
@@ -176,7 +165,7 @@ impl Spool {
             Ok(()) => Ok(envelope),
             Err(e) => {
                 self.discard(&envelope.id);
-                Err(e.into())
+                Err(EnqueueError::io("committing", e))
             }
         }
     }
@@ -353,7 +342,7 @@ impl Incoming {
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), EnqueueError> {
         self.size += bytes.len() as u64;
         self.checksum.update(bytes);
-        self.file.write_all(bytes).map_err(EnqueueError::from)
+        self.file.write_all(bytes).map_err(|e| EnqueueError::io("writing", e))
     }
 }
 

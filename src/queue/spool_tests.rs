@@ -116,9 +116,10 @@ fn ids_that_could_escape_the_directory_are_refused() {
 
 #[test]
 fn enospc_maps_to_disk_full() {
-    assert!(matches!(EnqueueError::from(io::Error::from_raw_os_error(libc::ENOSPC)), EnqueueError::DiskFull));
-    assert!(matches!(EnqueueError::from(io::Error::from_raw_os_error(libc::EDQUOT)), EnqueueError::DiskFull));
-    assert!(matches!(EnqueueError::from(io::Error::from_raw_os_error(libc::EIO)), EnqueueError::Io(_)));
+    let io = |errno| EnqueueError::io("writing", io::Error::from_raw_os_error(errno));
+    assert!(matches!(io(libc::ENOSPC), EnqueueError::DiskFull));
+    assert!(matches!(io(libc::EDQUOT), EnqueueError::DiskFull));
+    assert!(matches!(io(libc::EIO), EnqueueError::Io { doing: "writing", .. }));
 }
 
 #[test]

@@ -312,16 +312,3 @@ fn log_refusal(r: &Refusal) {
         "auth"
     );
 }
-
-/// The daemon's entry point: serves `listener` with the daemon's shared state until shutdown.
-pub async fn serve(listener: UnixListener, shared: Arc<crate::daemon::Shared>) {
-    let server = SaslServer::new(
-        shared.config.clone(),
-        shared.authenticator.clone(),
-        shared.ledger.clone(),
-        shared.throttle.clone(),
-        shared.shutdown.clone(),
-        shared.tasks.clone(),
-    );
-    Arc::new(server).run(listener).await;
-}

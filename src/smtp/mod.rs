@@ -1,22 +1,26 @@
 //! The native SMTP submission relay: a sans-I/O codec ([`codec`], [`data`], [`reply`]), the
 //! session state machine ([`session`]), and the tokio server around them ([`server`], [`tls`]).
+//! Accepted messages go into the queue through its [`Outbox`].
 
 pub mod codec;
 pub mod data;
-pub mod received;
 pub mod reply;
 pub mod server;
 pub mod session;
 pub mod tls;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
-use crate::config::TlsMode;
-use crate::daemon::Shared;
-use crate::queue::{Outbox, Spool, SpoolError, delivery};
+use crate::auth::{Authenticator, FailureThrottle};
+use crate::config::{Config, TlsMode};
+use crate::limits::ConnectionLimiter;
+use crate::queue::Outbox;
 
 use server::RelayContext;
 use tls::{CertStore, TlsError};
@@ -27,41 +31,41 @@ pub struct RelayListener {
     pub tls: TlsMode,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    #[error(transparent)]
-    Spool(#[from] SpoolError),
+/// What the relay needs from the daemon.
+pub struct RelayDeps {
+    /// The current config; SIGHUP publishes a new one, read per connection.
+    pub config: watch::Receiver<Arc<Config>>,
+    pub authenticator: Arc<Authenticator>,
+    /// Failed-AUTH delays per client address.
+    pub throttle: Arc<Mutex<FailureThrottle>>,
+    /// Per-IP connection permits.
+    pub limiter: ConnectionLimiter,
+    /// Cancelled at shutdown: accept loops stop, sessions finish their transaction.
+    pub shutdown: CancellationToken,
+    /// Where accept loops and connections run, so that shutdown can wait for them.
+    pub tasks: TaskTracker,
 }
 
-/// Starts the relay: opens (and recovers) the spool, loads the certificate, starts delivery,
-/// and spawns one accept loop per listener on `shared.tasks`. Returns once all is running;
-/// everything stops when `shared.shutdown` is cancelled. The returned [`Outbox`] lets other
-/// front ends (the HTTP API) queue messages too.
-pub async fn serve_relay(shared: Arc<Shared>, listeners: Vec<RelayListener>) -> Result<Outbox, RelayError> {
-    let config = shared.config();
-    let root = config.relay.spool.clone();
-    let spool = tokio::task::spawn_blocking(move || Spool::open(&root))
-        .await
-        .map_err(|e| SpoolError::Io { path: config.relay.spool.clone(), source: std::io::Error::other(e) })??;
-    let certs = Arc::new(CertStore::load(&config.relay)?);
-    let queued = delivery::start(shared.clone(), spool.clone());
-    spawn_cert_reload(&shared, certs.clone());
-    let outbox = Outbox { spool: spool.clone(), queued: queued.clone() };
-    let ctx = Arc::new(RelayContext { shared: shared.clone(), spool, certs, queued });
+/// Starts the relay: loads the certificate and spawns one accept loop per listener on
+/// `deps.tasks`; accepted messages go into `outbox`. Returns once all is running; everything
+/// stops when `deps.shutdown` is cancelled.
+pub fn serve_relay(deps: RelayDeps, outbox: Outbox, listeners: Vec<RelayListener>) -> Result<(), TlsError> {
+    let certs = Arc::new(CertStore::load(&deps.config.borrow().relay)?);
+    spawn_cert_reload(&deps, certs.clone());
+    let RelayDeps { config, authenticator, throttle, limiter, shutdown, tasks } = deps;
+    let ctx = Arc::new(RelayContext { config, authenticator, throttle, limiter, shutdown, tasks, outbox, certs });
     for l in listeners {
-        shared.tasks.spawn(server::accept_loop(ctx.clone(), l.listener, l.tls));
+        ctx.tasks.spawn(server::accept_loop(ctx.clone(), l.listener, l.tls));
     }
-    Ok(outbox)
+    Ok(())
 }
 
 /// SIGHUP publishes a new config; the certificate files are read again each time, so a renewed
 /// certificate is picked up without dropping sessions.
-fn spawn_cert_reload(shared: &Arc<Shared>, certs: Arc<CertStore>) {
-    let mut rx = shared.config.clone();
-    let shutdown = shared.shutdown.clone();
-    shared.tasks.spawn(async move {
+fn spawn_cert_reload(deps: &RelayDeps, certs: Arc<CertStore>) {
+    let mut rx = deps.config.clone();
+    let shutdown = deps.shutdown.clone();
+    deps.tasks.spawn(async move {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

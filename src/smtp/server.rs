@@ -3,23 +3,24 @@
 //! spool and writes replies. Every decision (including what to say on a time-out) is the
 //! [`Session`]'s; this file only moves bytes and awaits.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::auth::Decision;
+use crate::auth::{Authenticator, Decision, FailureThrottle};
 use crate::config::{Config, TlsMode};
-use crate::daemon::Shared;
-use crate::queue::{EnqueueError, Envelope, Incoming, Spool, Submission};
+use crate::limits::ConnectionLimiter;
+use crate::queue::{EnqueueError, Incoming, Outbox, Submission, Trace};
 
 use super::codec::{Frame, MAX_COMMAND_LINE, next_line};
 use super::data::{DotReader, Feed};
-use super::received::Trace;
 use super::reply::Reply;
 use super::session::{AuthAttempt, Input, Session, SessionConfig, Step};
 use super::tls::CertStore;
@@ -28,28 +29,39 @@ use super::tls::CertStore;
 const SPOOL_CHUNK: usize = 256 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 
-/// What every relay connection shares.
+/// What every relay connection shares (see [`super::RelayDeps`]).
 pub struct RelayContext {
-    pub shared: Arc<Shared>,
-    pub spool: Spool,
+    pub config: watch::Receiver<Arc<Config>>,
+    pub authenticator: Arc<Authenticator>,
+    pub throttle: Arc<Mutex<FailureThrottle>>,
+    pub limiter: ConnectionLimiter,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    /// Where accepted messages go.
+    pub outbox: Outbox,
     pub certs: Arc<CertStore>,
-    /// Newly queued messages, for the delivery side.
-    pub queued: mpsc::UnboundedSender<Envelope>,
 }
 
-/// Runs one listener's accept loop until shutdown; connections run on `shared.tasks`.
+impl RelayContext {
+    /// A snapshot of the current config.
+    fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+}
+
+/// Runs one listener's accept loop until shutdown; connections run on `ctx.tasks`.
 pub async fn accept_loop(ctx: Arc<RelayContext>, listener: TcpListener, mode: TlsMode) {
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     info!(proto = "smtp", listen = %local, tls = ?mode, "relay listening");
     loop {
         let accepted = tokio::select! {
-            _ = ctx.shared.shutdown.cancelled() => return,
+            _ = ctx.shutdown.cancelled() => return,
             r = listener.accept() => r,
         };
         match accepted {
             Ok((stream, peer)) => {
                 let ctx2 = ctx.clone();
-                ctx.shared.tasks.spawn(async move {
+                ctx.tasks.spawn(async move {
                     let _open = crate::metrics::OpenConnection::new("relay");
                     connection(ctx2, stream, peer, mode).await
                 });
@@ -65,7 +77,7 @@ pub async fn accept_loop(ctx: Arc<RelayContext>, listener: TcpListener, mode: Tl
 
 async fn connection(ctx: Arc<RelayContext>, mut stream: TcpStream, peer: SocketAddr, mode: TlsMode) {
     let ip = crate::restriction::canonical_ip(peer.ip());
-    let _permit = match ctx.shared.limiter.try_acquire(ip) {
+    let _permit = match ctx.limiter.try_acquire(ip) {
         Ok(p) => p,
         Err(e) => {
             info!(proto = "smtp", decision = "reject", reason = "too_many_connections", ip = %ip, limit = e.limit, "connect");
@@ -78,7 +90,7 @@ async fn connection(ctx: Arc<RelayContext>, mut stream: TcpStream, peer: SocketA
         }
     };
     let _ = stream.set_nodelay(true);
-    let config = ctx.shared.config();
+    let config = ctx.config();
     let acceptor = ctx.certs.acceptor();
     let session_config = Arc::new(SessionConfig {
         hostname: config.relay.hostname.clone(),
@@ -231,7 +243,7 @@ impl Connection<'_> {
                     }
                     Step::Enqueue(_) => {
                         // Only `on_data_end` asks for this, and `receive_data` handles it.
-                        session.on_queued(Err(EnqueueError::Io("enqueue outside DATA".into())))
+                        session.on_queued(Err(EnqueueError::NoMessage))
                     }
                 };
             }
@@ -280,7 +292,7 @@ impl Connection<'_> {
         let limit = self.command_timeout().min(remaining);
         let session_bound = remaining <= self.command_timeout();
         tokio::select! {
-            _ = self.ctx.shared.shutdown.cancelled() => Ok(Wait::Input(Input::ShuttingDown)),
+            _ = self.ctx.shutdown.cancelled() => Ok(Wait::Input(Input::ShuttingDown)),
             r = tokio::time::timeout(limit, io.fill()) => match r {
                 Ok(Ok(true)) => Ok(Wait::Line),
                 Ok(Ok(false)) => Ok(Wait::Eof),
@@ -292,7 +304,7 @@ impl Connection<'_> {
     }
 
     async fn authenticate(&self, session: &mut Session, attempt: AuthAttempt) -> Step {
-        let shared = &self.ctx.shared;
+        let shared = self.ctx;
         let ip = session.client_ip();
         let started = Instant::now();
         let decision = shared.authenticator.authenticate(&attempt.username, &attempt.secret, Some(ip)).await;

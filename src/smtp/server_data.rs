@@ -1,7 +1,6 @@
 //! The DATA half of a relay connection: streams the body through the dot reader into a spool
-//! file, prepends the `Received:` header, and commits (fsync) before the session may say 250.
-
-use tracing::{info, warn};
+//! file, prepends the `Received:` header, and commits through the [`Outbox`] (fsync) before the
+//! session may say 250.
 
 use super::*;
 
@@ -14,7 +13,7 @@ impl Connection<'_> {
     ) -> std::io::Result<Option<Step>> {
         // Creating one file is a metadata operation that does not wait for the disk; doing it
         // here saves two thread hand-offs per message. Only the fsyncs go to the blocking pool.
-        let mut incoming = self.ctx.spool.begin();
+        let mut incoming = self.ctx.outbox.begin();
         let mut reader = DotReader::new(self.config.relay.max_message_size);
         let mut body = Vec::with_capacity(READ_CHUNK);
         if let Ok(inc) = &incoming {
@@ -76,23 +75,12 @@ impl Connection<'_> {
         incoming: Result<Incoming, EnqueueError>,
         chunk: Vec<u8>,
     ) -> Result<Incoming, EnqueueError> {
-        let mut inc = incoming?;
-        let spool = self.ctx.spool.clone();
-        let joined = tokio::task::spawn_blocking(move || match inc.write(&chunk) {
-            Ok(()) => Ok(inc),
-            Err(e) => {
-                spool.abort(inc);
-                Err(e)
-            }
-        })
-        .await;
-        joined.unwrap_or_else(|e| Err(EnqueueError::Io(e.to_string())))
+        self.ctx.outbox.write(incoming?, chunk).await
     }
 
     async fn spool_abort(&self, incoming: Result<Incoming, EnqueueError>) {
         if let Ok(inc) = incoming {
-            let spool = self.ctx.spool.clone();
-            let _ = tokio::task::spawn_blocking(move || spool.abort(inc)).await;
+            self.ctx.outbox.abort(inc).await;
         }
     }
 
@@ -102,36 +90,6 @@ impl Connection<'_> {
         rest: Vec<u8>,
         submission: Submission,
     ) -> Result<String, EnqueueError> {
-        let mut inc = incoming?;
-        let spool = self.ctx.spool.clone();
-        let log_sub = submission.clone();
-        // The last chunk and the commit in one trip to the blocking pool: it is the latency
-        // every acknowledged message waits for.
-        let envelope = tokio::task::spawn_blocking(move || match inc.write(&rest) {
-            Ok(()) => spool.commit(inc, &submission),
-            Err(e) => {
-                spool.abort(inc);
-                Err(e)
-            }
-        })
-        .await
-        .unwrap_or_else(|e| Err(EnqueueError::Io(e.to_string())));
-        match envelope {
-            Ok(env) => {
-                info!(proto = "smtp", id = %env.id, from = %env.sender, rcpts = env.recipients.len(), size = env.size,
-                      user = log_sub.auth_user.as_deref().unwrap_or(""), ip = %client(&log_sub), "queued");
-                let id = env.id.clone();
-                let _ = self.ctx.queued.send(env);
-                Ok(id)
-            }
-            Err(e) => {
-                warn!(proto = "smtp", error = %e, ip = %client(&log_sub), "queueing failed");
-                Err(e)
-            }
-        }
+        self.ctx.outbox.enqueue(incoming?, rest, submission, "smtp").await
     }
-}
-
-fn client(s: &Submission) -> String {
-    s.client_ip.map(|ip: IpAddr| ip.to_string()).unwrap_or_default()
 }

@@ -325,7 +325,7 @@ impl Session {
         match result {
             Ok(id) => Step::Reply(Reply::queued(&id)),
             Err(EnqueueError::DiskFull) => Step::Reply(Reply::insufficient_storage()),
-            Err(EnqueueError::Io(_)) => Step::Reply(Reply::local_error()),
+            Err(_) => Step::Reply(Reply::local_error()),
         }
     }
 

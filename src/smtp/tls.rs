@@ -11,6 +11,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::RelayConfig;
+use crate::tls_provider::provider;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -20,13 +21,6 @@ pub enum TlsError {
     Key { path: String, message: String },
     #[error("TLS setup: {0}")]
     Rustls(#[from] rustls::Error),
-}
-
-/// The crypto provider every rustls config of ours is built with. Naming it explicitly keeps
-/// us independent of which providers other crates switch on (`builder()` would panic if two
-/// were compiled in).
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Builds a server config from PEM files: the chain in `cert`, the key (PKCS#8, PKCS#1 or SEC1)

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod api_keys;
+mod listing;
 mod schema;
 mod smtp_credentials;
 
@@ -17,9 +18,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use api_keys::{ApiKeyEdit, NewApiKey};
+pub use listing::{Listing, UnreadableRow};
 pub use smtp_credentials::{NewSmtpCredential, SmtpCredentialEdit};
 
 use crate::address::EmailAddress;
+use crate::model::NameError;
 use crate::restriction::RestrictionError;
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -39,8 +42,8 @@ pub enum StoreError {
     LimitReached { account: String, what: &'static str, max: usize },
     #[error("username {0} is already used by another SMTP credential or account")]
     UsernameTaken(String),
-    #[error("name must not be empty")]
-    EmptyName,
+    #[error(transparent)]
+    Name(#[from] NameError),
     #[error("an API key needs at least one permission")]
     NoPermission,
     #[error("could not generate a secret: {0}")]
@@ -62,9 +65,10 @@ impl From<RestrictionError> for StoreError {
 }
 
 impl StoreError {
-    /// Errors that say "try again later" rather than "no".
+    /// Errors that say "try again later" rather than "no". Corrupt data is not one of them:
+    /// retrying reads the same bytes.
     pub fn is_temporary(&self) -> bool {
-        matches!(self, Self::Sqlite(_) | Self::Create { .. } | Self::Corrupt(_) | Self::Random(_))
+        matches!(self, Self::Sqlite(_) | Self::Create { .. } | Self::Random(_))
     }
 }
 
@@ -107,13 +111,24 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let target = schema::MIGRATIONS.len() as i64;
+        // A current schema needs no write: taking the write lock at every open would make
+        // racing CLI processes queue behind each other, and each commit would move every other
+        // connection's `data_version` (dropping the daemon's login cache for a mere `list`).
+        let current: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if current == target {
+            return Ok(());
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read again under the lock: another process may have migrated in between.
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > target {
             return Err(StoreError::Corrupt(format!(
                 "database schema version {version} is newer than this relaykey ({target})"
             )));
+        }
+        if version == target {
+            return Ok(());
         }
         for sql in &schema::MIGRATIONS[version as usize..] {
             tx.execute_batch(sql)?;

@@ -60,17 +60,19 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         // With `[relay] enabled`, the relay (no listeners: only its queue and delivery) runs too.
         let outbox = if config.relay.enabled {
-            Some(relaykey::smtp::serve_relay(shared.clone(), Vec::new()).await.unwrap())
+            let outbox = shared.start_queue().await.unwrap();
+            relaykey::smtp::serve_relay(shared.relay_deps(), outbox.clone(), Vec::new()).unwrap();
+            Some(outbox)
         } else {
             None
         };
-        let spool = outbox.as_ref().map(|o| o.spool.clone());
-        let api = Api::new(shared.clone(), outbox).unwrap();
+        let spool = outbox.as_ref().map(|o| o.spool().clone());
+        let api = Api::new(shared.api_deps(), outbox).unwrap();
         let requests = api.requests_in_progress();
         shared.tasks.spawn(api.serve(listener));
         let ops = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics = ops.local_addr().unwrap();
-        shared.tasks.spawn(operator::serve(ops, shared.clone(), spool));
+        shared.tasks.spawn(operator::serve(ops, shared.authenticator.clone(), shared.shutdown.clone(), spool));
         let mut store = Store::open(&db).unwrap();
         store.add_account(&EmailAddress::parse(OWNER).unwrap()).unwrap();
         Self { addr, metrics, shared, requests, db, config, _dir: dir }

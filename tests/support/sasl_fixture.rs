@@ -51,14 +51,7 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Fixture {
     let socket = config.sasl.socket.clone();
     let listener = relaykey::daemon::bind_unix(&socket, 0o600, None).unwrap();
     let (shared, _publish) = Shared::new(config, authenticator);
-    let server = Arc::new(SaslServer::new(
-        shared.config.clone(),
-        shared.authenticator.clone(),
-        shared.ledger.clone(),
-        shared.throttle.clone(),
-        shared.shutdown.clone(),
-        shared.tasks.clone(),
-    ));
+    let server = Arc::new(shared.sasl_server());
     tokio::spawn(server.clone().run(listener));
     Fixture { dir, socket, shared, server, password }
 }
