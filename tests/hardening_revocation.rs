@@ -1,14 +1,13 @@
 //! Revocation over the real interfaces: `relaykey serve` with its SASL and policy sockets,
 //! changed through the CLI (issue "Hardening", items 5–7).
 
-#[path = "support/relaykey_daemon.rs"]
-mod relaykey_daemon;
 #[path = "support/sasl_client.rs"]
 mod sasl_client;
+mod support;
 
 use relaykey::sasl::codec::Reply;
-use relaykey_daemon::Daemon;
 use sasl_client::Client;
+use support::daemon::{cli, cli_json, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -49,11 +48,15 @@ async fn login(sasl: &mut Client, id: u32, secret: &str) {
 
 #[tokio::test]
 async fn item_06_two_logins_cannot_mask_a_revoked_one() {
-    let daemon = Daemon::start_with_policy("");
-    let (password, api_key) = daemon.account_with_secrets(ANN);
-    let credential = daemon.cli_json(&["smtp", "list", ANN])[0]["id"].as_i64().expect("credential id");
-    let mut sasl = Client::connect(&daemon.socket).await.unwrap();
-    let mut policy = UnixStream::connect(daemon.policy_socket()).await.unwrap();
+    let daemon = serve().start();
+    let config = daemon.config_path();
+    cli(config, &["account", "add", ANN]);
+    let password = cli_json(config, &["smtp", "create", ANN])["password"].as_str().expect("password").to_string();
+    let api_key =
+        cli_json(config, &["apikey", "create", ANN, "--name", "main"])["key"].as_str().expect("key").to_string();
+    let credential = cli_json(config, &["smtp", "list", ANN])[0]["id"].as_i64().expect("credential id");
+    let mut sasl = Client::connect(&daemon.sasl_socket()).await.unwrap();
+    let mut policy = UnixStream::connect(daemon.socket("policy")).await.unwrap();
 
     // Two sessions from one address: one logged in with the password, one with the API key.
     login(&mut sasl, 1, &password).await;
@@ -61,7 +64,7 @@ async fn item_06_two_logins_cannot_mask_a_revoked_one() {
     assert_eq!(ask(&mut policy, &mail_request(ANN, 40001)).await, "DUNNO", "both secrets hold");
 
     // The password is removed. Postfix does not say which session used it: neither may go on.
-    daemon.cli(&["smtp", "remove", ANN, &credential.to_string()]);
+    cli(config, &["smtp", "remove", ANN, &credential.to_string()]);
     for port in [40001, 40002] {
         let refused = ask(&mut policy, &mail_request(ANN, port)).await;
         assert!(refused.starts_with("554 5.7.1 "), "session {port}: {refused}");

@@ -20,6 +20,7 @@ use super::rules::{self, Facts, Login, LoginError, RateFact, Reason, Slot, Verdi
 use super::sessions::{ConnId, SessionKey, SessionTable};
 use super::settings::{Settings, TcpCheck};
 use super::tcp_table::Established;
+use crate::log_text::LogText;
 
 pub struct Enforcer {
     config: watch::Receiver<Arc<Config>>,
@@ -274,12 +275,12 @@ fn log_decision(req: &PolicyRequest, verdict: &Verdict, login: &Login) {
     if !enabled {
         return;
     }
-    let error = match login {
-        Login::Error(e) => e.as_str(),
-        _ => "",
-    };
+    let error = LogText::or_dash(match login {
+        Login::Error(e) => Some(e.as_str()),
+        _ => None,
+    });
     let ip = req.client_address.map(|ip| ip.to_string()).unwrap_or_default();
-    let user = req.sasl_username.as_deref().unwrap_or("");
+    let user = LogText::or_dash(req.sasl_username.as_deref());
     macro_rules! decision {
         ($level:ident) => {
             $level!(

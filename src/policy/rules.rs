@@ -267,7 +267,7 @@ mod tests {
     fn one_revoked_grant_of_a_user_and_address_refuses_them_all() {
         let granted = || Decision::Granted(grant());
         let revoked = Decision::Denied(DenyReason::SecretRevoked);
-        let failed = Decision::TempFail("disk".into());
+        let failed = Decision::TempFail(crate::auth::TempFailReason::Task("disk".into()));
         let valid = Login::Valid { account: "a@example.com".into() };
         for (rechecks, want) in [
             (vec![granted()], valid.clone()),
