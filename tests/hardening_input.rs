@@ -4,9 +4,9 @@
 //! the fix.
 
 mod api_common;
-mod support;
 #[path = "support/relay_sink.rs"]
 mod relay_sink;
+mod support;
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use api_common::{OWNER, TestServer};
 use base64::Engine as _;
+use relay_sink::{Delivered, Sink};
+use relaykey::model::Permission::Send;
+use serde_json::json;
 use support::peers::{needs, which};
 use support::ports::{free_port, wait_listening};
 use support::relay::{Options, Relay, USER};
 use support::smtp::Dialog;
-use relay_sink::{Delivered, Sink};
-use relaykey::model::Permission::Send;
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(60);

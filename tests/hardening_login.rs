@@ -9,8 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use support::relay::{Options, Relay, USER};
-use support::smtp::Dialog;
 use relaykey::address::EmailAddress;
 use relaykey::auth::mechanism::Credentials;
 use relaykey::auth::{
@@ -20,6 +18,8 @@ use relaykey::auth::{
 use relaykey::config::AuthConfig;
 use relaykey::secret::{self, HashParams, Secret};
 use relaykey::store::{NewSmtpCredential, Store};
+use support::relay::{Options, Relay, USER};
+use support::smtp::Dialog;
 use tokio_util::task::TaskTracker;
 
 fn b64(s: &str) -> String {

@@ -2,11 +2,11 @@
 //! SASL socket (Dovecot protocol) and the relay's AUTH: each case must come to its outcome, the
 //! same on both, and every malformed credential must be counted like a wrong password on both.
 
-mod support;
 #[path = "support/sasl_client.rs"]
 mod sasl_client;
 #[path = "support/sasl_fixture.rs"]
 mod sasl_fixture;
+mod support;
 
 #[path = "../src/auth/mechanism_cases.rs"]
 mod cases;
@@ -19,9 +19,9 @@ use relaykey::metrics::registry;
 use relaykey::sasl::codec::{FailCode, Mechanism, Reply, Request};
 
 use cases::{CASES, Case, Expect, Mech};
+use sasl_client::{Client, auth};
 use support::relay::{Options, Relay};
 use support::smtp::Dialog;
-use sasl_client::{Client, auth};
 
 /// What a client sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -109,7 +109,6 @@ impl Config {
         self.daemon.validate()?;
         self.auth.validate()?;
         self.limits.validate()?;
-        self.policy.validate()?;
         self.relay.validate()?;
         self.api.validate()?;
         self.validate_message_quota()?;

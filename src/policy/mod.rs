@@ -6,6 +6,7 @@
 //! - [`rules`]: the pure decision;
 //! - [`sessions`], [`tcp_table`] and the shared [`crate::message_limits`]: the state the
 //!   decision is made from;
+//! - [`settings`]: what the rules need from one config, prepared once per config;
 //! - [`enforcer`]: gathers the facts for one request and records the outcome;
 //! - [`server`]: the socket.
 
@@ -15,6 +16,7 @@ pub mod enforcer;
 pub mod rules;
 pub mod server;
 pub mod sessions;
+pub mod settings;
 pub mod tcp_table;
 
 pub use action::Action;
