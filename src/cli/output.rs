@@ -116,6 +116,15 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) {
     println!("{}", json_text(&serde_json::to_string_pretty(value).unwrap_or_default()));
 }
 
+/// What a `remove` prints: `{"removed": id}` in JSON, a sentence naming `what` otherwise.
+pub fn print_removed(id: i64, what: &str, json: bool) {
+    if json {
+        print_json(&serde_json::json!({ "removed": id }));
+    } else {
+        println!("removed {what} {id}");
+    }
+}
+
 /// serde_json escapes C0 controls but writes DEL, C1 controls (U+009B is a CSI) and bidi
 /// overrides raw. They can only occur inside JSON strings, where `\uXXXX` means the same; the
 /// line breaks of pretty printing are structure and stay.
