@@ -9,7 +9,6 @@ mod relay_sink;
 mod support;
 
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,8 +17,9 @@ use base64::Engine as _;
 use relay_sink::{Delivered, Sink};
 use relaykey::model::Permission::Send;
 use serde_json::json;
-use support::peers::{needs, which};
-use support::ports::{free_port, wait_listening};
+use support::dns::dnsmasq;
+use support::peers::needs;
+use support::ports::free_port;
 use support::relay::{Options, Relay, USER};
 use support::smtp::Dialog;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -156,28 +156,6 @@ async fn item_13_send_api_refuses_a_loopback_address_literal() {
     let body = json!({"from": OWNER, "to": ["x@[127.0.0.1]"], "subject": "probe", "text": "x"});
     let reply = server.call("POST", "/v1/email/send", Some(&key), Some(body)).await;
     assert_eq!((reply.status, reply.code()), (422, "private_destination"), "{}", reply.text);
-}
-
-struct Dnsmasq(Child);
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn dnsmasq(port: u16, records: &[&str]) -> Dnsmasq {
-    let mut cmd = Command::new(which("dnsmasq").unwrap());
-    cmd.args(["--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces"])
-        .args(["--listen-address=127.0.0.1", &format!("--port={port}"), "--user=root", "--pid-file="])
-        .args(records)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = Dnsmasq(cmd.spawn().unwrap());
-    wait_listening(port, "dnsmasq");
-    child
 }
 
 /// Waits until the relay's log holds `n` lines containing every part of `want`.

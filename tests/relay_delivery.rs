@@ -8,12 +8,12 @@
 mod sink;
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sink::Sink;
-use support::peers::{needs, which};
-use support::ports::{free_port, wait_listening};
+use support::dns::dnsmasq;
+use support::peers::needs;
+use support::ports::free_port;
 use support::relay::{Options, Relay, USER};
 use support::smtp::Dialog;
 
@@ -143,28 +143,6 @@ fn bare_lf_and_bare_cr_cannot_smuggle_a_second_message() {
     assert!(!text.replace("\r\n", "").contains(['\r', '\n']), "{text:?}");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(sink.all().len(), 1, "a second message was delivered");
-}
-
-struct Dnsmasq(Child);
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn dnsmasq(port: u16, records: &[&str]) -> Dnsmasq {
-    let mut cmd = Command::new(which("dnsmasq").unwrap());
-    cmd.args(["--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces"])
-        .args(["--listen-address=127.0.0.1", &format!("--port={port}"), "--user=root", "--pid-file="])
-        .args(records)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = Dnsmasq(cmd.spawn().unwrap());
-    wait_listening(port, "dnsmasq");
-    child
 }
 
 #[test]
