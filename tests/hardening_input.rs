@@ -4,17 +4,16 @@
 //! the fix.
 
 mod api_common;
-#[path = "support/relay_sink.rs"]
-mod relay_sink;
 mod support;
 
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_common::{OWNER, TestServer};
+use api_common::OWNER;
+use api_common::relay_sink::Sink;
+use api_common::send::{api_to_sink, wait_for};
 use base64::Engine as _;
-use relay_sink::{Delivered, Sink};
 use relaykey::model::Permission::Send;
 use serde_json::json;
 use support::dns::dnsmasq;
@@ -74,22 +73,6 @@ fn item_11_relay_limits_the_ehlo_name_to_255_octets() {
     assert!(d.reply().starts_with("501 5.5.4 "));
     d.send(&format!("EHLO {}\r\n", "c".repeat(255)));
     assert!(d.reply().starts_with("250"));
-}
-
-async fn api_to_sink(sink: &Sink, spool: &std::path::Path) -> TestServer {
-    TestServer::start(&format!(
-        "[relay]\nenabled = true\nhostname = \"relay.test\"\nspool = {spool:?}\nsmarthost = \"127.0.0.1:{}\"\n\
-         smarthost_tls = \"none\"\nlisten = []\n",
-        sink.port
-    ))
-    .await
-}
-
-async fn wait_for(sink: &Sink, n: usize) -> Vec<Delivered> {
-    let sink = sink.clone();
-    let got = tokio::task::spawn_blocking(move || sink.wait_for(n, WAIT)).await.unwrap();
-    assert!(got.len() >= n, "only {} of {n} messages reached the smarthost", got.len());
-    got
 }
 
 #[tokio::test(flavor = "multi_thread")]

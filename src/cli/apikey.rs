@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::output::{ApiKeyView, SHOW_ONCE, allow_text, escape, permissions_text, print_json, print_removed, warn_unreadable};
+use super::output::{
+    ApiKeyView, SHOW_ONCE, allow_text, escape, permissions_text, print_json, print_removed, warn_unreadable,
+};
 use super::{CliError, CliResult, open_store, parse_allow, parse_allow_edit, parse_email};
 use crate::config::Config;
 use crate::model::{ApiKey, Permission, PermissionSet};

@@ -86,9 +86,7 @@ pub fn run(cmd: SmtpCmd, config: &Config, json: bool) -> CliResult {
             }
         }
         SmtpCmd::Edit { email, id, allow, no_allow } => {
-            let edit = SmtpCredentialEdit {
-                allow: parse_allow_edit(no_allow, &allow)?,
-            };
+            let edit = SmtpCredentialEdit { allow: parse_allow_edit(no_allow, &allow)? };
             let cred = store.edit_smtp_credential(&parse_email(&email)?, id, edit)?;
             print_one(&cred, None, json);
         }
