@@ -157,25 +157,20 @@ fn wait_for_log(relay: &Relay, want: &[&str], n: usize) -> String {
 
 #[test]
 fn item_13_an_mx_that_resolves_to_loopback_bounces_without_a_connection() {
-    if !needs().programs(&["dnsmasq"]).root().met() {
+    let Some(dns) = dnsmasq(&[
+        "--mx-host=inside.example,mx.inside.example,10",
+        "--host-record=mx.inside.example,127.0.0.2",
+        "--host-record=a-only.example,127.0.0.1",
+        // The sender's domain too, so the DSN would go to the sink if anything did.
+        "--mx-host=example.com,mx.inside.example,10",
+        "--local=/example/",
+    ]) else {
         return;
-    }
+    };
     let sink = Sink::start();
-    let dns_port = free_port();
-    let _dns = dnsmasq(
-        dns_port,
-        &[
-            "--mx-host=inside.example,mx.inside.example,10",
-            "--host-record=mx.inside.example,127.0.0.2",
-            "--host-record=a-only.example,127.0.0.1",
-            // The sender's domain too, so the DSN would go to the sink if anything did.
-            "--mx-host=example.com,mx.inside.example,10",
-            "--local=/example/",
-        ],
-    );
     // Default: allow_private_destinations = false.
     let relay = Relay::start(Options {
-        relay: format!("nameservers = [\"127.0.0.1:{dns_port}\"]\nmx_port = {}\n", sink.port),
+        relay: format!("nameservers = [\"127.0.0.1:{}\"]\nmx_port = {}\n", dns.port, sink.port),
         ..Options::default()
     });
     let mut d = authenticated_transaction(&relay);

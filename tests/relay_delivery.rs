@@ -147,27 +147,22 @@ fn bare_lf_and_bare_cr_cannot_smuggle_a_second_message() {
 
 #[test]
 fn mx_mode_follows_mx_records_and_falls_back_to_a_records() {
-    if !needs().programs(&["dnsmasq"]).root().met() {
+    let Some(dns) = dnsmasq(&[
+        "--mx-host=mx-test.example,mx1.mx-test.example,10",
+        "--host-record=mx1.mx-test.example,127.0.0.1",
+        "--host-record=a-only.example,127.0.0.1",
+        "--mx-host=example.com,mx1.mx-test.example,10",
+        // Authoritative for .example: names it lacks are NXDOMAIN, types it lacks are NODATA.
+        "--local=/example/",
+    ]) else {
         return;
-    }
+    };
     let sink = Sink::start();
-    let dns_port = free_port();
-    let _dns = dnsmasq(
-        dns_port,
-        &[
-            "--mx-host=mx-test.example,mx1.mx-test.example,10",
-            "--host-record=mx1.mx-test.example,127.0.0.1",
-            "--host-record=a-only.example,127.0.0.1",
-            "--mx-host=example.com,mx1.mx-test.example,10",
-            // Authoritative for .example: names it lacks are NXDOMAIN, types it lacks are NODATA.
-            "--local=/example/",
-        ],
-    );
     let relay = Relay::start(Options {
         // The sink is on loopback: this test delivers by MX to a private address on purpose.
         relay: format!(
-            "nameservers = [\"127.0.0.1:{dns_port}\"]\nmx_port = {}\nallow_private_destinations = true\n",
-            sink.port
+            "nameservers = [\"127.0.0.1:{}\"]\nmx_port = {}\nallow_private_destinations = true\n",
+            dns.port, sink.port
         ),
         ..Options::default()
     });
