@@ -17,8 +17,6 @@ use base64::Engine as _;
 use relaykey::model::Permission::Send;
 use serde_json::json;
 use support::dns::dnsmasq;
-use support::peers::needs;
-use support::ports::free_port;
 use support::relay::{Options, Relay, USER};
 use support::smtp::Dialog;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
