@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use sink::Sink;
 use support::dns::dnsmasq;
-use support::peers::needs;
-use support::ports::free_port;
 use support::relay::{Options, Relay, USER};
 use support::smtp::Dialog;
 
