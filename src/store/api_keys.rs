@@ -1,6 +1,6 @@
 //! Queries on the `api_keys` table.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Listing, Result, Store, StoreError, account_id, now};
 use crate::address::EmailAddress;
@@ -172,15 +172,7 @@ impl Store {
 
     pub fn edit_api_key(&mut self, email: &EmailAddress, id: i64, edit: ApiKeyEdit) -> Result<ApiKey> {
         let tx = self.write()?;
-        let account = account_id(&tx, email)?;
-        let owned: i64 = tx.query_row(
-            "SELECT count(*) FROM api_keys WHERE id = ?1 AND account_id = ?2",
-            params![id, account],
-            |r| r.get(0),
-        )?;
-        if owned == 0 {
-            return Err(StoreError::UnknownApiKey { account: email.to_string(), id });
-        }
+        owner_of_key(&tx, email, id)?;
         if let Some(name) = &edit.name {
             tx.execute("UPDATE api_keys SET name = ?1 WHERE id = ?2", params![clean_name(name)?, id])?;
         }
@@ -201,15 +193,7 @@ impl Store {
     /// stops working with this commit.
     pub fn change_api_key(&mut self, email: &EmailAddress, id: i64, params: &HashParams) -> Result<(ApiKey, Secret)> {
         let tx = self.write()?;
-        let account = account_id(&tx, email)?;
-        let owned: i64 = tx.query_row(
-            "SELECT count(*) FROM api_keys WHERE id = ?1 AND account_id = ?2",
-            params![id, account],
-            |r| r.get(0),
-        )?;
-        if owned == 0 {
-            return Err(StoreError::UnknownApiKey { account: email.to_string(), id });
-        }
+        let account = owner_of_key(&tx, email, id)?;
         let secret = draw_unique(&tx, account, Some(id))?;
         let hash = params.hash(&secret).map_err(|e| StoreError::Hash(e.to_string()))?;
         tx.execute(
@@ -242,4 +226,18 @@ impl Store {
         self.conn.execute("UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2", params![now(), id])?;
         Ok(())
     }
+}
+
+/// The id of `email`'s account, if it owns key `id`; otherwise `UnknownAccount` or
+/// `UnknownApiKey`, so that one account can neither see nor touch another's keys.
+fn owner_of_key(tx: &Connection, email: &EmailAddress, id: i64) -> Result<i64> {
+    let account = account_id(tx, email)?;
+    let owned: i64 =
+        tx.query_row("SELECT count(*) FROM api_keys WHERE id = ?1 AND account_id = ?2", params![id, account], |r| {
+            r.get(0)
+        })?;
+    if owned == 0 {
+        return Err(StoreError::UnknownApiKey { account: email.to_string(), id });
+    }
+    Ok(account)
 }
