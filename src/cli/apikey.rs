@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::output::{
-    ApiKeyView, SHOW_ONCE, allow_text, escape, permissions_text, print_json, print_removed, warn_unreadable,
+    ApiKeyView, SHOW_ONCE, allow_text, escape, permissions_text, print_json, print_list, print_removed,
 };
 use super::{CliError, CliResult, open_store, parse_allow, parse_allow_edit, parse_email};
 use crate::config::Config;
@@ -98,22 +98,12 @@ pub fn run(cmd: ApiKeyCmd, config: &Config, json: bool) -> CliResult {
         }
         ApiKeyCmd::List { email } => {
             let keys = store.api_keys(&parse_email(&email)?)?;
-            warn_unreadable(&keys.unreadable);
-            if json {
-                print_json(&keys.iter().map(|k| ApiKeyView::new(k, None)).collect::<Vec<_>>());
-            } else {
-                for k in &keys {
-                    let v = ApiKeyView::new(k, None);
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}",
-                        v.id,
-                        v.masked,
-                        escape(v.name),
-                        permissions_text(v.permissions),
-                        allow_text(&v.allow)
-                    );
-                }
-            }
+            let line = |v: &ApiKeyView| {
+                let (name, permissions, allow) =
+                    (escape(v.name), permissions_text(v.permissions), allow_text(&v.allow));
+                format!("{}\t{}\t{name}\t{permissions}\t{allow}", v.id, v.masked)
+            };
+            print_list(&keys, |k| ApiKeyView::new(k, None), line, json);
         }
         ApiKeyCmd::Edit { email, id, name, permissions, allow, no_allow } => {
             let edit = ApiKeyEdit {
