@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{Listing, Result, Store, StoreError, account_id, now};
+use super::{Listing, Result, Store, StoreError, account_id, now, query_all};
 use crate::address::EmailAddress;
 use crate::model::{ApiKey, MAX_PER_ACCOUNT, PermissionSet, key_name};
 use crate::restriction::AccessRestriction;
@@ -128,18 +128,19 @@ impl Store {
 
     pub fn api_keys(&self, email: &EmailAddress) -> Result<Listing<ApiKey>> {
         let account = account_id(&self.conn, email)?;
-        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = ?1 ORDER BY id");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([account], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = query_all(
+            &self.conn,
+            &format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = ?1 ORDER BY id"),
+            [account],
+            from_row,
+        )?;
         Ok(Listing::read("api_keys", rows, |r| r.0, to_key))
     }
 
     /// Every key of every account; a row that cannot be read is reported on its own, so it
     /// does not hide the others.
     pub fn all_api_keys(&self) -> Result<Vec<Result<ApiKey>>> {
-        let sql = format!("SELECT {COLUMNS} FROM api_keys");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = query_all(&self.conn, &format!("SELECT {COLUMNS} FROM api_keys"), [], from_row)?;
         Ok(rows.into_iter().map(to_key).collect())
     }
 
@@ -164,9 +165,8 @@ impl Store {
     /// The keys, across all accounts, whose locator matches (see [`Secret::locator`]); for a
     /// real key that is exactly one.
     pub fn api_keys_by_locator(&self, locator: &str) -> Result<Vec<ApiKey>> {
-        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE locator = ?1");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([locator], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows =
+            query_all(&self.conn, &format!("SELECT {COLUMNS} FROM api_keys WHERE locator = ?1"), [locator], from_row)?;
         rows.into_iter().map(to_key).collect()
     }
 
