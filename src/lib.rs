@@ -21,6 +21,7 @@ pub mod queue;
 pub mod restriction;
 pub mod sasl;
 pub mod secret;
+pub mod senders;
 pub mod smtp;
 pub mod store;
 pub mod tls_provider;

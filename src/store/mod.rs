@@ -7,6 +7,7 @@
 mod accounts;
 mod api_keys;
 mod schema;
+mod senders;
 mod smtp_credentials;
 
 use std::fs::OpenOptions;
@@ -39,6 +40,13 @@ pub enum StoreError {
     LimitReached { account: String, what: &'static str, max: usize },
     #[error("username {0} is already used by another SMTP credential or account")]
     UsernameTaken(String),
+    /// Another account holds this sender entry (a domain or address has one owner).
+    #[error("sender {0} belongs to another account")]
+    SenderTaken(String),
+    #[error("account {account} already has sender {entry}")]
+    SenderExists { account: String, entry: String },
+    #[error("account {account} has no sender {entry}")]
+    UnknownSender { account: String, entry: String },
     #[error("name must not be empty")]
     EmptyName,
     #[error("an API key needs at least one permission")]
@@ -115,8 +123,11 @@ impl Store {
                 "database schema version {version} is newer than this relaykey ({target})"
             )));
         }
-        for sql in &schema::MIGRATIONS[version as usize..] {
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql)?;
+            if i + 1 == schema::SENDERS_BACKFILL_AT {
+                senders::bind_own_addresses(&tx)?;
+            }
         }
         tx.pragma_update(None, "user_version", target)?;
         tx.commit()?;
