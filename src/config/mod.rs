@@ -9,6 +9,7 @@ mod limits;
 mod policy;
 mod relay;
 mod sasl;
+mod senders;
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,7 @@ pub use limits::{LimitOverride, LimitsConfig};
 pub use policy::{PolicyConfig, UnknownLogin};
 pub use relay::{ListenConfig, RelayConfig, TlsMode, smarthost_parts};
 pub use sasl::SaslConfig;
+pub use senders::SendersConfig;
 
 /// Where the config is read from when neither `--config` nor `RELAYKEY_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/relaykey/relaykey.toml";
@@ -38,6 +40,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub relay: RelayConfig,
     pub api: ApiConfig,
+    pub senders: SendersConfig,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             relay: RelayConfig::default(),
             api: ApiConfig::default(),
+            senders: SendersConfig::default(),
         }
     }
 }
@@ -110,6 +114,7 @@ impl Config {
         self.policy.validate()?;
         self.relay.validate()?;
         self.api.validate()?;
+        self.senders.validate()?;
         Ok(())
     }
 }
