@@ -114,6 +114,7 @@ impl Config {
         self.policy.validate()?;
         self.relay.validate()?;
         self.api.validate()?;
+        self.senders.validate()?;
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ mod unix_socket;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -34,8 +34,10 @@ use crate::logging::{self, LogHandle};
 use crate::policy::enforcer::Enforcer;
 use crate::queue::{Outbox, SpoolError};
 use crate::sasl::server::SaslServer;
+use crate::senders::Directory;
 use crate::smtp::RelayDeps;
 use crate::smtp::tls::TlsError;
+use crate::store::StoreError;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,8 @@ pub enum ServeError {
     Config(#[from] crate::config::Invalid),
     #[error(transparent)]
     Privileges(#[from] privileges::PrivilegeError),
+    #[error("senders: cannot read the store: {0}")]
+    Senders(StoreError),
 }
 
 /// What every front end shares: one config, one authenticator, one limits table.
@@ -74,6 +78,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Every listener and connection task, so that shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Who may send as which address; opened on first use ([`Shared::sender_directory`]).
+    senders: OnceLock<Arc<Directory>>,
 }
 
 impl Shared {
@@ -89,6 +95,7 @@ impl Shared {
             limiter,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            senders: OnceLock::new(),
         };
         (Arc::new(shared), tx)
     }
@@ -96,6 +103,17 @@ impl Shared {
     /// A snapshot of the current config.
     pub fn config(&self) -> Arc<Config> {
         self.config.borrow().clone()
+    }
+
+    /// The sender directory every front end that binds senders shares (the socketmap, the
+    /// policy server, the relay, the API): one store connection, one snapshot. Opened on
+    /// first use on the configured database; later calls return the same one.
+    pub fn sender_directory(&self) -> Result<Arc<Directory>, StoreError> {
+        if let Some(d) = self.senders.get() {
+            return Ok(d.clone());
+        }
+        let opened = Arc::new(Directory::open(&self.config().database)?);
+        Ok(self.senders.get_or_init(|| opened).clone())
     }
 
     /// The SASL front end, on this daemon's authenticator, ledger and throttle.
@@ -195,6 +213,20 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
             shared.tasks.clone(),
         ));
         started.push("policy");
+    }
+    if config.senders.socketmap {
+        let s = &config.senders;
+        let listener = listen_unix("senders", &s.socket, s.socket_mode, s.socket_group.as_deref())
+            .map_err(|source| ServeError::Listen { front_end: "senders", source })?;
+        let directory = shared.sender_directory().map_err(ServeError::Senders)?;
+        shared.tasks.spawn(crate::senders::socketmap::server::run(
+            listener,
+            directory,
+            s.map_name.clone(),
+            shared.shutdown.clone(),
+            shared.tasks.clone(),
+        ));
+        started.push("senders");
     }
     if config.sasl.enabled {
         let s = &config.sasl;
@@ -320,8 +352,14 @@ fn reload(shared: &Shared, path: Option<&Path>, publish: &watch::Sender<Arc<Conf
         }
     };
     let old = shared.config();
-    if new.database != old.database || new.sasl.socket != old.sasl.socket || new.policy.socket != old.policy.socket {
-        warn!("reload: database or socket paths changed; restart required for those");
+    if new.database != old.database
+        || new.sasl.socket != old.sasl.socket
+        || new.policy.socket != old.policy.socket
+        || new.senders.socket != old.senders.socket
+        || new.senders.socketmap != old.senders.socketmap
+        || new.senders.map_name != old.senders.map_name
+    {
+        warn!("reload: database, socket paths or the socketmap changed; restart required for those");
     }
     let (r, o) = (&new.relay, &old.relay);
     if r.enabled != o.enabled || r.listen != o.listen || r.spool != o.spool || r.nameservers != o.nameservers {

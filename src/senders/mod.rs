@@ -14,6 +14,8 @@ pub mod directory;
 pub mod name;
 pub mod ownership;
 pub mod record;
+pub mod socketmap;
+pub mod verify;
 
 pub use directory::{Directory, Owner, Snapshot};
 pub use name::{Domain, SenderEntry, SenderKind, SenderNameError};
