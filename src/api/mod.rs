@@ -17,6 +17,7 @@ mod error;
 pub mod operator;
 mod routes;
 mod send;
+mod senders;
 mod server;
 mod smtp_credentials;
 mod state;
@@ -37,6 +38,7 @@ pub use routes::OPENAPI;
 use crate::auth::{Authenticator, FailureThrottle};
 use crate::config::Config;
 use crate::queue::Outbox;
+use crate::senders::Directory;
 use crate::store::Store;
 use state::ApiState;
 
@@ -56,6 +58,8 @@ pub struct ApiDeps {
     pub authenticator: Arc<Authenticator>,
     /// Failed-login delays per client address.
     pub throttle: Arc<Mutex<FailureThrottle>>,
+    /// Who owns which sender addresses (`POST /v1/email/send`, SMTP usernames).
+    pub senders: Arc<Directory>,
     /// Cancelled at shutdown: the listeners stop and connections close.
     pub shutdown: CancellationToken,
     /// Where connections run, so that shutdown can wait for them.

@@ -12,6 +12,7 @@ use crate::auth::{Authenticator, FailureThrottle};
 use crate::config::{ApiConfig, Config, LimitsConfig};
 use crate::limits::ConnectionLimiter;
 use crate::queue::Outbox;
+use crate::senders::Directory;
 use crate::store::{Store, StoreError};
 
 use super::ApiDeps;
@@ -21,6 +22,8 @@ pub struct ApiState {
     config: watch::Receiver<Arc<Config>>,
     pub authenticator: Arc<Authenticator>,
     pub throttle: Arc<Mutex<FailureThrottle>>,
+    /// Who owns which sender addresses.
+    pub senders: Arc<Directory>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     pub store: StoreHandle,
@@ -35,11 +38,12 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(deps: ApiDeps, store: Store, outbox: Option<Outbox>) -> Self {
         let api = deps.config.borrow().api.clone();
-        let ApiDeps { config, authenticator, throttle, shutdown, tasks } = deps;
+        let ApiDeps { config, authenticator, throttle, senders, shutdown, tasks } = deps;
         Self {
             config,
             authenticator,
             throttle,
+            senders,
             shutdown,
             tasks,
             requests: ConnectionLimiter::new(&request_limits(&api)),

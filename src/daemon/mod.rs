@@ -129,8 +129,8 @@ impl Shared {
     }
 
     /// The policy front end's decision maker.
-    pub fn policy_enforcer(&self) -> Enforcer {
-        Enforcer::new(self.config.clone(), self.authenticator.clone(), self.ledger.clone())
+    pub fn policy_enforcer(&self) -> Result<Enforcer, StoreError> {
+        Ok(Enforcer::new(self.config.clone(), self.authenticator.clone(), self.ledger.clone(), self.sender_directory()?))
     }
 
     /// Opens the relay's spool and starts the queue's delivery runner.
@@ -140,26 +140,28 @@ impl Shared {
     }
 
     /// What the relay needs.
-    pub fn relay_deps(&self) -> RelayDeps {
-        RelayDeps {
+    pub fn relay_deps(&self) -> Result<RelayDeps, StoreError> {
+        Ok(RelayDeps {
             config: self.config.clone(),
             authenticator: self.authenticator.clone(),
             throttle: self.throttle.clone(),
             limiter: self.limiter.clone(),
+            senders: self.sender_directory()?,
             shutdown: self.shutdown.clone(),
             tasks: self.tasks.clone(),
-        }
+        })
     }
 
     /// What the HTTP API needs.
-    pub fn api_deps(&self) -> ApiDeps {
-        ApiDeps {
+    pub fn api_deps(&self) -> Result<ApiDeps, StoreError> {
+        Ok(ApiDeps {
             config: self.config.clone(),
             authenticator: self.authenticator.clone(),
             throttle: self.throttle.clone(),
+            senders: self.sender_directory()?,
             shutdown: self.shutdown.clone(),
             tasks: self.tasks.clone(),
-        }
+        })
     }
 }
 
@@ -205,7 +207,7 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         let p = &config.policy;
         let listener = listen_unix("policy", &p.socket, p.socket_mode, p.socket_group.as_deref())
             .map_err(|source| ServeError::Listen { front_end: "policy", source })?;
-        let enforcer = Arc::new(shared.policy_enforcer());
+        let enforcer = Arc::new(shared.policy_enforcer().map_err(ServeError::Senders)?);
         shared.tasks.spawn(crate::policy::server::run(
             listener,
             enforcer,
@@ -246,7 +248,7 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         }
         // The queue first: the relay and the API both put messages into it.
         let queue = shared.start_queue().await?;
-        crate::smtp::serve_relay(shared.relay_deps(), queue.clone(), listeners)?;
+        crate::smtp::serve_relay(shared.relay_deps().map_err(ServeError::Senders)?, queue.clone(), listeners)?;
         outbox = Some(queue);
         started.push("relay");
     }
@@ -265,7 +267,7 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
             ),
             None => None,
         };
-        crate::api::start(shared.api_deps(), outbox, listener, operator)?;
+        crate::api::start(shared.api_deps().map_err(ServeError::Senders)?, outbox, listener, operator)?;
         started.push("api");
     }
     if started.is_empty() {

@@ -119,6 +119,9 @@ pub struct PolicyRequest {
     pub server_address: Option<IpAddr>,
     pub server_port: Option<u16>,
     pub sasl_username: Option<String>,
+    /// The envelope sender as the client gave it, without `<>`; `None` for the null sender
+    /// (Postfix sends `sender=` empty) and before MAIL.
+    pub sender: Option<String>,
     /// Non-zero only at DATA and END-OF-MESSAGE.
     pub recipient_count: u32,
     /// Per mail transaction; empty before RCPT (reference §1.2).
@@ -141,6 +144,7 @@ impl PolicyRequest {
             server_address: ip("server_address"),
             server_port: port("server_port"),
             sasl_username: text("sasl_username"),
+            sender: text("sender"),
             recipient_count: attrs.get("recipient_count").and_then(|v| v.trim().parse().ok()).unwrap_or(0),
             instance: text("instance"),
             policy_context: text("policy_context"),

@@ -1,5 +1,6 @@
 //! Answers one policy request: gathers the facts the rules need (session slot and age, the
-//! login's standing from the ledger and the store, the account's message counts), calls
+//! login's standing from the ledger and the store, whether the login may use the sender, the
+//! account's message counts), calls
 //! [`rules::decide`], records what the verdict implies, and logs the decision.
 
 use std::net::IpAddr;
@@ -12,11 +13,12 @@ use tracing::{info, warn};
 use crate::auth::{Authenticator, Decision, LoginLedger, Purpose};
 use crate::config::{Config, PolicyConfig, UnknownLogin};
 use crate::limits::LimitTable;
+use crate::senders::Directory;
 
 use super::action::Action;
 use super::codec::{PolicyRequest, ProtocolState};
 use super::rates::{MessageRates, Usage};
-use super::rules::{self, Facts, Login, RateFact, Slot, Verdict};
+use super::rules::{self, Facts, Login, RateFact, SenderFact, Slot, Verdict};
 use super::sessions::{ConnId, SessionKey, SessionTable};
 use super::tcp_table::Established;
 
@@ -24,6 +26,7 @@ pub struct Enforcer {
     config: watch::Receiver<Arc<Config>>,
     authenticator: Arc<Authenticator>,
     ledger: Arc<LoginLedger>,
+    senders: Arc<Directory>,
     sessions: Mutex<SessionTable>,
     rates: Mutex<MessageRates>,
     started: Instant,
@@ -61,11 +64,13 @@ impl Enforcer {
         config: watch::Receiver<Arc<Config>>,
         authenticator: Arc<Authenticator>,
         ledger: Arc<LoginLedger>,
+        senders: Arc<Directory>,
     ) -> Self {
         Self {
             config,
             authenticator,
             ledger,
+            senders,
             sessions: Mutex::new(SessionTable::new()),
             rates: Mutex::new(MessageRates::new(Instant::now())),
             started: Instant::now(),
@@ -84,6 +89,7 @@ impl Enforcer {
             session_age: None,
             session_timeout: config.limits.session_timeout,
             login: Login::NotChecked,
+            sender: SenderFact::NotChecked,
             rate: None,
             fallback: pc.fallback().unwrap_or_else(|_| Action::temporary_failure()),
         };
@@ -108,6 +114,9 @@ impl Enforcer {
             }
         }
         let account = self.check_login(req, pc, now, &mut facts).await;
+        if pc.sender_binding {
+            self.check_sender(req, &mut facts);
+        }
         let verdict = self.decide_and_count(req, pc, &mut facts, account.as_deref(), counted.as_deref(), now);
         if let Some(key) = key {
             // smtpd hangs up after a 421: free the slot now rather than at its next CONNECT.
@@ -118,7 +127,7 @@ impl Enforcer {
                 lock(&self.sessions).mark_counted(&key, req.instance.as_deref());
             }
         }
-        log_decision(req, &verdict, &facts.login);
+        log_decision(req, &verdict, &facts);
         verdict
     }
 
@@ -206,6 +215,21 @@ impl Enforcer {
         Some(account)
     }
 
+    /// Fills `facts.sender`: may the session's login use the envelope sender? Like Postfix's
+    /// `smtpd_sender_login_maps`, the login decides (its account's verified entries), and the
+    /// null sender is not checked.
+    fn check_sender(&self, req: &PolicyRequest, facts: &mut Facts) {
+        let (Some(login), Some(sender)) = (req.sasl_username.as_deref(), req.sender.as_deref()) else { return };
+        if !rules::checks_sender(&req.protocol_state) {
+            return;
+        }
+        facts.sender = match self.senders.may_login_send(login, sender) {
+            Ok(check) if check.is_allowed() => SenderFact::Allowed,
+            Ok(_) => SenderFact::NotOwned { sender: sender.to_string(), login: login.to_string() },
+            Err(e) => SenderFact::Error(e.to_string()),
+        };
+    }
+
     /// Decides, holding the rate table while the message counts are read, compared and
     /// updated, so that concurrent messages of one account cannot both take the last slot.
     fn decide_and_count(
@@ -234,11 +258,11 @@ impl Enforcer {
 }
 
 /// One line per decision: `decision=dunno|refuse action=... reason=...`.
-fn log_decision(req: &PolicyRequest, verdict: &Verdict, login: &Login) {
+fn log_decision(req: &PolicyRequest, verdict: &Verdict, facts: &Facts) {
     let ip = req.client_address.map(|ip| ip.to_string()).unwrap_or_default();
     let user = req.sasl_username.as_deref().unwrap_or("");
-    let detail = match login {
-        Login::Error(e) => e.as_str(),
+    let detail = match (&facts.login, &facts.sender) {
+        (Login::Error(e), _) | (_, SenderFact::Error(e)) => e.as_str(),
         _ => "",
     };
     crate::metrics::record_policy(verdict.action.kind(), &verdict.reason.to_string());

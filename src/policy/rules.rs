@@ -2,7 +2,8 @@
 //! it (session slot and age, the login's current standing, the account's message counts).
 //!
 //! Order: session limit at CONNECT, then the session time limit, then the login's standing,
-//! then the message rate. Anything else, including unauthenticated traffic, gets `DUNNO`.
+//! then sender binding, then the message rate. Anything else, including unauthenticated
+//! traffic, gets `DUNNO`.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -38,6 +39,19 @@ pub enum Login {
     Error(String),
 }
 
+/// Whether the session's login may use the envelope sender (`[policy] sender_binding`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderFact {
+    /// Not asked: binding off, no login, the null sender, or a state without a sender.
+    NotChecked,
+    Allowed,
+    /// The login's account owns no verified entry covering `sender` (another account does,
+    /// nobody does, or only a pending entry does).
+    NotOwned { sender: String, login: String },
+    /// The sender directory could not be read (for the log); the fallback answers.
+    Error(String),
+}
+
 /// The account's message counts at a counting point (once per message).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateFact {
@@ -54,6 +68,7 @@ pub struct Facts {
     pub session_age: Option<Duration>,
     pub session_timeout: Duration,
     pub login: Login,
+    pub sender: SenderFact,
     /// Set at the message's counting point when a rate limit is on and the login is known.
     pub rate: Option<RateFact>,
     /// The answer to internal errors.
@@ -70,6 +85,7 @@ pub enum Reason {
     Revoked(DenyReason),
     LoginUnknown,
     RateLimited(RateWindow),
+    SenderNotOwned,
     InternalError,
 }
 
@@ -83,6 +99,7 @@ impl fmt::Display for Reason {
             Self::Revoked(r) => write!(f, "{r}"),
             Self::LoginUnknown => f.write_str("login_unknown"),
             Self::RateLimited(w) => write!(f, "rate_limit_{}", w.as_str()),
+            Self::SenderNotOwned => f.write_str("sender_not_owned"),
             Self::InternalError => f.write_str("internal_error"),
         }
     }
@@ -106,6 +123,12 @@ impl Verdict {
 /// The states at which an authenticated session's login is re-checked.
 pub fn checks_login(state: &ProtocolState) -> bool {
     matches!(state, ProtocolState::Mail | ProtocolState::Rcpt | ProtocolState::Data | ProtocolState::EndOfMessage)
+}
+
+/// The states whose requests carry the envelope sender of an open transaction: with
+/// `smtpd_delay_reject = no` the sender list runs at MAIL; with the default `yes`, at RCPT.
+pub fn checks_sender(state: &ProtocolState) -> bool {
+    checks_login(state)
 }
 
 /// The states at which a message may be counted: DATA (BDAT too) is sent once per message;
@@ -132,6 +155,13 @@ pub fn decide(req: &PolicyRequest, facts: &Facts) -> Verdict {
         Login::Unknown => return Verdict::new(Action::login_unknown(), Reason::LoginUnknown),
         Login::Error(_) => return Verdict::new(facts.fallback.clone(), Reason::InternalError),
         Login::Valid { .. } | Login::NotChecked => {}
+    }
+    match &facts.sender {
+        SenderFact::NotOwned { login, .. } => {
+            return Verdict::new(Action::sender_not_owned(login), Reason::SenderNotOwned);
+        }
+        SenderFact::Error(_) => return Verdict::new(facts.fallback.clone(), Reason::InternalError),
+        SenderFact::NotChecked | SenderFact::Allowed => {}
     }
     if let Some(rate) = &facts.rate {
         for window in RateWindow::ALL {
@@ -173,6 +203,7 @@ mod tests {
             session_age: Some(Duration::from_secs(1)),
             session_timeout: Duration::from_secs(600),
             login: Login::NotChecked,
+            sender: SenderFact::NotChecked,
             rate: None,
             fallback: Action::temporary_failure(),
         }
@@ -228,6 +259,28 @@ mod tests {
         let f = Facts { login: Login::Anonymous, ..facts() };
         let v = decide(&request("RCPT", "", 0), &f);
         assert_eq!((v.action, v.reason), (Action::Dunno, Reason::Unauthenticated));
+    }
+
+    #[test]
+    fn a_sender_the_login_does_not_own_gets_553_5_7_1_in_postfix_words() {
+        // smtpd writes `<x@other.example>: Sender address rejected: ` before the text.
+        let f = Facts {
+            sender: SenderFact::NotOwned { sender: "x@other.example".into(), login: "ann@example.com".into() },
+            ..facts()
+        };
+        let v = decide(&request("MAIL", "ann@example.com", 0), &f);
+        let Action::Refuse(r) = &v.action else { panic!("{v:?}") };
+        assert_eq!((r.code(), r.status().map(|s| s.to_string())), (553, Some("5.7.1".into())));
+        assert_eq!(r.text(), "not owned by user ann@example.com");
+        assert_eq!(v.reason.to_string(), "sender_not_owned");
+        let allowed = Facts { sender: SenderFact::Allowed, ..facts() };
+        assert_eq!(decide(&request("MAIL", "ann@example.com", 0), &allowed).action, Action::Dunno);
+        let unreadable = Facts { sender: SenderFact::Error("disk".into()), ..facts() };
+        let v = decide(&request("MAIL", "ann@example.com", 0), &unreadable);
+        assert_eq!((v.action, v.reason), (Action::temporary_failure(), Reason::InternalError));
+        // A revoked login is told so first: its sender does not matter any more.
+        let revoked = Facts { login: Login::Revoked(DenyReason::SecretRevoked), ..f };
+        assert_eq!(decide(&request("MAIL", "ann@example.com", 0), &revoked).reason.to_string(), "secret_revoked");
     }
 
     #[test]

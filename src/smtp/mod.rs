@@ -21,6 +21,7 @@ use crate::auth::{Authenticator, FailureThrottle};
 use crate::config::{Config, TlsMode};
 use crate::limits::ConnectionLimiter;
 use crate::queue::Outbox;
+use crate::senders::Directory;
 
 use server::RelayContext;
 use tls::{CertStore, TlsError};
@@ -40,6 +41,8 @@ pub struct RelayDeps {
     pub throttle: Arc<Mutex<FailureThrottle>>,
     /// Per-IP connection permits.
     pub limiter: ConnectionLimiter,
+    /// Who owns which sender addresses (sender binding of authenticated sessions).
+    pub senders: Arc<Directory>,
     /// Cancelled at shutdown: accept loops stop, sessions finish their transaction.
     pub shutdown: CancellationToken,
     /// Where accept loops and connections run, so that shutdown can wait for them.
@@ -52,8 +55,9 @@ pub struct RelayDeps {
 pub fn serve_relay(deps: RelayDeps, outbox: Outbox, listeners: Vec<RelayListener>) -> Result<(), TlsError> {
     let certs = Arc::new(CertStore::load(&deps.config.borrow().relay)?);
     spawn_cert_reload(&deps, certs.clone());
-    let RelayDeps { config, authenticator, throttle, limiter, shutdown, tasks } = deps;
-    let ctx = Arc::new(RelayContext { config, authenticator, throttle, limiter, shutdown, tasks, outbox, certs });
+    let RelayDeps { config, authenticator, throttle, limiter, senders, shutdown, tasks } = deps;
+    let ctx =
+        Arc::new(RelayContext { config, authenticator, throttle, limiter, shutdown, tasks, outbox, certs, senders });
     for l in listeners {
         ctx.tasks.spawn(server::accept_loop(ctx.clone(), l.listener, l.tls));
     }

@@ -18,11 +18,12 @@ use crate::auth::{Authenticator, Decision, FailureThrottle};
 use crate::config::{Config, TlsMode};
 use crate::limits::ConnectionLimiter;
 use crate::queue::{EnqueueError, Incoming, Outbox, Submission, Trace};
+use crate::senders::Directory;
 
 use super::codec::{Frame, MAX_COMMAND_LINE, next_line};
 use super::data::{DotReader, Feed};
 use super::reply::Reply;
-use super::session::{AuthAttempt, Input, Session, SessionConfig, Step};
+use super::session::{AuthAttempt, Input, SenderAnswer, SenderBinding, SenderQuery, Session, SessionConfig, Step};
 use super::tls::CertStore;
 
 /// Body bytes collected before they are handed to the spool file.
@@ -40,6 +41,8 @@ pub struct RelayContext {
     /// Where accepted messages go.
     pub outbox: Outbox,
     pub certs: Arc<CertStore>,
+    /// Who owns which sender addresses (sender binding).
+    pub senders: Arc<Directory>,
 }
 
 impl RelayContext {
@@ -99,6 +102,11 @@ async fn connection(ctx: Arc<RelayContext>, mut stream: TcpStream, peer: SocketA
         max_errors: config.relay.max_errors,
         listener: mode,
         tls_available: acceptor.is_some(),
+        sender_binding: match (config.senders.enforce, config.senders.check_header_from) {
+            (false, _) => SenderBinding::Off,
+            (true, false) => SenderBinding::MailFrom,
+            (true, true) => SenderBinding::MailFromAndHeader,
+        },
     });
     let mut session = Session::new(session_config, ip, config.relay.is_trusted(ip), mode == TlsMode::Implicit);
     let mut conn = Connection { ctx: &ctx, config: &config, deadline: Instant::now() + config.limits.session_timeout };
@@ -233,6 +241,7 @@ impl Connection<'_> {
                         return Ok(Outcome::StartTls(io.stream));
                     }
                     Step::Authenticate(attempt) => self.authenticate(session, attempt).await,
+                    Step::CheckSenders(check) => session.on_senders_checked(self.check_senders(&check)),
                     Step::ReceiveData(r) => {
                         r.encode(&mut io.wbuf);
                         io.flush(self.command_timeout()).await?;
@@ -301,6 +310,26 @@ impl Connection<'_> {
                 Err(_) => Ok(Wait::Input(Input::Timeout)),
             },
         }
+    }
+
+    /// Asks the sender directory whether the login's account may use every address, and logs
+    /// a refusal (the session makes the reply).
+    fn check_senders(&self, query: &SenderQuery) -> SenderAnswer {
+        for address in &query.addresses {
+            match self.ctx.senders.may_send(query.account_id, address) {
+                Ok(check) if check.is_allowed() => {}
+                Ok(check) => {
+                    info!(proto = "smtp", decision = "reject", reason = check.kind(), user = %query.login,
+                          sender = %address, "sender");
+                    return SenderAnswer::NotOwned(address.clone());
+                }
+                Err(e) => {
+                    warn!(proto = "smtp", error = %e, "sender directory unavailable");
+                    return SenderAnswer::Unavailable;
+                }
+            }
+        }
+        SenderAnswer::Allowed
     }
 
     async fn authenticate(&self, session: &mut Session, attempt: AuthAttempt) -> Step {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::auth::{Decision, Grant};
 use crate::config::TlsMode;
+use crate::header_from::{self, HeadCapture};
 use crate::queue::{EnqueueError, Submission};
 use crate::secret::Secret;
 
@@ -25,6 +26,19 @@ pub struct SessionConfig {
     pub listener: TlsMode,
     /// A certificate is loaded: STARTTLS can be offered.
     pub tls_available: bool,
+    /// Which addresses an authenticated session may only use if its account owns them.
+    pub sender_binding: SenderBinding,
+}
+
+/// Sender binding on the relay (`[senders] enforce`, `check_header_from`). Clients of
+/// `trusted_networks` that did not log in are never bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderBinding {
+    Off,
+    /// `MAIL FROM` only.
+    MailFrom,
+    /// `MAIL FROM` and every address of the message's `From:` header.
+    MailFromAndHeader,
 }
 
 #[derive(Debug)]
@@ -37,6 +51,26 @@ pub enum Input {
     /// `session_timeout` reached.
     SessionExpired,
     ShuttingDown,
+}
+
+/// Addresses the session's login wants to use: the server asks the sender directory whether the
+/// login's account may send as each one, and reports with [`Session::on_senders_checked`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderQuery {
+    pub account_id: i64,
+    pub login: String,
+    pub addresses: Vec<String>,
+}
+
+/// The sender directory's answer to a [`SenderQuery`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderAnswer {
+    /// The account may send as every address.
+    Allowed,
+    /// The first address the account may not send as.
+    NotOwned(String),
+    /// The directory could not answer (store error).
+    Unavailable,
 }
 
 /// A login to decide: the server asks the Authenticator and reports with [`Session::on_verdict`].
@@ -55,6 +89,8 @@ pub enum Step {
     StartTls(Reply),
     /// Write 354, read the body with the dot reader, then [`Session::on_data_end`].
     ReceiveData(Reply),
+    /// Ask the sender directory, then [`Session::on_senders_checked`].
+    CheckSenders(SenderQuery),
     /// Store the message durably, then [`Session::on_queued`].
     Enqueue(Submission),
     /// Write it and hang up.
@@ -69,7 +105,11 @@ enum Phase {
     AuthLoginUser,
     AuthLoginPassword(String),
     Verifying,
+    /// The MAIL FROM address is being checked; the transaction starts if it is allowed.
+    CheckingMailFrom(Transaction),
     Data,
+    /// The header From: addresses are being checked; the message is queued if they are allowed.
+    CheckingHeaderFrom(Submission),
     Queueing,
 }
 
@@ -265,13 +305,54 @@ impl Session {
         if mail.body == Some(Body::BinaryMime) {
             return self.refuse(Reply::parameter_unsupported());
         }
-        self.transaction = Some(Transaction {
+        let tx = Transaction {
             sender: mail.sender,
             recipients: Vec::new(),
             smtputf8: mail.smtputf8,
             eight_bit: mail.body == Some(Body::EightBitMime),
-        });
+        };
+        // The null sender (bounces) is never bound, as in Postfix.
+        if let Some(sender) = tx.sender.clone()
+            && let Some(check) = self.sender_check(vec![sender])
+        {
+            self.phase = Phase::CheckingMailFrom(tx);
+            return Step::CheckSenders(check);
+        }
+        self.transaction = Some(tx);
         Step::Reply(Reply::sender_ok())
+    }
+
+    /// What to ask the sender directory about `addresses`, if this session is bound at all.
+    fn sender_check(&self, addresses: Vec<String>) -> Option<SenderQuery> {
+        let grant = self.grant.as_ref().filter(|_| self.config.sender_binding != SenderBinding::Off)?;
+        Some(SenderQuery { account_id: grant.account_id, login: grant.username.clone(), addresses })
+    }
+
+    /// The sender directory's answer to the pending [`SenderQuery`].
+    pub fn on_senders_checked(&mut self, answer: SenderAnswer) -> Step {
+        let login = self.grant.as_ref().map(|g| g.username.clone()).unwrap_or_default();
+        match std::mem::replace(&mut self.phase, Phase::Command) {
+            Phase::CheckingMailFrom(tx) => match answer {
+                SenderAnswer::Allowed => {
+                    self.transaction = Some(tx);
+                    Step::Reply(Reply::sender_ok())
+                }
+                SenderAnswer::NotOwned(address) => self.refuse(Reply::sender_not_owned(&address, &login)),
+                SenderAnswer::Unavailable => Step::Reply(Reply::sender_lookup_failed()),
+            },
+            Phase::CheckingHeaderFrom(submission) => match answer {
+                SenderAnswer::Allowed => {
+                    self.phase = Phase::Queueing;
+                    Step::Enqueue(submission)
+                }
+                SenderAnswer::NotOwned(address) => self.refuse(Reply::header_from_not_owned(&address, &login)),
+                SenderAnswer::Unavailable => Step::Reply(Reply::sender_lookup_failed()),
+            },
+            other => {
+                self.phase = other;
+                self.refuse(Reply::bad_sequence("Command out of sequence"))
+            }
+        }
     }
 
     fn on_rcpt(&mut self, recipient: String) -> Step {
@@ -297,8 +378,8 @@ impl Session {
         }
     }
 
-    /// The dot reader found the end of the message.
-    pub fn on_data_end(&mut self, summary: DataSummary) -> Step {
+    /// The dot reader found the end of the message; `head` holds its header section.
+    pub fn on_data_end(&mut self, summary: DataSummary, head: &HeadCapture) -> Step {
         self.phase = Phase::Command;
         if summary.too_big || summary.line_too_long {
             self.transaction = None;
@@ -308,15 +389,29 @@ impl Session {
         let Some(tx) = self.transaction.take() else {
             return self.refuse(Reply::bad_sequence("Need MAIL command"));
         };
-        self.phase = Phase::Queueing;
-        Step::Enqueue(Submission {
+        let submission = Submission {
             sender: tx.sender,
             recipients: tx.recipients,
             smtputf8: tx.smtputf8,
             eight_bit: tx.eight_bit,
             auth_user: self.grant.as_ref().map(|g| g.username.clone()),
             client_ip: Some(self.client_ip),
-        })
+        };
+        if self.config.sender_binding == SenderBinding::MailFromAndHeader
+            && let Some(check) = self.sender_check(Vec::new())
+        {
+            let found = head.head().and_then(header_from::from_addresses);
+            let addresses = match found {
+                Ok(found) => found.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+                Err(e) => return self.refuse(Reply::header_from_unreadable(&e)),
+            };
+            if !addresses.is_empty() {
+                self.phase = Phase::CheckingHeaderFrom(submission);
+                return Step::CheckSenders(SenderQuery { addresses, ..check });
+            }
+        }
+        self.phase = Phase::Queueing;
+        Step::Enqueue(submission)
     }
 
     /// The spool's answer: 250 only now, after the message and envelope are on disk.
@@ -368,3 +463,7 @@ mod auth;
 #[cfg(test)]
 #[path = "session_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "session_senders_tests.rs"]
+mod senders_tests;

@@ -13,6 +13,7 @@ fn config(listener: TlsMode) -> Arc<SessionConfig> {
         max_errors: 10,
         listener,
         tls_available: true,
+        sender_binding: SenderBinding::Off,
     })
 }
 
@@ -170,7 +171,7 @@ fn several_messages_per_session_each_acknowledged_after_queueing() {
         feed(&mut s, "MAIL FROM:<a@b.test> BODY=8BITMIME");
         feed(&mut s, "RCPT TO:<x@y.test>");
         assert!(matches!(feed(&mut s, "DATA"), Step::ReceiveData(r) if r.code == 354));
-        let Step::Enqueue(sub) = s.on_data_end(DataSummary { size: 10, ..Default::default() }) else { panic!() };
+        let Step::Enqueue(sub) = s.on_data_end(DataSummary { size: 10, ..Default::default() }, &HeadCapture::new()) else { panic!() };
         assert_eq!(sub.sender.as_deref(), Some("a@b.test"));
         assert_eq!(sub.recipients, vec!["x@y.test".to_string()]);
         assert!(sub.eight_bit);
@@ -189,12 +190,12 @@ fn data_end_errors_and_spool_failures() {
     };
     start(&mut s);
     let big = DataSummary { size: 2000, too_big: true, ..Default::default() };
-    assert_eq!(reply_of(s.on_data_end(big)), (552, Some(Status(5, 3, 4))));
+    assert_eq!(reply_of(s.on_data_end(big, &HeadCapture::new())), (552, Some(Status(5, 3, 4))));
     start(&mut s);
     let long = DataSummary { size: 20, line_too_long: true, ..Default::default() };
-    assert_eq!(reply_of(s.on_data_end(long)), (500, Some(Status(5, 5, 0))));
+    assert_eq!(reply_of(s.on_data_end(long, &HeadCapture::new())), (500, Some(Status(5, 5, 0))));
     start(&mut s);
-    let Step::Enqueue(sub) = s.on_data_end(DataSummary::default()) else { panic!() };
+    let Step::Enqueue(sub) = s.on_data_end(DataSummary::default(), &HeadCapture::new()) else { panic!() };
     assert_eq!(sub.sender, None, "null sender kept");
     assert_eq!(reply_of(s.on_queued(Err(EnqueueError::DiskFull))), (452, Some(Status(4, 3, 1))));
     assert_eq!(code(&mut s, "RCPT TO:<x@y.test>"), 503, "transaction ends with the DATA reply");
@@ -237,7 +238,9 @@ proptest! {
         let mut s = session(TlsMode::Starttls, false);
         for line in lines {
             match feed(&mut s, &line) {
-                Step::Enqueue(_) | Step::Authenticate(_) => prop_assert!(false, "reached a privileged step"),
+                Step::Enqueue(_) | Step::Authenticate(_) | Step::CheckSenders(_) => {
+                    prop_assert!(false, "reached a privileged step")
+                }
                 Step::ReceiveData(_) => prop_assert!(false, "DATA accepted"),
                 Step::StartTls(_) => s.on_tls_established(),
                 Step::Close(_) => break,
