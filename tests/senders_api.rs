@@ -51,7 +51,10 @@ async fn senders_are_listed_added_as_pending_domains_and_removed() {
                "dns": {"name": "_relaykey.ann.example", "type": "TXT", "value": format!("relaykey-verify={token}")}})
     );
     let idn = server.call("POST", "/v1/senders", Some(&manage), Some(json!({"domain": "bücher.example"}))).await;
-    assert_eq!((idn.status, &idn.json["entry"], &idn.json["unicode"]), (201, &json!("xn--bcher-kva.example"), &json!("bücher.example")));
+    assert_eq!(
+        (idn.status, &idn.json["entry"], &idn.json["unicode"]),
+        (201, &json!("xn--bcher-kva.example"), &json!("bücher.example"))
+    );
 
     // Refusals: an address, names that are no domain, a second claim, another account's claim,
     // a key without `manage`.
@@ -72,7 +75,12 @@ async fn senders_are_listed_added_as_pending_domains_and_removed() {
     assert_eq!(r.status, 403);
 
     let removed = server.call("DELETE", "/v1/senders/b%C3%BCcher.example", Some(&manage), None).await;
-    assert_eq!((removed.status, &removed.json), (200, &json!({"removed": "xn--bcher-kva.example"})), "{}", removed.text);
+    assert_eq!(
+        (removed.status, &removed.json),
+        (200, &json!({"removed": "xn--bcher-kva.example"})),
+        "{}",
+        removed.text
+    );
     let again = server.call("DELETE", "/v1/senders/xn--bcher-kva.example", Some(&manage), None).await;
     assert_eq!(again.status, 404, "{}", again.text);
     let own = server.call("DELETE", &format!("/v1/senders/{OWNER}"), Some(&manage), None).await;
@@ -111,7 +119,8 @@ impl Drop for Dnsmasq {
 
 fn udp_listening(port: u16) -> bool {
     let want = format!("0100007F:{port:04X}");
-    std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| t.lines().any(|l| l.split_whitespace().nth(1) == Some(&want)))
+    std::fs::read_to_string("/proc/net/udp")
+        .is_ok_and(|t| t.lines().any(|l| l.split_whitespace().nth(1) == Some(&want)))
 }
 
 fn free_udp_port() -> u16 {
@@ -128,7 +137,8 @@ async fn pending(server: &TestServer, key: &str, domain: &str) -> String {
 async fn verify_reports_what_dns_holds_and_a_silent_resolver_is_503() {
     if std::path::Path::new("/usr/sbin/dnsmasq").exists() {
         let port = free_udp_port();
-        let server = TestServer::start(&format!("[senders]\nresolver = \"127.0.0.1:{port}\"\ndns_timeout = \"5s\"")).await;
+        let server =
+            TestServer::start(&format!("[senders]\nresolver = \"127.0.0.1:{port}\"\ndns_timeout = \"5s\"")).await;
         let (_, key) = server.key(&[View, Manage]);
         let token = pending(&server, &key, "ok.example").await;
         pending(&server, &key, "wrong.example").await;
@@ -141,9 +151,12 @@ async fn verify_reports_what_dns_holds_and_a_silent_resolver_is_503() {
             ],
         );
         wait_until("dnsmasq", || udp_listening(port)).await;
-        for (domain, verified, result) in
-            [("ok.example", true, None), ("ok.example", true, None), ("wrong.example", false, Some("wrong_token")), ("missing.example", false, Some("no_record"))]
-        {
+        for (domain, verified, result) in [
+            ("ok.example", true, None),
+            ("ok.example", true, None),
+            ("wrong.example", false, Some("wrong_token")),
+            ("missing.example", false, Some("no_record")),
+        ] {
             let r = server.call("POST", &format!("/v1/senders/{domain}/verify"), Some(&key), None).await;
             assert_eq!(r.status, 200, "{domain}: {}", r.text);
             assert_eq!(r.json["verified"], verified, "{domain}: {}", r.text);
@@ -215,7 +228,8 @@ async fn send_refuses_a_from_the_account_may_not_use_and_queues_nothing() {
         let r = server.call("POST", "/v1/email/send", Some(&key), Some(body)).await;
         assert_eq!(r.status, status, "{envelope} / {head_from}: {}", r.text);
     }
-    let unreadable = json!({"raw": raw("x@bob.example <owner@example.com>"), "envelope": {"from": OWNER, "to": ["r@example.net"]}});
+    let unreadable =
+        json!({"raw": raw("x@bob.example <owner@example.com>"), "envelope": {"from": OWNER, "to": ["r@example.net"]}});
     let r = server.call("POST", "/v1/email/send", Some(&key), Some(unreadable)).await;
     assert_eq!(r.status, 400, "{}", r.text);
     // Once the queue is empty, the smarthost has every message that was queued: the four allowed.
@@ -232,18 +246,29 @@ async fn send_binding_follows_enforce_and_check_header_from() {
     let off = relay_server(&sink, spool.path(), "enforce = false").await;
     let (_, key) = off.key(&[Send]);
     let r = off
-        .call("POST", "/v1/email/send", Some(&key), Some(json!({"from": "x@else.example", "to": ["r@example.net"], "text": "t"})))
+        .call(
+            "POST",
+            "/v1/email/send",
+            Some(&key),
+            Some(json!({"from": "x@else.example", "to": ["r@example.net"], "text": "t"})),
+        )
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
 
     let spool = tempfile::tempdir().unwrap();
     let envelope_only = relay_server(&sink, spool.path(), "check_header_from = false").await;
     let (_, key) = envelope_only.key(&[Send]);
-    let raw = json!({"raw": "From: x@else.example\r\n\r\nbody\r\n", "envelope": {"from": OWNER, "to": ["r@example.net"]}});
+    let raw =
+        json!({"raw": "From: x@else.example\r\n\r\nbody\r\n", "envelope": {"from": OWNER, "to": ["r@example.net"]}});
     let r = envelope_only.call("POST", "/v1/email/send", Some(&key), Some(raw)).await;
     assert_eq!(r.status, 202, "{}", r.text);
     let r = envelope_only
-        .call("POST", "/v1/email/send", Some(&key), Some(json!({"from": "x@else.example", "to": ["r@example.net"], "text": "t"})))
+        .call(
+            "POST",
+            "/v1/email/send",
+            Some(&key),
+            Some(json!({"from": "x@else.example", "to": ["r@example.net"], "text": "t"})),
+        )
         .await;
     assert_eq!((r.status, r.code()), (403, "sender_not_owned"), "{}", r.text);
 }

@@ -108,7 +108,21 @@ fn swaks_is_refused_another_accounts_domain_and_sends_from_its_own() {
     let relay = start_relay("");
     let server = format!("127.0.0.1:{}", relay.starttls);
     let run = |from: &str| {
-        swaks(&["-s", &server, "--tls", "-a", "PLAIN", "-au", USER, "-ap", &relay.password, "-f", from, "-t", "r@example.net"])
+        swaks(&[
+            "-s",
+            &server,
+            "--tls",
+            "-a",
+            "PLAIN",
+            "-au",
+            USER,
+            "-ap",
+            &relay.password,
+            "-f",
+            from,
+            "-t",
+            "r@example.net",
+        ])
     };
     let (ok, text) = run(&format!("news@{OWN}"));
     assert!(ok && text.contains("250 2.0.0 Ok: queued as"), "{text}");

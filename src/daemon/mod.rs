@@ -130,7 +130,12 @@ impl Shared {
 
     /// The policy front end's decision maker.
     pub fn policy_enforcer(&self) -> Result<Enforcer, StoreError> {
-        Ok(Enforcer::new(self.config.clone(), self.authenticator.clone(), self.ledger.clone(), self.sender_directory()?))
+        Ok(Enforcer::new(
+            self.config.clone(),
+            self.authenticator.clone(),
+            self.ledger.clone(),
+            self.sender_directory()?,
+        ))
     }
 
     /// Opens the relay's spool and starts the queue's delivery runner.

@@ -47,7 +47,10 @@ pub enum SenderFact {
     Allowed,
     /// The login's account owns no verified entry covering `sender` (another account does,
     /// nobody does, or only a pending entry does).
-    NotOwned { sender: String, login: String },
+    NotOwned {
+        sender: String,
+        login: String,
+    },
     /// The sender directory could not be read (for the log); the fallback answers.
     Error(String),
 }

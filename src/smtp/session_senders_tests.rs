@@ -80,7 +80,10 @@ fn mail_from_of_a_login_is_asked_and_a_refusal_is_553_in_postfix_words() {
         SenderQuery { account_id: 7, login: "ann@example.com".into(), addresses: vec!["Billing@Other.example".into()] }
     );
     let refused = s.on_senders_checked(SenderAnswer::NotOwned("Billing@Other.example".into()));
-    assert_eq!(text_of(refused), "553 5.7.1 <Billing@Other.example>: Sender address rejected: not owned by user ann@example.com");
+    assert_eq!(
+        text_of(refused),
+        "553 5.7.1 <Billing@Other.example>: Sender address rejected: not owned by user ann@example.com"
+    );
     assert_eq!(reply_of(feed(&mut s, "RCPT TO:<x@y.example>")).0, 503, "no transaction after a refused MAIL");
 
     let Step::CheckSenders(_) = feed(&mut s, "MAIL FROM:<ann@example.com>") else { panic!("not asked") };
@@ -119,7 +122,10 @@ fn every_header_from_address_is_asked_after_data_and_a_refusal_is_550() {
     let Step::CheckSenders(query) = s.on_data_end(DataSummary::default(), &h) else { panic!("not asked") };
     assert_eq!(query.addresses, ["ann@example.com", "b@other.example"]);
     let refused = s.on_senders_checked(SenderAnswer::NotOwned("b@other.example".into()));
-    assert_eq!(text_of(refused), "550 5.7.1 <b@other.example>: From header address rejected: not owned by user ann@example.com");
+    assert_eq!(
+        text_of(refused),
+        "550 5.7.1 <b@other.example>: From header address rejected: not owned by user ann@example.com"
+    );
 
     up_to_data(&mut s);
     let Step::CheckSenders(_) = s.on_data_end(DataSummary::default(), &h) else { panic!("not asked") };

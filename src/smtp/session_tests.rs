@@ -171,7 +171,10 @@ fn several_messages_per_session_each_acknowledged_after_queueing() {
         feed(&mut s, "MAIL FROM:<a@b.test> BODY=8BITMIME");
         feed(&mut s, "RCPT TO:<x@y.test>");
         assert!(matches!(feed(&mut s, "DATA"), Step::ReceiveData(r) if r.code == 354));
-        let Step::Enqueue(sub) = s.on_data_end(DataSummary { size: 10, ..Default::default() }, &HeadCapture::new()) else { panic!() };
+        let Step::Enqueue(sub) = s.on_data_end(DataSummary { size: 10, ..Default::default() }, &HeadCapture::new())
+        else {
+            panic!()
+        };
         assert_eq!(sub.sender.as_deref(), Some("a@b.test"));
         assert_eq!(sub.recipients, vec!["x@y.test".to_string()]);
         assert!(sub.eight_bit);
