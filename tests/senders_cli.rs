@@ -36,7 +36,10 @@ fn add_list_remove_with_the_json_contract() {
     let entries: Vec<&str> = list.as_array().unwrap().iter().map(|s| s["entry"].as_str().unwrap()).collect();
     assert_eq!(entries, ["example.org", "xn--bcher-kva.example", "ann@example.com", "billing@example.net"]);
 
-    assert_eq!(env.json(&["sender", "remove", "ann@example.com", "bücher.example"]), json!({"removed": "xn--bcher-kva.example"}));
+    assert_eq!(
+        env.json(&["sender", "remove", "ann@example.com", "bücher.example"]),
+        json!({"removed": "xn--bcher-kva.example"})
+    );
     let list = env.json(&["sender", "list", "ann@example.com"]);
     assert_eq!(list.as_array().unwrap().len(), 3);
 
@@ -59,7 +62,10 @@ fn refusals_are_one_line_and_exit_1() {
         (&["sender", "add", "ann@example.com", "billing@"], "address with no domain"),
         (&["sender", "add", "ann@example.com", "exa_mple.com"], "not a valid domain name"),
         (&["sender", "add", "bob@example.org", "EXAMPLE.com"], "sender example.com belongs to another account"),
-        (&["sender", "add", "ann@example.com", "example.com"], "account ann@example.com already has sender example.com"),
+        (
+            &["sender", "add", "ann@example.com", "example.com"],
+            "account ann@example.com already has sender example.com",
+        ),
         (&["sender", "add", "ann@example.com", "bob@example.org"], "belongs to another account"),
         (&["sender", "add", "nobody@example.com", "example.net"], "unknown account nobody@example.com"),
         (&["sender", "remove", "ann@example.com", "example.net"], "account ann@example.com has no sender example.net"),
