@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod invisible;
 pub mod limits;
 pub mod logging;
 pub mod mail_date;
