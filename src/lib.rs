@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod header_from;
+pub mod invisible;
 pub mod limits;
 pub mod logging;
 pub mod mail_date;

@@ -6,10 +6,40 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::address::EmailAddress;
+use crate::invisible::is_invisible;
 use crate::restriction::AccessRestriction;
 
 /// How many API keys, and separately how many SMTP credentials, one account may hold.
 pub const MAX_PER_ACCOUNT: usize = 15;
+
+/// The longest name an API key may have, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("name must not be empty")]
+    Empty,
+    #[error("name is longer than {MAX_NAME_CHARS} characters")]
+    TooLong,
+    #[error("name must not contain control characters, bidirectional overrides or invisible characters")]
+    Invisible,
+}
+
+/// An API key's name as it will be stored: trimmed, non-empty, at most [`MAX_NAME_CHARS`]
+/// characters, nothing that could rewrite a terminal line or reorder a list.
+pub fn key_name(input: &str) -> Result<String, NameError> {
+    let name = input.trim();
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.chars().nth(MAX_NAME_CHARS).is_some() {
+        return Err(NameError::TooLong);
+    }
+    if name.chars().any(is_invisible) {
+        return Err(NameError::Invisible);
+    }
+    Ok(name.to_string())
+}
 
 /// What an API key may be used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -89,6 +119,11 @@ impl PermissionSet {
         self.0 == 0
     }
 
+    /// The permissions of `self` that `holder` lacks.
+    pub fn beyond(self, holder: Self) -> Self {
+        Self(self.0 & !holder.0)
+    }
+
     pub fn iter(self) -> impl Iterator<Item = Permission> {
         Permission::ALL.into_iter().filter(move |p| self.contains(*p))
     }
@@ -166,6 +201,17 @@ mod tests {
         assert_eq!(set.to_db(), "smtp,manage");
         assert_eq!(PermissionSet::from_db("smtp,manage").unwrap(), set);
         assert_eq!(PermissionSet::from_db("").unwrap(), PermissionSet::EMPTY);
+    }
+
+    #[test]
+    fn key_names_are_bounded_and_visible() {
+        assert_eq!(key_name("  ci  ").unwrap(), "ci");
+        assert_eq!(key_name(&"é".repeat(MAX_NAME_CHARS)).unwrap().chars().count(), MAX_NAME_CHARS);
+        assert_eq!(key_name(&"a".repeat(MAX_NAME_CHARS + 1)), Err(NameError::TooLong));
+        assert_eq!(key_name(" "), Err(NameError::Empty));
+        for bad in ["a\x1b[2Jb", "a\nb", "a\tb", "x\u{202E}y", "x\u{200B}y", "\u{9b}31m"] {
+            assert_eq!(key_name(bad), Err(NameError::Invisible), "{bad:?}");
+        }
     }
 
     #[test]

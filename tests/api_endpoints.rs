@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn account_and_api_key_lifecycle() {
     let server = TestServer::start("").await;
-    let (own_id, key) = server.key(&[View, Manage]);
+    // Full access: a key can give only what it holds (issue 14, item 1), and this one gives `send`.
+    let (own_id, key) = server.key(&[Smtp, Send, View, Manage]);
 
     let account = server.call("GET", "/v1/account", Some(&key), None).await;
     assert_eq!(account.status, 200, "{}", account.text);

@@ -93,7 +93,7 @@ impl From<StoreError> for ApiError {
             StoreError::LimitReached { .. } => Self::new(StatusCode::CONFLICT, "limit_reached", message),
             StoreError::UsernameTaken(_) => Self::new(StatusCode::CONFLICT, "username_taken", message),
             StoreError::AccountExists(_) => Self::conflict(message),
-            StoreError::EmptyName | StoreError::NoPermission => Self::invalid(message),
+            StoreError::Name(_) | StoreError::NoPermission => Self::invalid(message),
             e if e.is_temporary() => {
                 tracing::error!(error = %e, "api: store error");
                 Self::unavailable("the store is temporarily unavailable; retry later")

@@ -9,6 +9,7 @@
 mod account;
 mod api_keys;
 mod assets;
+mod authority;
 mod body;
 mod caller;
 mod compose;

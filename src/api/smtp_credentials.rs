@@ -1,5 +1,6 @@
 //! `/v1/smtp-credentials`: list (`view`), create, edit, change and delete (`manage`), through
-//! the same store functions as the CLI.
+//! the same store functions as the CLI, held to what the calling key may give (`authority`)
+//! and to the account's own names.
 
 use std::sync::Arc;
 
@@ -9,19 +10,21 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::api_keys::{log_write, restriction};
-use super::body::{ItemId, JsonBody};
+use super::authority::Authority;
+use super::body::{ItemId, SettingsBody};
 use super::caller::{Caller, perm};
 use super::error::ApiError;
 use super::state::{ApiState, account_address};
-use super::views::{Removed, SmtpCredentialOut};
+use super::views::{Removed, SmtpCredentialOut, WithSecret};
 use crate::address::EmailAddress;
 use crate::store::{NewSmtpCredential, SmtpCredentialEdit};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSmtpCredential {
-    /// Absent: the account's own address.
+    /// Absent: the account's own address. Otherwise an address in the account's domain.
     pub username: Option<String>,
+    /// Absent: the calling key's restriction.
     pub allow: Option<Vec<String>>,
 }
 
@@ -44,29 +47,52 @@ pub async fn list(
 pub async fn create(
     State(state): State<Arc<ApiState>>,
     caller: Caller<perm::Manage>,
-    JsonBody(req): JsonBody<CreateSmtpCredential>,
-) -> Result<(StatusCode, Json<SmtpCredentialOut>), ApiError> {
+    SettingsBody(req): SettingsBody<CreateSmtpCredential>,
+) -> Result<WithSecret<SmtpCredentialOut>, ApiError> {
     let email = account_address(&caller.grant.account)?;
+    let authority = Authority::of(&caller.grant);
     let username = req
         .username
         .as_deref()
         .map(|u| EmailAddress::parse(u).map_err(|e| ApiError::invalid(format!("invalid address: {e}"))))
         .transpose()?;
-    let new = NewSmtpCredential { username, allow: restriction(req.allow.as_deref().unwrap_or_default())? };
+    let allow = req.allow.as_deref().map(restriction).transpose()?.unwrap_or_else(|| authority.reach().clone());
+    if let Some(username) = &username {
+        may_use_username(&email, username)?;
+    }
+    authority.may_give_reach(&allow)?;
+    let new = NewSmtpCredential { username, allow };
     let params = state.config().auth.hash_params();
     let (cred, secret) = state.store.run(move |s| s.create_smtp_credential(&email, new, &params)).await?;
     log_write("smtp_create", &caller.grant.account, cred.id);
-    Ok((StatusCode::CREATED, Json(SmtpCredentialOut::new(&cred, Some(&secret)))))
+    Ok(WithSecret(StatusCode::CREATED, SmtpCredentialOut::new(&cred, Some(&secret))))
+}
+
+/// An account owner may name credentials only inside what the account already is: its own
+/// address or its own domain. Anything else would squat a name that belongs to another tenant
+/// (`postmaster@victim.example` blocks `relaykey account add postmaster@victim.example`); only
+/// the operator, through the CLI, may hand out other names.
+fn may_use_username(account: &EmailAddress, username: &EmailAddress) -> Result<(), ApiError> {
+    if username == account || username.domain() == account.domain() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "an SMTP username must be the account's address or an address in its domain {} (the operator can set others)",
+        account.domain()
+    )))
 }
 
 pub async fn edit(
     State(state): State<Arc<ApiState>>,
     caller: Caller<perm::Manage>,
     ItemId(id): ItemId,
-    JsonBody(req): JsonBody<EditSmtpCredential>,
+    SettingsBody(req): SettingsBody<EditSmtpCredential>,
 ) -> Result<Json<SmtpCredentialOut>, ApiError> {
     let email = account_address(&caller.grant.account)?;
     let edit = SmtpCredentialEdit { allow: req.allow.as_deref().map(restriction).transpose()? };
+    if let Some(allow) = &edit.allow {
+        Authority::of(&caller.grant).may_give_reach(allow)?;
+    }
     let cred = state.store.run(move |s| s.edit_smtp_credential(&email, id, edit)).await?;
     log_write("smtp_edit", &caller.grant.account, id);
     Ok(Json(SmtpCredentialOut::new(&cred, None)))
@@ -76,12 +102,23 @@ pub async fn change(
     State(state): State<Arc<ApiState>>,
     caller: Caller<perm::Manage>,
     ItemId(id): ItemId,
-) -> Result<Json<SmtpCredentialOut>, ApiError> {
+) -> Result<WithSecret<SmtpCredentialOut>, ApiError> {
     let email = account_address(&caller.grant.account)?;
+    let authority = Authority::of(&caller.grant);
     let params = state.config().auth.hash_params();
-    let (cred, secret) = state.store.run(move |s| s.change_smtp_credential(&email, id, &params)).await?;
+    // Read and rotate under one hold of the store, so the restriction checked is the one rotated.
+    let (cred, secret) = state
+        .store
+        .run(move |s| {
+            let current = s.smtp_credential(&email, id)?;
+            if let Err(refusal) = authority.may_change_secret_of(&current.allow) {
+                return Ok(Err(refusal));
+            }
+            s.change_smtp_credential(&email, id, &params).map(Ok)
+        })
+        .await??;
     log_write("smtp_change", &caller.grant.account, id);
-    Ok(Json(SmtpCredentialOut::new(&cred, Some(&secret))))
+    Ok(WithSecret(StatusCode::OK, SmtpCredentialOut::new(&cred, Some(&secret))))
 }
 
 pub async fn remove(

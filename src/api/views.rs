@@ -2,6 +2,10 @@
 //! allow`) plus `created_at` and `last_used_at`. A secret appears only in the answer to
 //! create and change.
 
+use axum::Json;
+use axum::http::StatusCode;
+use axum::http::header::CACHE_CONTROL;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::model::{Account, ApiKey, PermissionSet, SmtpCredential};
@@ -102,4 +106,14 @@ impl AccountOut {
 #[derive(Debug, Serialize)]
 pub struct Removed {
     pub removed: i64,
+}
+
+/// An answer that carries a new secret: `Cache-Control: no-store`, so that no cache on the way
+/// (a proxy, the browser's back button) keeps a copy (RFC 9111 §5.2.2.5).
+pub struct WithSecret<T>(pub StatusCode, pub T);
+
+impl<T: Serialize> IntoResponse for WithSecret<T> {
+    fn into_response(self) -> Response {
+        (self.0, [(CACHE_CONTROL, "no-store")], Json(self.1)).into_response()
+    }
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::output::{AccountView, print_json};
+use super::output::{AccountView, escape, print_json, warn_unreadable};
 use super::{CliResult, open_store, parse_email};
 use crate::config::Config;
 use crate::model::Account;
@@ -38,7 +38,8 @@ fn print(store: &Store, accounts: &[Account], json: bool, many: bool) -> CliResu
     } else {
         for v in &views {
             let state = if v.enabled { "enabled" } else { "disabled" };
-            println!("{}\t{}\t{} API keys\t{} SMTP credentials", v.email, state, v.api_keys, v.smtp_credentials);
+            let email = escape(v.email);
+            println!("{email}\t{state}\t{} API keys\t{} SMTP credentials", v.api_keys, v.smtp_credentials);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -53,6 +54,7 @@ pub fn run(cmd: AccountCmd, config: &Config, json: bool) -> CliResult {
         }
         AccountCmd::List => {
             let accounts = store.accounts()?;
+            warn_unreadable(&accounts.unreadable);
             print(&store, &accounts, json, true)
         }
         AccountCmd::Show { email } => {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::output::{ApiKeyView, SHOW_ONCE, allow_text, permissions_text, print_json};
+use super::output::{ApiKeyView, SHOW_ONCE, allow_text, escape, permissions_text, print_json, warn_unreadable};
 use super::{CliError, CliResult, open_store, parse_allow, parse_email};
 use crate::config::Config;
 use crate::model::{ApiKey, Permission, PermissionSet};
@@ -68,7 +68,7 @@ fn print_one(key: &ApiKey, secret: Option<&Secret>, json: bool) {
         return;
     }
     println!("id:          {}", view.id);
-    println!("name:        {}", view.name);
+    println!("name:        {}", escape(view.name));
     if let Some(k) = view.key {
         println!("key:         {k}");
     }
@@ -96,6 +96,7 @@ pub fn run(cmd: ApiKeyCmd, config: &Config, json: bool) -> CliResult {
         }
         ApiKeyCmd::List { email } => {
             let keys = store.api_keys(&parse_email(&email)?)?;
+            warn_unreadable(&keys.unreadable);
             if json {
                 print_json(&keys.iter().map(|k| ApiKeyView::new(k, None)).collect::<Vec<_>>());
             } else {
@@ -105,7 +106,7 @@ pub fn run(cmd: ApiKeyCmd, config: &Config, json: bool) -> CliResult {
                         "{}\t{}\t{}\t{}\t{}",
                         v.id,
                         v.masked,
-                        v.name,
+                        escape(v.name),
                         permissions_text(v.permissions),
                         allow_text(&v.allow)
                     );

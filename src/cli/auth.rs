@@ -1,11 +1,14 @@
 //! `relaykey auth test USER SECRET [--ip IP]`: one login through the daemon's decision path.
+//! `SECRET` may be `-`, to read it from standard input rather than put it where `ps` and the
+//! shell's history show it.
 
+use std::io::BufRead;
 use std::net::IpAddr;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::output::print_json;
+use super::output::{escape, print_json};
 use super::{CliError, CliResult, EXIT_TEMPFAIL};
 use crate::auth::{Authenticator, Decision};
 use crate::config::Config;
@@ -16,6 +19,7 @@ pub enum AuthCmd {
     /// Decide a login as the daemon would; exits 0 only when it succeeds
     Test {
         user: String,
+        /// The password or API key; `-` reads it from standard input (first line)
         secret: String,
         /// Client address the login comes from
         #[arg(long)]
@@ -23,8 +27,22 @@ pub enum AuthCmd {
     },
 }
 
+/// The first line of `input`, without its line ending; secrets hold no line breaks.
+fn read_secret(mut input: impl BufRead) -> Result<String, CliError> {
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .map_err(|e| CliError::refused(format!("cannot read the secret from standard input: {e}")))?;
+    let secret = line.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        return Err(CliError::refused("no secret on standard input"));
+    }
+    Ok(secret.to_string())
+}
+
 pub fn run(cmd: AuthCmd, config: &Config, json: bool) -> CliResult {
     let AuthCmd::Test { user, secret, ip } = cmd;
+    let secret = if secret == "-" { read_secret(std::io::stdin().lock())? } else { secret };
     let ip = ip
         .map(|s| s.trim().parse::<IpAddr>().map_err(|_| CliError::refused(format!("invalid IP address {s:?}"))))
         .transpose()?;
@@ -50,7 +68,9 @@ pub fn run(cmd: AuthCmd, config: &Config, json: bool) -> CliResult {
         }));
     } else {
         match (&user_field, &credential) {
-            (Some(u), Some(c)) => println!("{} {} user={u} credential={c}", decision.kind(), decision.reason()),
+            (Some(u), Some(c)) => {
+                println!("{} {} user={} credential={c}", decision.kind(), decision.reason(), escape(u))
+            }
             _ => println!("{} {}", decision.kind(), decision.reason()),
         }
     }
@@ -59,4 +79,17 @@ pub fn run(cmd: AuthCmd, config: &Config, json: bool) -> CliResult {
         Decision::Denied(_) => ExitCode::from(1),
         Decision::TempFail(_) => ExitCode::from(EXIT_TEMPFAIL),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_first_line_without_its_ending() {
+        assert_eq!(read_secret(&b"s3cret\r\nnext\n"[..]).unwrap(), "s3cret");
+        assert_eq!(read_secret(&b"s3cret"[..]).unwrap(), "s3cret");
+        assert!(read_secret(&b"\n"[..]).is_err());
+        assert!(read_secret(&b""[..]).is_err());
+    }
 }

@@ -128,8 +128,10 @@ pub fn load_config(explicit: Option<&PathBuf>) -> Result<Config, CliError> {
 }
 
 pub(crate) fn open_store(config: &Config) -> Result<Store, CliError> {
-    Store::open(&config.database)
-        .map_err(|e| CliError { message: format!("{}: {e}", config.database.display()), exit: EXIT_TEMPFAIL })
+    Store::open(&config.database).map_err(|e| CliError {
+        message: format!("{}: {e}", config.database.display()),
+        exit: if e.is_temporary() { EXIT_TEMPFAIL } else { 1 },
+    })
 }
 
 pub(crate) fn parse_email(s: &str) -> Result<EmailAddress, CliError> {
@@ -168,7 +170,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("relaykey: {}", e.message.replace('\n', " "));
+            eprintln!("relaykey: {}", output::escape(&e.message.replace('\n', " ")));
             ExitCode::from(e.exit)
         }
     }

@@ -1,9 +1,42 @@
 //! What the CLI prints: JSON views with exactly the documented fields, and plain text tables.
+//!
+//! Names, addresses and headers come from account owners and SMTP clients, and the operator
+//! reads them on a terminal. Everything printed goes through one rule, [`escape`]: a character
+//! that could move the cursor, recolour, clear the screen, reorder the line or hide itself
+//! (`crate::invisible`) is printed as a visible escape (`\x1b`, `\u{202e}`) instead.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::invisible::is_invisible;
 use crate::model::{Account, ApiKey, PermissionSet, SmtpCredential};
 use crate::secret::{self, API_KEY_LEN, SMTP_PASSWORD_LEN, Secret};
+use crate::store::UnreadableRow;
+
+/// The one escaping rule for text bound for the operator's terminal.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_invisible) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if is_invisible(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
 
 #[derive(Serialize)]
 pub struct ApiKeyView<'a> {
@@ -80,7 +113,37 @@ impl<'a> AccountView<'a> {
 
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
     // Serializing these plain structs cannot fail.
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!("{}", json_text(&serde_json::to_string_pretty(value).unwrap_or_default()));
+}
+
+/// serde_json escapes C0 controls but writes DEL, C1 controls (U+009B is a CSI) and bidi
+/// overrides raw. They can only occur inside JSON strings, where `\uXXXX` means the same; the
+/// line breaks of pretty printing are structure and stay.
+fn json_text(json: &str) -> Cow<'_, str> {
+    let needs_escape = |c: char| c != '\n' && is_invisible(c);
+    if !json.chars().any(needs_escape) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        if needs_escape(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Says, on stderr, which rows a list skipped, so that a partial list is never mistaken for a
+/// whole one.
+pub fn warn_unreadable(rows: &[UnreadableRow]) {
+    for row in rows {
+        eprintln!("relaykey: warning: skipped unreadable row {} of {}: {}", row.id, row.table, escape(&row.reason));
+    }
 }
 
 pub fn allow_text(allow: &[String]) -> String {
@@ -93,3 +156,24 @@ pub fn permissions_text(p: PermissionSet) -> String {
 
 /// The show-once notice printed under a new secret.
 pub const SHOW_ONCE: &str = "Store it now: it cannot be shown again.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_what_a_terminal_would_act_on_and_nothing_else() {
+        assert!(matches!(escape("plain name, é, 你好"), Cow::Borrowed(_)));
+        assert_eq!(escape("a\x1b[2Jb"), "a\\x1b[2Jb");
+        assert_eq!(escape("1\t****\tforged\r\n"), "1\\t****\\tforged\\r\\n");
+        assert_eq!(escape("x\u{202e}y\u{9b}z\x7f"), "x\\u{202e}y\\u{9b}z\\x7f");
+    }
+
+    #[test]
+    fn json_keeps_its_value_without_raw_invisible_characters() {
+        let value = serde_json::json!({"name": "a\u{9b}2J\u{202e}b\x1b", "n": 1});
+        let text = json_text(&serde_json::to_string_pretty(&value).unwrap()).into_owned();
+        assert!(!text.chars().any(|c| c != '\n' && is_invisible(c)), "{text:?}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), value);
+    }
+}

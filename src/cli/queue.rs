@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::output::print_json;
+use super::output::{escape, print_json};
 use super::{CliError, CliResult, EXIT_TEMPFAIL};
 use crate::config::Config;
 use crate::mail_date::rfc5322_date;
@@ -108,12 +108,12 @@ fn list(spool: &Spool, json: bool) -> CliResult {
         let pending: Vec<&str> = e.pending().map(|r| r.address.as_str()).collect();
         println!(
             "{}  {:>8}  {}  attempts={}  from={}  to={}",
-            e.id,
+            escape(&e.id),
             e.size,
             rfc5322_date(e.queued_at),
             e.attempts,
-            sender_text(e),
-            pending.join(",")
+            escape(sender_text(e)),
+            escape(&pending.join(","))
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -127,14 +127,14 @@ fn show(spool: &Spool, id: &str, json: bool) -> CliResult {
         print_json(&MessageView::new(&e, Some(headers)));
         return Ok(ExitCode::SUCCESS);
     }
-    println!("id:           {}", e.id);
-    println!("from:         {}", sender_text(&e));
+    println!("id:           {}", escape(&e.id));
+    println!("from:         {}", escape(sender_text(&e)));
     println!("size:         {}", e.size);
     println!("queued:       {}", rfc5322_date(e.queued_at));
     println!("attempts:     {}", e.attempts);
     println!("next attempt: {}", rfc5322_date(e.next_attempt));
     if let Some(u) = &e.auth_user {
-        println!("auth user:    {u}");
+        println!("auth user:    {}", escape(u));
     }
     for r in &e.recipients {
         let status = match r.status {
@@ -142,10 +142,15 @@ fn show(spool: &Spool, id: &str, json: bool) -> CliResult {
             RecipientStatus::Delivered => "delivered",
             RecipientStatus::Failed => "failed",
         };
-        println!("to:           {} {status} {}", r.address, r.last_result.as_deref().unwrap_or(""));
+        let result = r.last_result.as_deref().unwrap_or("");
+        println!("to:           {} {status} {}", escape(&r.address), escape(result));
     }
     println!();
-    print!("{}", headers.replace("\r\n", "\n"));
+    // Headers are the client's text: one escaped line each. A tab (folding whitespace) shows
+    // as a space rather than as an escape, so folded headers stay readable.
+    for line in headers.lines() {
+        println!("{}", escape(&line.replace('\t', " ")));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

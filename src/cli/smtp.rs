@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::output::{SHOW_ONCE, SmtpCredentialView, allow_text, print_json};
+use super::output::{SHOW_ONCE, SmtpCredentialView, allow_text, escape, print_json, warn_unreadable};
 use super::{CliResult, open_store, parse_allow, parse_email};
 use crate::config::Config;
 use crate::model::SmtpCredential;
@@ -49,7 +49,7 @@ fn print_one(cred: &SmtpCredential, secret: Option<&Secret>, json: bool) {
         return;
     }
     println!("id:       {}", view.id);
-    println!("username: {}", view.username);
+    println!("username: {}", escape(view.username));
     if let Some(p) = view.password {
         println!("password: {p}");
     }
@@ -75,12 +75,13 @@ pub fn run(cmd: SmtpCmd, config: &Config, json: bool) -> CliResult {
         }
         SmtpCmd::List { email } => {
             let creds = store.smtp_credentials(&parse_email(&email)?)?;
+            warn_unreadable(&creds.unreadable);
             if json {
                 print_json(&creds.iter().map(|c| SmtpCredentialView::new(c, None)).collect::<Vec<_>>());
             } else {
                 for c in &creds {
                     let v = SmtpCredentialView::new(c, None);
-                    println!("{}\t{}\t{}\t{}", v.id, v.username, v.masked, allow_text(&v.allow));
+                    println!("{}\t{}\t{}\t{}", v.id, escape(v.username), v.masked, allow_text(&v.allow));
                 }
             }
         }

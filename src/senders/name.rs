@@ -3,9 +3,10 @@
 //!
 //! Domains go through IDNA (UTS #46) to ASCII, so `Bücher.example` and `xn--bcher-kva.example`
 //! are the same entry; the Unicode form is kept alongside for display. `crate::address` does
-//! the same for account names (with NFC for the local part); this module keeps its own small
-//! conversion because a sender entry also refuses what an account name may be (a bare TLD
-//! such as `localhost`) and must say which rule was broken.
+//! the same for account names, and the local part of an address entry takes its form from
+//! there (NFC, lower case); the domain check stays here because a sender entry also refuses
+//! what an account name may be (a bare TLD such as `localhost`, an IP) and says which rule
+//! was broken.
 
 use std::fmt;
 
@@ -126,7 +127,14 @@ impl SenderEntry {
                 if local.is_empty() || local.len() > MAX_LOCAL || local.contains(LOCAL_FORBIDDEN) {
                     return Err(SenderNameError::BadLocalPart(s.to_string()));
                 }
-                Self::Address { local, domain: parse_domain(domain, s)? }
+                let domain = parse_domain(domain, s)?;
+                // NFC as for account names (`crate::address`), so that an entry and an account's
+                // own address spelled alike are the same name.
+                let local = crate::address::EmailAddress::parse(&format!("{local}@{}", domain.ascii))
+                    .ok()
+                    .and_then(|a| a.as_str().rsplit_once('@').map(|(l, _)| l.to_string()))
+                    .unwrap_or(local);
+                Self::Address { local, domain }
             }
         };
         if entry.as_string().len() > MAX_ADDRESS {

@@ -43,10 +43,12 @@ impl Sender {
         if inner.is_empty() {
             return Self::Null;
         }
-        let Some((local, domain)) = inner.rsplit_once('@') else {
-            return Self::Address(SenderAddress { exact: inner.to_lowercase(), without_extension: None, domain: None });
+        // The form account names and SMTP usernames are stored in (NFC, lower case, ASCII
+        // domain), so an account's own address matches however the client spelled it.
+        let canonical = crate::address::login_name(inner);
+        let Some((local, domain)) = canonical.rsplit_once('@') else {
+            return Self::Address(SenderAddress { exact: canonical, without_extension: None, domain: None });
         };
-        let local = local.to_lowercase();
         let domain = domain.trim_end_matches('.');
         let domain = if domain.is_ascii() {
             domain.to_ascii_lowercase()

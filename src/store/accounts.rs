@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Result, Store, StoreError, account_id, now};
+use super::{Listing, Result, Store, StoreError, account_id, now};
 use crate::address::EmailAddress;
 use crate::model::Account;
 
@@ -11,7 +11,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, bool, i64)> {
 }
 
 fn to_account((id, email, enabled, created_at): (i64, String, bool, i64)) -> Result<Account> {
-    let email = EmailAddress::parse(&email).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let email = EmailAddress::from_stored(&email).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Account { id, email, enabled, created_at })
 }
 
@@ -59,11 +59,11 @@ impl Store {
         self.conn.query_row(&sql, [id], from_row).optional()?.map(to_account).transpose()
     }
 
-    pub fn accounts(&self) -> Result<Vec<Account>> {
+    pub fn accounts(&self) -> Result<Listing<Account>> {
         let sql = format!("SELECT {COLUMNS} FROM accounts ORDER BY email");
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter().map(to_account).collect()
+        Ok(Listing::read("accounts", rows, |r| r.0, to_account))
     }
 
     /// The account a login name belongs to: by its own address or by any of its SMTP usernames.

@@ -2,9 +2,9 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Result, Store, StoreError, account_id, now};
+use super::{Listing, Result, Store, StoreError, account_id, now};
 use crate::address::EmailAddress;
-use crate::model::{ApiKey, MAX_PER_ACCOUNT, PermissionSet};
+use crate::model::{ApiKey, MAX_PER_ACCOUNT, PermissionSet, key_name};
 use crate::restriction::AccessRestriction;
 use crate::secret::{HashParams, Secret, SecretKind};
 
@@ -52,11 +52,7 @@ fn to_key(raw: RawKey) -> Result<ApiKey> {
 }
 
 fn clean_name(name: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(StoreError::EmptyName);
-    }
-    Ok(name.to_string())
+    Ok(key_name(name)?)
 }
 
 fn draw_unique(tx: &rusqlite::Connection, account: i64, except: Option<i64>) -> Result<Secret> {
@@ -130,12 +126,12 @@ impl Store {
         Ok((key, secret))
     }
 
-    pub fn api_keys(&self, email: &EmailAddress) -> Result<Vec<ApiKey>> {
+    pub fn api_keys(&self, email: &EmailAddress) -> Result<Listing<ApiKey>> {
         let account = account_id(&self.conn, email)?;
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = ?1 ORDER BY id");
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([account], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter().map(to_key).collect()
+        Ok(Listing::read("api_keys", rows, |r| r.0, to_key))
     }
 
     pub fn api_key(&self, email: &EmailAddress, id: i64) -> Result<ApiKey> {

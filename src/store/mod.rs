@@ -6,6 +6,7 @@
 
 mod accounts;
 mod api_keys;
+mod listing;
 mod schema;
 mod senders;
 mod smtp_credentials;
@@ -18,9 +19,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use api_keys::{ApiKeyEdit, NewApiKey};
+pub use listing::{Listing, UnreadableRow};
 pub use smtp_credentials::{NewSmtpCredential, SmtpCredentialEdit};
 
 use crate::address::EmailAddress;
+use crate::model::NameError;
 use crate::restriction::RestrictionError;
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -47,8 +50,8 @@ pub enum StoreError {
     SenderExists { account: String, entry: String },
     #[error("account {account} has no sender {entry}")]
     UnknownSender { account: String, entry: String },
-    #[error("name must not be empty")]
-    EmptyName,
+    #[error(transparent)]
+    Name(#[from] NameError),
     #[error("an API key needs at least one permission")]
     NoPermission,
     #[error("could not generate a secret: {0}")]
@@ -70,9 +73,10 @@ impl From<RestrictionError> for StoreError {
 }
 
 impl StoreError {
-    /// Errors that say "try again later" rather than "no".
+    /// Errors that say "try again later" rather than "no". Corrupt data is not one of them:
+    /// retrying reads the same bytes.
     pub fn is_temporary(&self) -> bool {
-        matches!(self, Self::Sqlite(_) | Self::Create { .. } | Self::Corrupt(_) | Self::Random(_))
+        matches!(self, Self::Sqlite(_) | Self::Create { .. } | Self::Random(_))
     }
 }
 

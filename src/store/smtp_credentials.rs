@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Result, Store, StoreError, account_id, now, username_is_free};
+use super::{Listing, Result, Store, StoreError, account_id, now, username_is_free};
 use crate::address::EmailAddress;
 use crate::model::{MAX_PER_ACCOUNT, SmtpCredential};
 use crate::restriction::AccessRestriction;
@@ -33,7 +33,7 @@ fn to_cred(raw: RawCred) -> Result<SmtpCredential> {
     Ok(SmtpCredential {
         id,
         account_id,
-        username: EmailAddress::parse(&username).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        username: EmailAddress::from_stored(&username).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         allow: AccessRestriction::from_db(&allow)?,
         last5,
         hash,
@@ -91,12 +91,12 @@ impl Store {
         Ok((cred, secret))
     }
 
-    pub fn smtp_credentials(&self, email: &EmailAddress) -> Result<Vec<SmtpCredential>> {
+    pub fn smtp_credentials(&self, email: &EmailAddress) -> Result<Listing<SmtpCredential>> {
         let account = account_id(&self.conn, email)?;
         let sql = format!("SELECT {COLUMNS} FROM smtp_credentials WHERE account_id = ?1 ORDER BY id");
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([account], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter().map(to_cred).collect()
+        Ok(Listing::read("smtp_credentials", rows, |r| r.0, to_cred))
     }
 
     pub fn smtp_credential(&self, email: &EmailAddress, id: i64) -> Result<SmtpCredential> {

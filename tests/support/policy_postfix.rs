@@ -179,6 +179,7 @@ impl Postfix {
         let toml = format!(
             "database = \"{t}/relaykey.db\"\nlog_level = \"info\"\n[auth]\nargon2_memory_kib = 1024\n\
              argon2_iterations = 1\n[sasl]\nsocket = \"{t}/spool/private/relaykey-auth\"\n\
+             socket_mode = \"0666\"\n[senders]\nsocketmap = true\nsocket = \"{t}/spool/private/relaykey-senders\"\n\
              socket_mode = \"0666\"\n[policy]\nsocket = \"{t}/spool/private/relaykey-policy\"\nsocket_mode = \"0666\"\n{extra}\n",
             t = t.display(),
             extra = opts.relaykey_toml,
@@ -218,7 +219,7 @@ impl Postfix {
             .spawn()
             .unwrap();
         self.daemon = Some(child);
-        for name in ["relaykey-policy", "relaykey-auth"] {
+        for name in ["relaykey-policy", "relaykey-auth", "relaykey-senders"] {
             let socket = self.root().join("spool/private").join(name);
             self.wait_for(name, || std::os::unix::net::UnixStream::connect(&socket).is_ok());
         }

@@ -293,8 +293,10 @@
     $("apikey-dialog-title").textContent = key ? `Edit API key ${key.name}` : "Create API key";
     $("apikey-save").textContent = key ? "Save" : "Create";
     $("apikey-name").value = key ? key.name : "";
+    // A new key starts with what the signed-in key holds: it cannot give more.
+    const held = state.account ? state.account.permissions : [];
     for (const box of form.querySelectorAll("input[name=perm]")) {
-      box.checked = key ? key.permissions.includes(box.value) : true;
+      box.checked = key ? key.permissions.includes(box.value) : held.includes(box.value);
     }
     $("apikey-allow").value = key ? key.allow.join("\n") : "";
     openDialog($("apikey-dialog"), $("apikey-name"));
@@ -318,6 +320,10 @@
       allow: lines($("apikey-allow").value),
     };
     if (state.editing) {
+      // Send only what changed: a key may rename another key that holds more than it does.
+      const same = (a, b) => a.length === b.length && a.every((x) => b.includes(x));
+      if (same(body.permissions, state.editing.permissions)) delete body.permissions;
+      if (same(body.allow, state.editing.allow)) delete body.allow;
       await api("PATCH", `/v1/api-keys/${state.editing.id}`, body);
       $("apikey-dialog").close();
     } else {
