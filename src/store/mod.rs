@@ -119,13 +119,24 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let target = schema::MIGRATIONS.len() as i64;
+        // A current schema needs no write: taking the write lock at every open would make
+        // racing CLI processes queue behind each other, and each commit would move every other
+        // connection's `data_version` (dropping the daemon's login cache for a mere `list`).
+        let current: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if current == target {
+            return Ok(());
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read again under the lock: another process may have migrated in between.
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > target {
             return Err(StoreError::Corrupt(format!(
                 "database schema version {version} is newer than this relaykey ({target})"
             )));
+        }
+        if version == target {
+            return Ok(());
         }
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql)?;
