@@ -272,3 +272,24 @@ async fn send_binding_follows_enforce_and_check_header_from() {
         .await;
     assert_eq!((r.status, r.code()), (403, "sender_not_owned"), "{}", r.text);
 }
+
+#[tokio::test]
+async fn smtp_usernames_may_lie_in_the_accounts_verified_senders() {
+    let server = TestServer::start("").await;
+    add_account(&server, BOB);
+    add(&server, OWNER, "owner.example", true);
+    add(&server, OWNER, "pending.example", false);
+    add(&server, OWNER, "billing@other.example", true);
+    add(&server, BOB, "bob.example", true);
+    let (_, key) = server.key(&[View, Manage]);
+    // The hardening rule (own address, own domain) holds, widened to verified senders.
+    for username in ["app@example.com", "app@owner.example", "App+Tag@Owner.Example", "billing@other.example"] {
+        let r = server.call("POST", "/v1/smtp-credentials", Some(&key), Some(json!({"username": username}))).await;
+        assert_eq!(r.status, 201, "{username}: {}", r.text);
+    }
+    for username in ["app@pending.example", "app@bob.example", "x@other.example", "app@nobody.example"] {
+        let r = server.call("POST", "/v1/smtp-credentials", Some(&key), Some(json!({"username": username}))).await;
+        assert_eq!((r.status, r.code()), (403, "forbidden"), "{username}: {}", r.text);
+        assert!(r.message().contains("verified"), "{}", r.message());
+    }
+}
