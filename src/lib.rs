@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod header_from;
 pub mod invisible;
 pub mod limits;
+pub mod log_text;
 pub mod logging;
 pub mod mail_date;
 pub mod metrics;

@@ -5,19 +5,21 @@
 //! by user <login>`: the policy answers `553 5.7.1 not owned by user <login>`, and smtpd puts
 //! `<addr>: Sender address rejected: ` before the text of what its sender restrictions return.
 
-#[path = "support/policy_postfix.rs"]
-mod policy_postfix;
+mod support;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use policy_postfix::{Options, Postfix, TlsSmtp, auth_plain};
 use relaykey::address::EmailAddress;
 use relaykey::auth::Authenticator;
 use relaykey::config::Config;
 use relaykey::daemon::Shared;
 use relaykey::senders::SenderEntry;
 use relaykey::store::{NewSmtpCredential, Store};
+use support::daemon::{Daemon, serve};
+use support::peers::needs;
+use support::postfix::{Postfix, postfix};
+use support::smtp::{TlsSmtp, auth_plain};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -136,14 +138,13 @@ async fn policy_socket_does_not_bind_senders_by_default() {
 
 #[test]
 fn postfix_with_only_the_policy_service_refuses_unowned_senders() {
-    if !policy_postfix::available() {
+    if !needs().programs(&["postfix", "openssl"]).root().met() {
         return;
     }
-    let pf = Postfix::start(Options { relaykey_toml: "sender_binding = true\n" });
-    seed(&pf.root().join("relaykey.db"));
-    let json: serde_json::Value = serde_json::from_str(&pf.relaykey(&["--json", "smtp", "create", ANN])).unwrap();
-    let password = json["password"].as_str().unwrap().to_string();
-    let (mut s, greeting) = TlsSmtp::connect(pf.ports.submissions);
+    let (postfix, relaykey) = policy_only_sidecar();
+    seed(&relaykey.dir().join("relaykey.db"));
+    let password = relaykey.cli_json(&["smtp", "create", ANN])["password"].as_str().unwrap().to_string();
+    let (mut s, greeting) = TlsSmtp::connect(postfix.port_of("submissions"));
     assert!(greeting.starts_with("220 "), "{greeting}");
     assert!(s.command("EHLO client.example").starts_with("250 "));
     assert!(s.command(&auth_plain(ANN, &password)).starts_with("235 "), "login");
@@ -158,5 +159,20 @@ fn postfix_with_only_the_policy_service_refuses_unowned_senders() {
     // `<>` passes, at MAIL and at RCPT.
     assert!(s.command("MAIL FROM:<>").starts_with("250 "));
     assert!(s.command("RCPT TO:<someone@example.net>").starts_with("250 "));
-    assert_eq!(pf.relaykey_log().matches("reason=sender_not_owned").count(), 3, "{}", pf.relaykey_log());
+    assert_eq!(relaykey.log().matches("reason=sender_not_owned").count(), 3, "{}", relaykey.log());
+}
+
+/// Postfix with the shipped snippets but without their socketmap restriction: the host that
+/// wires only the policy service. relaykey serves SASL and policy with `sender_binding = true`.
+/// Postfix comes first so that it stops before relaykey does.
+fn policy_only_sidecar() -> (Postfix, Daemon) {
+    let builder = postfix().relaykey_snippets().tls().main_cf("relaykey_sender_binding =\nsmtpd_sender_login_maps =");
+    let relaykey = serve()
+        .toml(&format!(
+            "[sasl]\nsocket = \"{p}/relaykey-auth\"\nsocket_mode = \"0666\"\n\
+             [policy]\nsocket = \"{p}/relaykey-policy\"\nsocket_mode = \"0666\"\nsender_binding = true\n",
+            p = builder.private_dir().display()
+        ))
+        .start();
+    (builder.start(), relaykey)
 }

@@ -4,17 +4,18 @@
 //! nothing queued). `<>` passes; trusted-network clients that did not log in are not bound;
 //! `[senders] enforce = false` and `check_header_from = false` turn the checks off.
 
-#[path = "support/relay_harness.rs"]
-mod harness;
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use base64::Engine as _;
-use harness::{Dialog, Options, Relay, USER, available, swaks};
 use relaykey::address::EmailAddress;
 use relaykey::senders::SenderEntry;
 use relaykey::store::Store;
+use support::peers::available;
+use support::relay::{Options, Relay, USER};
+use support::smtp::{Dialog, swaks};
 
 /// USER's own domain, another account's domain, a domain nobody has, USER's pending domain.
 const OWN: &str = "ann.example";
@@ -29,7 +30,7 @@ fn refusal(address: &str) -> String {
 /// A relay whose store has the senders above (added through the store functions the CLI uses).
 fn start_relay(extra: &str) -> Relay {
     let relay = Relay::start(Options { relay: extra.into(), ..Options::default() });
-    let mut store = Store::open(&relay.dir.path().join("relaykey.db")).unwrap();
+    let mut store = Store::open(&relay.dir().join("relaykey.db")).unwrap();
     let ann = EmailAddress::parse(USER).unwrap();
     let bob = EmailAddress::parse("bob@bob.example").unwrap();
     store.add_account(&bob).unwrap();
@@ -136,7 +137,7 @@ fn swaks_is_refused_another_accounts_domain_and_sends_from_its_own() {
 fn every_header_from_address_must_be_owned_and_a_refused_message_is_not_queued() {
     let relay = start_relay("");
     let mut d = logged_in(&relay);
-    let spool = relay.dir.path().join("spool");
+    let spool = relay.dir().join("spool");
     for head in [
         format!("From: Boss <boss@{OTHERS}>\r\n"),
         format!("From: me@{OWN}, \"Bob\" <b@{OTHERS}>\r\n"),

@@ -17,6 +17,7 @@ use super::enqueue::{Submitter, enqueue};
 use super::error::ApiError;
 use super::state::ApiState;
 use crate::header_from::{self, HeadCapture};
+use crate::log_text::LogText;
 use crate::queue::EnqueueError;
 use crate::senders::Directory;
 
@@ -112,7 +113,7 @@ fn check_senders(directory: &Directory, account_id: i64, outgoing: &Outgoing, he
         match directory.may_send(account_id, address) {
             Ok(check) if check.is_allowed() => {}
             Ok(check) => {
-                tracing::info!(proto = "api", decision = "reject", reason = check.kind(), sender = %address, "sender");
+                tracing::info!(proto = "api", decision = "reject", reason = check.kind(), sender = %LogText::new(address), "sender");
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "sender_not_owned",

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Authenticator, FailureThrottle};
+use crate::auth::LoginPipeline;
 use crate::config::{ApiConfig, Config, LimitsConfig};
 use crate::limits::ConnectionLimiter;
 use crate::queue::Outbox;
@@ -20,8 +20,8 @@ use super::error::ApiError;
 
 pub struct ApiState {
     config: watch::Receiver<Arc<Config>>,
-    pub authenticator: Arc<Authenticator>,
-    pub throttle: Arc<Mutex<FailureThrottle>>,
+    /// Every request's API key goes through it: decision, delay, bookkeeping, the `auth` record.
+    pub logins: Arc<LoginPipeline>,
     /// Who owns which sender addresses.
     pub senders: Arc<Directory>,
     pub shutdown: CancellationToken,
@@ -38,11 +38,10 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(deps: ApiDeps, store: Store, outbox: Option<Outbox>) -> Self {
         let api = deps.config.borrow().api.clone();
-        let ApiDeps { config, authenticator, throttle, senders, shutdown, tasks } = deps;
+        let ApiDeps { config, logins, senders, shutdown, tasks, authenticator: _ } = deps;
         Self {
             config,
-            authenticator,
-            throttle,
+            logins,
             senders,
             shutdown,
             tasks,

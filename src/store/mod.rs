@@ -155,6 +155,14 @@ impl Store {
         Ok(self.conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
     }
 
+    /// Every stored secret hash (SMTP credentials and API keys), for the census of argon2
+    /// parameters that the dummy verification of unknown users follows.
+    pub fn secret_hashes(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT hash FROM smtp_credentials UNION ALL SELECT hash FROM api_keys")?;
+        let hashes = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(hashes)
+    }
+
     /// A cheap read that proves the database is still readable (for the watchdog).
     pub fn ping(&self) -> Result<()> {
         self.conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get::<_, i64>(0))?;
