@@ -8,10 +8,8 @@
 //!   cargo bench --bench relay_vs_postfix
 //! Set RELAY_BENCH_MESSAGES to change the number of messages per level (default 500).
 
-#[path = "../tests/support/relay_harness.rs"]
-mod harness;
-#[path = "../tests/support/relay_postfix.rs"]
-mod postfix;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,8 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use harness::{Options, Relay, available, free_port, is_root, wait_listening};
-use postfix::Postfix;
+use support::peers::needs;
+use support::ports::{free_port, wait_listening};
+use support::postfix::postfix;
+use support::relay::{Options, Relay};
 
 const LEVELS: [usize; 3] = [1, 10, 50];
 const MESSAGE_BYTES: usize = 10 * 1024;
@@ -37,7 +37,7 @@ impl SmtpSink {
             .stderr(Stdio::null())
             .spawn()
             .expect("smtp-sink");
-        wait_listening(port, Duration::from_secs(10), "smtp-sink");
+        wait_listening(port, "smtp-sink");
         Self(child, port)
     }
 }
@@ -156,7 +156,7 @@ fn drive(port: u16, sessions: usize, messages: usize, root_pid: u32, queued: &dy
 }
 
 fn main() {
-    if !available(&["postfix", "smtp-sink", "smtp-source"]) || !is_root() {
+    if !needs().programs(&["postfix", "smtp-sink", "smtp-source"]).root().met() {
         eprintln!("relay_vs_postfix: needs root, postfix, smtp-sink and smtp-source; skipped");
         return;
     }
@@ -166,20 +166,21 @@ fn main() {
     let relay = Relay::start(Options {
         relay: format!("smarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"none\"\nmax_message_size = 10485760\n", sink.1),
         limits: "max_connections_per_ip = 1000".into(),
-        spool: None,
+        ..Options::default()
     });
-    let relay_pid = relay.pid().expect("relaykey pid");
+    let relay_pid = relay.pid();
     let relay_queue = relay.spool_dir();
 
-    let pf = Postfix::start(&format!(
-        "relayhost = [127.0.0.1]:{}
-default_process_limit = 200
+    let pf = postfix()
+        .relayhost(&format!("[127.0.0.1]:{}", sink.1))
+        .main_cf(
+            "default_process_limit = 200
 smtp_tls_security_level = none
 smtpd_client_connection_count_limit = 0
 message_size_limit = 10485760
 ",
-        sink.1
-    ));
+        )
+        .start();
     let pf_pid = pf.master_pid().expect("postfix master pid");
     let pf_spool = pf.dir.path().join("spool");
     let pf_queued =
@@ -203,7 +204,7 @@ message_size_limit = 10485760
     );
     for sessions in LEVELS {
         let rk = drive(relay.plain, sessions, messages, relay_pid, &|| count_files(&relay_queue));
-        let pfm = drive(pf.port, sessions, messages, pf_pid, &pf_queued);
+        let pfm = drive(pf.port(), sessions, messages, pf_pid, &pf_queued);
         println!(
             "{:>8} | {:>14.1} {:>14.1} {:>10.1} | {:>14.1} {:>14.1} {:>10.1} | {:>8.2} {:>8.2} {:>8.2}",
             sessions,

@@ -10,9 +10,11 @@
 
 #[path = "../tests/support/sasl_client.rs"]
 mod sasl_client;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +24,7 @@ use relaykey::sasl::codec::Reply;
 use relaykey::secret::HashParams;
 use relaykey::store::{NewSmtpCredential, Store};
 use sasl_client::Client;
+use support::daemon::{Daemon, serve};
 
 const LEVELS: [usize; 3] = [1, 8, 64];
 
@@ -110,46 +113,33 @@ fn create_users(dir: &Path, n: usize, params: &HashParams) -> Vec<User> {
     users
 }
 
+/// `relaykey serve` with the SASL front end only, over the store `create_users` filled, with the
+/// production argon2 parameters (as the PHC strings).
 struct RelaykeyProc {
-    child: Child,
+    daemon: Daemon,
     socket: PathBuf,
 }
 
 impl RelaykeyProc {
     fn start(dir: &Path) -> Self {
-        let socket = dir.join("relaykey-auth");
-        let config = dir.join("relaykey.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "database = \"{}\"\nlog_level = \"warn\"\n[policy]\nenabled = false\n[sasl]\nsocket = \"{}\"\nsocket_mode = \"0600\"\nmax_in_flight_per_ip = 1000\n",
-                dir.join("relaykey.db").display(),
-                socket.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_relaykey"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start relaykey");
-        wait_socket(&socket);
-        Self { child, socket }
+        let p = HashParams::default();
+        let daemon = serve()
+            .toml(&format!(
+                "database = \"{db}\"\nlog_level = \"warn\"\n[auth]\nargon2_memory_kib = {m}\nargon2_iterations = {t}\n\
+                 argon2_parallelism = {par}\n[policy]\nenabled = false\n[sasl]\nsocket_mode = \"0600\"\n\
+                 max_in_flight_per_ip = 1000\n",
+                db = dir.join("relaykey.db").display(),
+                m = p.memory_kib,
+                t = p.iterations,
+                par = p.parallelism,
+            ))
+            .start();
+        let socket = daemon.sasl_socket();
+        Self { daemon, socket }
     }
 
     fn pids(&self) -> (Vec<u32>, Vec<u32>) {
-        (vec![self.child.id()], Vec::new())
-    }
-}
-
-impl Drop for RelaykeyProc {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
+        (vec![self.daemon.pid()], Vec::new())
     }
 }
 

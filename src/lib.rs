@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod invisible;
 pub mod limits;
+pub mod log_text;
 pub mod logging;
 pub mod mail_date;
 pub mod metrics;

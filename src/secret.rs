@@ -109,7 +109,7 @@ pub fn mask(last5: &str, total_len: usize) -> String {
 
 /// Argon2id parameters for new hashes. Verification always uses the parameters stored in the
 /// PHC string, so raising these later keeps old hashes valid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HashParams {
     pub memory_kib: u32,
     pub iterations: u32,
@@ -142,6 +142,31 @@ impl HashParams {
         self.argon2().map(|_| ())
     }
 
+    /// The parameters a stored PHC string was made with; `None` for anything but a well-formed
+    /// argon2id v19 hash (those are never "current", so a login with one is rehashed).
+    pub fn of_phc(phc: &str) -> Option<Self> {
+        let parsed = PasswordHash::new(phc).ok()?;
+        if Algorithm::try_from(parsed.algorithm.as_str()).ok()? != Algorithm::Argon2id
+            || parsed.version.is_some_and(|v| v != u32::from(Version::V0x13))
+        {
+            return None;
+        }
+        let params = Params::try_from(&parsed).ok()?;
+        Some(Self { memory_kib: params.m_cost(), iterations: params.t_cost(), parallelism: params.p_cost() })
+    }
+
+    /// Hashes `secret` again with these parameters but the salt of `old_phc`. The salt names
+    /// the secret's generation (see [`same_generation`]): a rehash keeps it, a `change` draws a
+    /// new one. `old_phc` must be a hash `secret` was just verified against.
+    pub fn rehash(&self, secret: &Secret, old_phc: &str) -> Result<String, HashError> {
+        let parsed = PasswordHash::new(old_phc).map_err(|e| HashError::Hash(e.to_string()))?;
+        let salt = parsed.salt.ok_or_else(|| HashError::Hash("stored hash has no salt".into()))?;
+        self.argon2()?
+            .hash_password_with_salt(secret.expose().as_bytes(), salt.as_ref())
+            .map(|h| h.to_string())
+            .map_err(|e| HashError::Hash(e.to_string()))
+    }
+
     /// The argon2id PHC string of `secret`, with a fresh random salt.
     pub fn hash(&self, secret: &Secret) -> Result<String, HashError> {
         let argon = self.argon2()?;
@@ -149,6 +174,16 @@ impl HashParams {
             .hash_password(secret.expose().as_bytes())
             .map(|h| h.to_string())
             .map_err(|e| HashError::Hash(e.to_string()))
+    }
+}
+
+/// Do two stored hashes belong to the same secret generation? They do when they share their
+/// salt: [`HashParams::rehash`] keeps it, while every new or changed secret gets a fresh random
+/// one (16 bytes from the CSPRNG, so two generations never share it by chance).
+pub fn same_generation(a: &str, b: &str) -> bool {
+    match (PasswordHash::new(a), PasswordHash::new(b)) {
+        (Ok(a), Ok(b)) => a.salt.is_some() && a.salt == b.salt,
+        _ => a == b,
     }
 }
 
@@ -249,5 +284,18 @@ mod tests {
         let s = Secret::from_presented("pw");
         let phc = HashParams { memory_kib: 128, iterations: 2, parallelism: 1 }.hash(&s).unwrap();
         assert!(verify(&s, &phc));
+    }
+
+    #[test]
+    fn rehash_keeps_the_generation_and_a_new_hash_does_not() {
+        let s = Secret::from_presented("pw");
+        let old = CHEAP.hash(&s).unwrap();
+        let higher = HashParams { memory_kib: 128, iterations: 2, parallelism: 1 };
+        let new = higher.rehash(&s, &old).unwrap();
+        assert!(verify(&s, &new));
+        assert_eq!((HashParams::of_phc(&old), HashParams::of_phc(&new)), (Some(CHEAP), Some(higher)));
+        assert!(same_generation(&old, &new), "a rehash is the same secret generation");
+        assert!(!same_generation(&old, &CHEAP.hash(&s).unwrap()), "a new hash is a new generation");
+        assert_eq!(HashParams::of_phc("$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g"), None);
     }
 }

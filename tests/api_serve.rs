@@ -2,22 +2,12 @@
 //! listener, a key made by the CLI works over HTTP at once, and SIGTERM ends the process
 //! cleanly.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::Duration;
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use support::daemon::{cli, serve};
+use support::ports::free_port;
 
 /// One HTTP/1.1 request on a fresh connection; returns the status and the body.
 fn get(port: u16, path: &str, key: Option<&str>) -> Option<(u16, String)> {
@@ -35,40 +25,27 @@ fn get(port: u16, path: &str, key: Option<&str>) -> Option<(u16, String)> {
 
 #[test]
 fn serve_starts_the_api_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
     let (api, ops) = (free_port(), free_port());
-    let config = dir.path().join("relaykey.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "database = {:?}\n[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\n[sasl]\nenabled = false\n\
-             [policy]\nenabled = false\n[api]\nenabled = true\nlisten = \"127.0.0.1:{api}\"\n\
-             metrics_listen = \"127.0.0.1:{ops}\"\n",
-            dir.path().join("relaykey.db")
-        ),
-    )
-    .unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("relaykey");
-    let cli = |args: &[&str]| {
-        let out = Command::new(&bin).env("RELAYKEY_CONFIG", &config).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        out.stdout
-    };
+    let builder = serve().toml(&format!(
+        "[sasl]\nenabled = false\n[policy]\nenabled = false\n[api]\nenabled = true\nlisten = \"127.0.0.1:{api}\"\n\
+         metrics_listen = \"127.0.0.1:{ops}\"\n"
+    ));
+    let config = builder.config_path();
+    let cli = |args: &[&str]| cli(&config, args);
     cli(&["account", "add", "owner@example.com"]);
     let created: serde_json::Value =
-        serde_json::from_slice(&cli(&["--json", "apikey", "create", "owner@example.com", "--permission", "view"]))
+        serde_json::from_str(&cli(&["--json", "apikey", "create", "owner@example.com", "--permission", "view"]))
             .unwrap();
     let key = created["key"].as_str().unwrap().to_string();
 
-    let mut daemon =
-        Daemon(Command::new(&bin).env("RELAYKEY_CONFIG", &config).arg("serve").stderr(Stdio::null()).spawn().unwrap());
+    let mut daemon = builder.start();
     let mut healthy = false;
     for _ in 0..600 {
         if get(ops, "/healthz", None).is_some_and(|(s, _)| s == 200) {
             healthy = true;
             break;
         }
-        assert!(daemon.0.try_wait().unwrap().is_none(), "relaykey serve exited");
+        assert!(!daemon.has_exited(), "relaykey serve exited");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(healthy, "the operator listener never answered /healthz");
@@ -84,8 +61,7 @@ fn serve_starts_the_api_and_stops_on_sigterm() {
     cli(&["apikey", "remove", "owner@example.com", &id]);
     assert_eq!(get(api, "/v1/account", Some(&key)).unwrap().0, 401);
 
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) }, 0);
-    let status = daemon.0.wait().unwrap();
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit();
     assert!(status.success(), "relaykey serve exited with {status}");
 }

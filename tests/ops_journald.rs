@@ -3,11 +3,11 @@
 //! path is fixed, so the test plays journald there when the machine runs none.
 
 mod ops_support;
+mod support;
 
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ops_support::*;
@@ -28,24 +28,12 @@ fn logs_structured_fields_to_journald_under_systemd() {
     let journal = UnixDatagram::bind(JOURNAL).unwrap();
     let _cleanup = Cleanup(made_dir);
 
-    let dir = open_tempdir();
-    let config = write_config(dir.path(), "");
-    let notify = NotifySocket::bind(dir.path());
-    let stderr_path = dir.path().join("stderr");
-    let stderr = std::fs::File::create(&stderr_path).unwrap();
+    let builder = serve();
+    // The daemon's stderr is the file the harness logs to: name it as the journal stream.
+    let stderr = std::fs::File::create(builder.log_path()).unwrap();
     let meta = stderr.metadata().unwrap();
-    let mut child = Command::new(relaykey())
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env("NOTIFY_SOCKET", &notify.path)
-        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    notify.wait_for("READY=1");
+    let mut daemon = builder.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino())).spawn();
+    daemon.notify.wait_for("READY=1");
 
     journal.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut ready = None;
@@ -57,33 +45,28 @@ fn logs_structured_fields_to_journald_under_systemd() {
             ready = Some(entry);
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    daemon.kill9();
     let ready = ready.unwrap();
     let field = |name: &str| ready.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     assert_eq!(field("SYSLOG_IDENTIFIER").as_deref(), Some("relaykey"), "{ready:?}");
     assert_eq!(field("PRIORITY").as_deref(), Some("6"), "{ready:?}");
     assert!(field("FRONT_ENDS").is_some(), "{ready:?}");
-    assert_eq!(field("DATABASE"), Some(dir.path().join("relaykey.db").display().to_string()), "{ready:?}");
-    let text = std::fs::read_to_string(&stderr_path).unwrap();
+    assert_eq!(field("DATABASE"), Some(daemon.dir().join("relaykey.db").display().to_string()), "{ready:?}");
+    let text = daemon.log();
     assert!(!text.contains(" ready"), "also logged as text on stderr: {text}");
 }
 
 #[test]
 fn logs_text_to_stderr_when_stderr_is_not_the_journal_stream() {
-    let dir = open_tempdir();
-    let config = write_config(dir.path(), "");
-    let notify = NotifySocket::bind(dir.path());
-    let mut cmd = Command::new(relaykey());
-    // A wrapper redirected stderr: the inherited JOURNAL_STREAM no longer describes it.
-    cmd.arg("--config").arg(&config).arg("serve").env("NOTIFY_SOCKET", &notify.path);
-    let mut daemon = Daemon::spawn(cmd);
-    notify.wait_for("READY=1");
+    // A wrapper redirected stderr: the inherited JOURNAL_STREAM no longer describes it (the
+    // harness removes it).
+    let mut daemon = serve().spawn();
+    daemon.notify.wait_for("READY=1");
     let line = daemon.wait_log(" ready");
     assert!(line.contains("INFO") && line.contains("front_ends="), "{line}");
     daemon.signal(libc::SIGTERM);
-    let _ = notify.next(Duration::from_secs(5));
-    assert_eq!(daemon.wait_exit(), Some(0));
+    let _ = daemon.notify.next(Duration::from_secs(5));
+    assert_eq!(daemon.wait_exit().code(), Some(0));
 }
 
 /// journald's native protocol: `KEY=value\n`, or `KEY\n` + 64-bit LE length + bytes + `\n`.

@@ -3,24 +3,21 @@
 //! READY=1 around a SIGHUP (also a refused one), STOPPING=1 and a clean exit on SIGTERM.
 
 mod ops_support;
+mod support;
 
 use std::os::unix::net::UnixStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ops_support::*;
 
 #[test]
 fn notifies_systemd_through_its_lifecycle() {
-    let dir = open_tempdir();
-    let config = write_config(dir.path(), "[daemon]\nstatus_interval = \"1s\"");
-    let notify = NotifySocket::bind(dir.path());
     let watchdog = Duration::from_millis(1000);
-    let mut cmd = Command::new(relaykey());
-    cmd.arg("--config").arg(&config).arg("serve");
-    cmd.env("NOTIFY_SOCKET", &notify.path).env("WATCHDOG_USEC", watchdog.as_micros().to_string());
+    let builder =
+        serve().toml("[daemon]\nstatus_interval = \"1s\"").env("WATCHDOG_USEC", watchdog.as_micros().to_string());
     let started = Instant::now();
-    let mut daemon = Daemon::spawn(cmd);
+    let mut daemon = builder.spawn();
+    let notify = &daemon.notify;
 
     let before_ready = notify.wait_for("READY=1");
     let to_ready = started.elapsed();
@@ -29,7 +26,7 @@ fn notifies_systemd_through_its_lifecycle() {
     let front_ends = daemon.front_ends();
     assert!(front_ends.iter().any(|f| f == "sasl"), "{front_ends:?}");
     for front_end in front_ends {
-        let path = dir.path().join(format!("{front_end}.sock"));
+        let path = daemon.dir().join(format!("{front_end}.sock"));
         if path.exists() {
             UnixStream::connect(&path).unwrap_or_else(|e| panic!("{front_end} does not accept at READY: {e}"));
         }
@@ -59,26 +56,23 @@ fn notifies_systemd_through_its_lifecycle() {
     daemon.wait_log("reloaded");
 
     // A bad config is refused, the old one kept, and the daemon stays ready.
-    std::fs::write(&config, "[auth]\nbogus = 1\n").unwrap();
+    std::fs::write(daemon.config_path(), "[auth]\nbogus = 1\n").unwrap();
     daemon.signal(libc::SIGHUP);
     let seen = notify.wait_for("READY=1");
     assert!(seen.iter().any(|l| l == "RELOADING=1"), "{seen:?}");
     daemon.wait_log("reload refused");
-    assert!(daemon.child.try_wait().unwrap().is_none(), "a bad reload stopped the daemon");
+    assert!(!daemon.has_exited(), "a bad reload stopped the daemon");
 
     daemon.signal(libc::SIGTERM);
     notify.wait_for("STOPPING=1");
-    assert_eq!(daemon.wait_exit(), Some(0), "log: {:#?}", daemon.log());
+    assert_eq!(daemon.wait_exit().code(), Some(0), "log: {:#?}", daemon.log_lines());
 }
 
 #[test]
 fn sends_no_watchdog_pets_when_systemd_asks_for_none() {
-    let dir = open_tempdir();
-    let config = write_config(dir.path(), "[daemon]\nstatus_interval = \"1s\"");
-    let notify = NotifySocket::bind(dir.path());
-    let mut cmd = Command::new(relaykey());
-    cmd.arg("--config").arg(&config).arg("serve").env("NOTIFY_SOCKET", &notify.path).env_remove("WATCHDOG_USEC");
-    let mut daemon = Daemon::spawn(cmd);
+    // The harness passes no WATCHDOG_USEC.
+    let mut daemon = serve().toml("[daemon]\nstatus_interval = \"1s\"").spawn();
+    let notify = &daemon.notify;
     notify.wait_for("READY=1");
     // Two STATUS= rounds (1 s apart) give any pet loop time to show itself.
     let mut rounds = 0;
@@ -89,5 +83,5 @@ fn sends_no_watchdog_pets_when_systemd_asks_for_none() {
     }
     daemon.signal(libc::SIGTERM);
     notify.wait_for("STOPPING=1");
-    assert_eq!(daemon.wait_exit(), Some(0));
+    assert_eq!(daemon.wait_exit().code(), Some(0));
 }

@@ -2,6 +2,7 @@
 //! instance is never started): a good setup passes, and each misconfiguration is named.
 
 mod ops_support;
+mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;

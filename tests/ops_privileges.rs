@@ -2,6 +2,7 @@
 //! to that user, and runs as that user (and only its groups) before it reports READY=1.
 
 mod ops_support;
+mod support;
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -24,19 +25,14 @@ fn drops_root_after_binding() {
         return;
     }
     let (uid, gid) = test_identity();
-    let dir = open_tempdir();
-    let config = dir.path().join("relaykey.toml");
-    let text = format!(
-        "database = \"{d}/relaykey.db\"\n[daemon]\nuser = \"nobody\"\ngroup = \"nogroup\"\n\
-         [sasl]\nsocket = \"{d}/sasl.sock\"\nsocket_mode = \"0660\"\nsocket_group = \"root\"\n\
-         [policy]\nsocket = \"{d}/policy.sock\"\n",
-        d = dir.path().display()
-    );
-    std::fs::write(&config, text).unwrap();
-    let notify = NotifySocket::bind(dir.path());
-    let mut cmd = Command::new(relaykey());
-    cmd.arg("--config").arg(&config).arg("serve").env("NOTIFY_SOCKET", &notify.path);
-    let mut daemon = Daemon::spawn(cmd);
+    let mut daemon = serve()
+        .toml(
+            "[daemon]\nuser = \"nobody\"\ngroup = \"nogroup\"\n\
+             [sasl]\nsocket_mode = \"0660\"\nsocket_group = \"root\"\n",
+        )
+        .spawn();
+    let (dir, config) = (daemon.dir().to_path_buf(), daemon.config_path().to_path_buf());
+    let notify = &daemon.notify;
     notify.wait_for("READY=1");
 
     // READY=1 comes after the switch: the process is already nobody:nogroup, for good.
@@ -48,12 +44,12 @@ fn drops_root_after_binding() {
     assert_eq!(status_field(pid, "CapEff"), "0000000000000000");
     daemon.wait_log("dropped root");
 
-    let db = std::fs::metadata(dir.path().join("relaykey.db")).unwrap();
+    let db = std::fs::metadata(dir.join("relaykey.db")).unwrap();
     assert_eq!((db.uid(), db.gid(), db.mode() & 0o777), (uid, gid, 0o600));
     let front_ends = daemon.front_ends();
     assert!(front_ends.iter().any(|f| f == "sasl"), "{front_ends:?}");
     for front_end in front_ends {
-        let socket = dir.path().join(format!("{front_end}.sock"));
+        let socket = dir.join(format!("{front_end}.sock"));
         let meta = std::fs::metadata(&socket).unwrap();
         // sasl's group is configured (root); policy's defaults to the daemon's group.
         let want_gid = if front_end == "sasl" { 0 } else { gid };
@@ -63,7 +59,7 @@ fn drops_root_after_binding() {
     // The store still answers as nobody: a credential made now (by root, through the CLI)
     // logs in through the SASL socket.
     let (username, password) = smtp_credential(&config);
-    let mut client = std::os::unix::net::UnixStream::connect(dir.path().join("sasl.sock")).unwrap();
+    let mut client = std::os::unix::net::UnixStream::connect(dir.join("sasl.sock")).unwrap();
     client.set_read_timeout(Some(PATIENCE)).unwrap();
     read_until(&mut client, "DONE\n");
     client.write_all(b"VERSION\t1\t2\nCPID\t4242\n").unwrap();
@@ -72,7 +68,7 @@ fn drops_root_after_binding() {
 
     daemon.signal(libc::SIGTERM);
     notify.wait_for("STOPPING=1");
-    assert_eq!(daemon.wait_exit(), Some(0), "{:#?}", daemon.log());
+    assert_eq!(daemon.wait_exit().code(), Some(0), "{:#?}", daemon.log_lines());
 }
 
 #[test]
@@ -80,14 +76,10 @@ fn refuses_to_start_as_an_unknown_user() {
     if !require(is_root(), "root") {
         return;
     }
-    let dir = open_tempdir();
-    let config = write_config(dir.path(), "[daemon]\nuser = \"no-such-user-relaykey\"\n");
-    let notify = NotifySocket::bind(dir.path());
-    let mut cmd = Command::new(relaykey());
-    cmd.arg("--config").arg(&config).arg("serve").env("NOTIFY_SOCKET", &notify.path);
-    let mut daemon = Daemon::spawn(cmd);
-    assert_ne!(daemon.wait_exit(), Some(0));
-    let log = daemon.log().join("\n");
+    let mut daemon = serve().toml("[daemon]\nuser = \"no-such-user-relaykey\"\n").spawn();
+    assert_ne!(daemon.wait_exit().code(), Some(0));
+    let log = daemon.log();
+    let notify = &daemon.notify;
     assert!(log.contains("daemon.user: no such user \"no-such-user-relaykey\""), "{log}");
     assert!(notify.next(std::time::Duration::from_millis(10)).is_none_or(|l| !l.contains(&"READY=1".to_string())));
 }
@@ -97,13 +89,7 @@ fn refuses_to_keep_root_when_the_user_is_root() {
     if !require(is_root(), "root") {
         return;
     }
-    let dir = open_tempdir();
-    let config = write_config(dir.path(), "[daemon]\nuser = \"root\"\n");
-    let mut daemon = Daemon::spawn({
-        let mut cmd = Command::new(relaykey());
-        cmd.arg("--config").arg(&config).arg("serve");
-        cmd
-    });
-    assert_ne!(daemon.wait_exit(), Some(0));
-    assert!(daemon.log().join("\n").contains("root could be regained"), "{:#?}", daemon.log());
+    let mut daemon = serve().toml("[daemon]\nuser = \"root\"\n").spawn();
+    assert_ne!(daemon.wait_exit().code(), Some(0));
+    assert!(daemon.log().contains("root could be regained"), "{:#?}", daemon.log_lines());
 }

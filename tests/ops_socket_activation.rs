@@ -3,6 +3,7 @@
 //! request and an SMTP banner come through them, and nothing is bound in their place.
 
 mod ops_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -10,6 +11,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use ops_support::*;
+use support::ports::free_port;
 
 fn available() -> bool {
     let found = Command::new("systemd-socket-activate").arg("--version").output().is_ok_and(|o| o.status.success());
@@ -21,23 +23,35 @@ fn serves_on_the_socket_systemd_passed() {
     if !available() {
         return;
     }
-    let dir = open_tempdir();
-    let config = write_config(dir.path(), "");
-    let notify = NotifySocket::bind(dir.path());
-    let activated = dir.path().join("activated-sasl.sock");
-    let activated_policy = dir.path().join("activated-policy.sock");
-    let mut cmd = Command::new("systemd-socket-activate");
-    cmd.arg("-l").arg(&activated).arg("-l").arg(&activated_policy).arg("--fdname=sasl:policy");
-    cmd.arg("-E").arg(format!("NOTIFY_SOCKET={}", notify.path.display()));
-    cmd.arg(relaykey()).arg("--config").arg(&config).arg("serve");
-    let (username, password) = smtp_credential(&config);
-    let mut daemon = Daemon::spawn(cmd);
+    let builder = serve();
+    let dir = builder.dir().to_path_buf();
+    let activated = dir.join("activated-sasl.sock");
+    let activated_policy = dir.join("activated-policy.sock");
+    let notify_env = format!("NOTIFY_SOCKET={}", builder.notify_path().display());
+    let (username, password) = smtp_credential(&builder.config_path());
+    let mut daemon = builder
+        .launcher([
+            "systemd-socket-activate".as_ref(),
+            "-l".as_ref(),
+            activated.as_os_str(),
+            "-l".as_ref(),
+            activated_policy.as_os_str(),
+            "--fdname=sasl:policy".as_ref(),
+            "-E".as_ref(),
+            std::ffi::OsStr::new(&notify_env),
+        ])
+        .spawn();
+    let notify = &daemon.notify;
 
     // systemd-socket-activate starts the daemon on the first connection, like a socket unit.
     let deadline = Instant::now() + PATIENCE;
     while !activated.exists() {
-        let gone = daemon.child.try_wait().unwrap().is_some();
-        assert!(!gone && Instant::now() < deadline, "systemd-socket-activate did not listen: {:#?}", daemon.log());
+        let gone = daemon.has_exited();
+        assert!(
+            !gone && Instant::now() < deadline,
+            "systemd-socket-activate did not listen: {:#?}",
+            daemon.log_lines()
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let mut client = UnixStream::connect(&activated).unwrap();
@@ -46,12 +60,12 @@ fn serves_on_the_socket_systemd_passed() {
 
     let front_ends = daemon.front_ends();
     for name in ["sasl", "policy"] {
-        assert!(front_ends.iter().any(|f| f == name), "no {name} front end: {:#?}", daemon.log());
-        let configured = dir.path().join(format!("{name}.sock"));
+        assert!(front_ends.iter().any(|f| f == name), "no {name} front end: {:#?}", daemon.log_lines());
+        let configured = dir.join(format!("{name}.sock"));
         assert!(!configured.exists(), "bound {} although systemd passed a socket", configured.display());
     }
-    assert_eq!(daemon.log().iter().filter(|l| l.contains("using the socket systemd passed")).count(), 2);
-    assert!(!daemon.log().iter().any(|l| l.contains("no enabled front end uses")), "{:#?}", daemon.log());
+    assert_eq!(daemon.log_lines().iter().filter(|l| l.contains("using the socket systemd passed")).count(), 2);
+    assert!(!daemon.log_lines().iter().any(|l| l.contains("no enabled front end uses")), "{:#?}", daemon.log_lines());
 
     // The connection that woke the daemon gets the Dovecot handshake, then a real AUTH.
     client.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -77,7 +91,7 @@ fn serves_on_the_socket_systemd_passed() {
 
     daemon.signal(libc::SIGTERM);
     notify.wait_for("STOPPING=1");
-    assert_eq!(daemon.wait_exit(), Some(0), "{:#?}", daemon.log());
+    assert_eq!(daemon.wait_exit().code(), Some(0), "{:#?}", daemon.log_lines());
 }
 
 #[test]
@@ -85,29 +99,23 @@ fn the_relay_serves_on_the_tcp_socket_systemd_passed() {
     if !available() {
         return;
     }
-    let dir = open_tempdir();
-    // A free loopback port (released again for systemd-socket-activate to bind).
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let address = format!("127.0.0.1:{port}");
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[relay]\nenabled = true\nhostname = \"relay.test\"\nspool = \"{}/spool\"\n\
-             [[relay.listen]]\naddress = \"{address}\"\ntls = \"none\"\n",
-            dir.path().display()
-        ),
-    );
-    let notify = NotifySocket::bind(dir.path());
-    let mut cmd = Command::new("systemd-socket-activate");
-    cmd.arg("-l").arg(&address).arg("--fdname=relay");
-    cmd.arg("-E").arg(format!("NOTIFY_SOCKET={}", notify.path.display()));
-    cmd.arg(relaykey()).arg("--config").arg(&config).arg("serve");
-    let mut daemon = Daemon::spawn(cmd);
+    let address = format!("127.0.0.1:{}", free_port());
+    let builder = serve();
+    let dir = builder.dir().to_path_buf();
+    let builder = builder.toml(&format!(
+        "[relay]\nenabled = true\nhostname = \"relay.test\"\nspool = \"{}/spool\"\n\
+         [[relay.listen]]\naddress = \"{address}\"\ntls = \"none\"\n",
+        dir.display()
+    ));
+    let notify_env = format!("NOTIFY_SOCKET={}", builder.notify_path().display());
+    let launcher = ["systemd-socket-activate", "-l", &address, "--fdname=relay", "-E", &notify_env];
+    let mut daemon = builder.launcher(launcher).spawn();
+    let notify = &daemon.notify;
     daemon.wait_log("Listening on");
     // The daemon would fail to start if it bound the address itself: systemd-socket-activate holds it.
     let mut client = std::net::TcpStream::connect(&address).unwrap();
     notify.wait_for("READY=1");
-    assert!(daemon.front_ends().iter().any(|f| f == "relay"), "{:#?}", daemon.log());
+    assert!(daemon.front_ends().iter().any(|f| f == "relay"), "{:#?}", daemon.log_lines());
     daemon.wait_log(&format!("front_end=\"relay:{address}\""));
     client.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut banner = [0u8; 64];
@@ -115,5 +123,5 @@ fn the_relay_serves_on_the_tcp_socket_systemd_passed() {
     assert!(banner[..n].starts_with(b"220 "), "{:?}", String::from_utf8_lossy(&banner[..n]));
     daemon.signal(libc::SIGTERM);
     notify.wait_for("STOPPING=1");
-    assert_eq!(daemon.wait_exit(), Some(0), "{:#?}", daemon.log());
+    assert_eq!(daemon.wait_exit().code(), Some(0), "{:#?}", daemon.log_lines());
 }

@@ -2,6 +2,7 @@
 //! contract the daemon relies on (notify, watchdog, reload by SIGHUP, socket names).
 
 mod ops_support;
+mod support;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,12 +1,18 @@
 //! relaykey's policy server behind a real Postfix 3.7 configured with `postfix/*.relaykey`.
 //! Needs root and /usr/sbin/postfix; skipped locally without them, fails under CI=true.
 
-#[path = "support/policy_postfix.rs"]
-mod policy_postfix;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use policy_postfix::{Options, Postfix, Smtp, TlsSmtp, auth_plain, smtpd_pid_for, swaks};
+use support::peers::needs;
+use support::sidecar::Sidecar;
+use support::smtp::{Smtp, TlsSmtp, auth_plain, smtpd_pid_for, swaks_message as swaks};
+
+/// Is a Postfix we can drive here (with swaks and openssl for the clients)?
+fn available() -> bool {
+    needs().programs(&["postfix", "swaks", "openssl"]).root().met()
+}
 
 /// Connects from `from` until the greeting is a 220, for at most `within` (the bound).
 async fn accepted_within(from: &str, port: u16, within: Duration) -> (Smtp, Duration) {
@@ -24,10 +30,10 @@ async fn accepted_within(from: &str, port: u16, within: Duration) -> (Smtp, Dura
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_ip_session_limit_at_connect() {
-    if !policy_postfix::available() {
+    if !available() {
         return;
     }
-    let pf = Postfix::start(Options { relaykey_toml: "[limits]\nmax_connections_per_ip = 20\n" });
+    let pf = Sidecar::start("[limits]\nmax_connections_per_ip = 20\n");
     let port = pf.ports.smtp;
     let mut held = Vec::new();
     for i in 0..20 {
@@ -68,10 +74,10 @@ async fn per_ip_session_limit_at_connect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_counts_survive_a_relaykey_crash() {
-    if !policy_postfix::available() {
+    if !available() {
         return;
     }
-    let mut pf = Postfix::start(Options { relaykey_toml: "[limits]\nmax_connections_per_ip = 3\n" });
+    let mut pf = Sidecar::start("[limits]\nmax_connections_per_ip = 3\n");
     let port = pf.ports.p2525;
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -94,10 +100,10 @@ async fn session_counts_survive_a_relaykey_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_time_limit_ends_old_sessions() {
-    if !policy_postfix::available() {
+    if !available() {
         return;
     }
-    let pf = Postfix::start(Options { relaykey_toml: "[limits]\nsession_timeout = \"2s\"\n" });
+    let pf = Sidecar::start("[limits]\nsession_timeout = \"2s\"\n");
     for port in [pf.ports.smtp, pf.ports.p2525] {
         let (mut young, greeting) = Smtp::connect("127.0.0.4", port).await;
         assert!(greeting.starts_with("220 "), "{greeting}");
@@ -115,7 +121,7 @@ async fn session_time_limit_ends_old_sessions() {
 }
 
 /// Creates an account with an SMTP credential through the CLI; returns (id, password).
-fn credential(pf: &Postfix, email: &str) -> (i64, String) {
+fn credential(pf: &Sidecar, email: &str) -> (i64, String) {
     pf.relaykey(&["account", "add", email]);
     let json: serde_json::Value = serde_json::from_str(&pf.relaykey(&["--json", "smtp", "create", email])).unwrap();
     (json["id"].as_i64().unwrap(), json["password"].as_str().unwrap().to_string())
@@ -123,10 +129,10 @@ fn credential(pf: &Postfix, email: &str) -> (i64, String) {
 
 #[test]
 fn changed_credential_refuses_the_next_mail_from_of_a_logged_in_session() {
-    if !policy_postfix::available() {
+    if !available() {
         return;
     }
-    let pf = Postfix::start(Options { relaykey_toml: "" });
+    let pf = Sidecar::start("");
     let (id, password) = credential(&pf, "alice@example.com");
     let (mut s, greeting) = TlsSmtp::connect(pf.ports.submissions);
     assert!(greeting.starts_with("220 "), "{greeting}");
@@ -144,10 +150,10 @@ fn changed_credential_refuses_the_next_mail_from_of_a_logged_in_session() {
 
 #[test]
 fn message_rate_limit_counts_messages_not_recipients() {
-    if !policy_postfix::available() {
+    if !available() {
         return;
     }
-    let pf = Postfix::start(Options { relaykey_toml: "messages_per_minute = 2\n" });
+    let pf = Sidecar::start("messages_per_minute = 2\n");
     let (_, password) = credential(&pf, "carol@example.com");
     let five = ["r1@example.net", "r2@example.net", "r3@example.net", "r4@example.net", "r5@example.net"];
     // Two messages to five recipients each, over STARTTLS on 587 and implicit TLS on 465.
@@ -163,10 +169,10 @@ fn message_rate_limit_counts_messages_not_recipients() {
 
 #[test]
 fn after_a_relaykey_crash_logged_in_sessions_are_checked_against_their_account() {
-    if !policy_postfix::available() {
+    if !available() {
         return;
     }
-    let mut pf = Postfix::start(Options { relaykey_toml: "" });
+    let mut pf = Sidecar::start("");
     let (_, password) = credential(&pf, "dave@example.com");
     let (mut s, greeting) = TlsSmtp::connect(pf.ports.submissions);
     assert!(greeting.starts_with("220 "), "{greeting}");

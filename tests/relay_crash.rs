@@ -2,10 +2,9 @@
 //! times and restarted on the same spool. Every message that got `250` must reach the sink;
 //! duplicates (allowed: delivery is at-least-once) are counted and printed.
 
-#[path = "support/relay_harness.rs"]
-mod harness;
 #[path = "support/relay_sink.rs"]
 mod sink;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -14,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harness::{Options, Relay};
 use sink::Sink;
+use support::relay::{Options, Relay};
 
 const KILLS: usize = 5;
 const ACKS_BETWEEN_KILLS: usize = 12;
@@ -102,7 +101,7 @@ fn every_acknowledged_message_survives_repeated_kill_9() {
             std::thread::sleep(Duration::from_millis(2));
         }
         relay.kill9();
-        relay.spawn();
+        relay.restart();
     }
     while ack_count.load(Ordering::SeqCst) < (KILLS + 1) * ACKS_BETWEEN_KILLS {
         std::thread::sleep(Duration::from_millis(2));

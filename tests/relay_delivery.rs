@@ -4,16 +4,18 @@
 //! A records served by dnsmasq on loopback. dnsmasq: skipped locally when absent, a failure
 //! under CI=true.
 
-#[path = "support/relay_harness.rs"]
-mod harness;
 #[path = "support/relay_sink.rs"]
 mod sink;
+mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use harness::{Dialog, Options, Relay, USER, available, free_port};
 use sink::Sink;
+use support::peers::{needs, which};
+use support::ports::{free_port, wait_listening};
+use support::relay::{Options, Relay, USER};
+use support::smtp::Dialog;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -106,11 +108,7 @@ fn a_deferred_recipient_stays_queued_and_the_queue_cli_manages_it() {
     // The daemon may hold the message's lock for a moment; `delete` then says so (exit 75).
     let mut deleted = false;
     for _ in 0..200 {
-        let out = Command::new(harness::BIN)
-            .env("RELAYKEY_CONFIG", &relay.config)
-            .args(["queue", "delete", &id])
-            .output()
-            .unwrap();
+        let out = relay.cli_output(&["queue", "delete", &id]);
         if out.status.success() {
             deleted = true;
             break;
@@ -157,7 +155,7 @@ impl Drop for Dnsmasq {
 }
 
 fn dnsmasq(port: u16, records: &[&str]) -> Dnsmasq {
-    let mut cmd = Command::new(harness::which("dnsmasq").unwrap());
+    let mut cmd = Command::new(which("dnsmasq").unwrap());
     cmd.args(["--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces"])
         .args(["--listen-address=127.0.0.1", &format!("--port={port}"), "--user=root", "--pid-file="])
         .args(records)
@@ -165,14 +163,13 @@ fn dnsmasq(port: u16, records: &[&str]) -> Dnsmasq {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let child = Dnsmasq(cmd.spawn().unwrap());
-    harness::wait_listening(port, Duration::from_secs(10), "dnsmasq");
+    wait_listening(port, "dnsmasq");
     child
 }
 
 #[test]
 fn mx_mode_follows_mx_records_and_falls_back_to_a_records() {
-    if !available(&["dnsmasq"]) || !harness::is_root() {
-        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "dnsmasq test needs root under CI");
+    if !needs().programs(&["dnsmasq"]).root().met() {
         return;
     }
     let sink = Sink::start();
@@ -232,7 +229,7 @@ fn smarthost_over_starttls_with_auth() {
         ),
         ..Options::default()
     });
-    let password_file = smarthost.dir.path().join("smarthost-password");
+    let password_file = smarthost.dir().join("smarthost-password");
     std::fs::write(&password_file, format!("{}\n", smarthost.password)).unwrap();
     let relay = Relay::start(Options {
         relay: format!(

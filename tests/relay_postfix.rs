@@ -3,27 +3,21 @@
 //! submitted to that Postfix arrives at the sink through relaykey.
 //! Needs root, postfix and swaks; skipped locally when absent, a failure under CI=true.
 
-#[path = "support/relay_harness.rs"]
-mod harness;
-#[path = "support/relay_postfix.rs"]
-mod postfix;
 #[path = "support/relay_sink.rs"]
 mod sink;
+mod support;
 
 use std::time::Duration;
 
-use harness::{Options, Relay, USER, available, is_root, swaks};
-use postfix::Postfix;
 use sink::Sink;
+use support::peers::needs;
+use support::postfix::postfix;
+use support::relay::{Options, Relay, USER};
+use support::smtp::swaks;
 
 #[test]
 fn postfix_relays_through_relaykey_with_an_api_key_over_starttls() {
-    if !available(&["postfix", "swaks"]) {
-        return;
-    }
-    if !is_root() {
-        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "needs root under CI");
-        eprintln!("skipping: needs root to run Postfix");
+    if !needs().programs(&["postfix", "swaks"]).root().met() {
         return;
     }
     let sink = Sink::start();
@@ -38,17 +32,18 @@ fn postfix_relays_through_relaykey_with_an_api_key_over_starttls() {
     let key: serde_json::Value =
         serde_json::from_str(&relay.cli(&["--json", "apikey", "create", USER, "--name", "postfix"])).unwrap();
     let api_key = key["key"].as_str().unwrap();
-    let pf = Postfix::start(&format!(
-        "relayhost = [127.0.0.1]:{port}
-smtp_sasl_auth_enable = yes
+    let pf = postfix()
+        .relayhost(&format!("[127.0.0.1]:{}", relay.starttls))
+        .main_cf(&format!(
+            "smtp_sasl_auth_enable = yes
 smtp_sasl_password_maps = static:{USER}:{api_key}
 smtp_sasl_security_options = noanonymous
 smtp_tls_security_level = encrypt
 smtp_tls_loglevel = 1
-",
-        port = relay.starttls
-    ));
-    let server = format!("127.0.0.1:{}", pf.port);
+"
+        ))
+        .start();
+    let server = format!("127.0.0.1:{}", pf.port());
     let (ok, text) =
         swaks(&["-s", &server, "-f", USER, "-t", "friend@example.net", "--header", "Subject: via postfix"]);
     assert!(ok, "{text}");

@@ -2,11 +2,11 @@
 //! AUTH (535, then throttled), STARTTLS dropping pipelined plaintext, and shutdown (421 4.3.2
 //! to a client in the middle of a session).
 
-#[path = "support/relay_harness.rs"]
-mod harness;
+mod support;
 
 use base64::Engine as _;
-use harness::{Dialog, Options, Relay, USER};
+use support::relay::{Options, Relay, USER};
+use support::smtp::Dialog;
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -91,7 +91,7 @@ fn plaintext_pipelined_after_starttls_is_discarded() {
     assert!(read_reply(&mut tcp).starts_with("220 2.0.0"));
 
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(relay.dir.path().join("cert.pem")).unwrap() {
+    for cert in CertificateDer::pem_file_iter(relay.dir().join("cert.pem")).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
     let config = rustls::ClientConfig::builder_with_provider(relaykey::tls_provider::provider())
@@ -115,8 +115,7 @@ fn shutdown_tells_open_sessions_421_4_3_2() {
     d.reply();
     d.send("EHLO c\r\n");
     d.reply();
-    // SAFETY: kill(2) to our own child.
-    unsafe { libc::kill(relay.pid().unwrap() as i32, libc::SIGTERM) };
+    relay.signal(libc::SIGTERM);
     let last = d.rest();
     assert!(last.starts_with("421 4.3.2"), "{last:?}");
 }

@@ -2,17 +2,18 @@
 //! leaves no partial file; a small one afterwards is queued and delivered.
 //! Needs root (mount); skipped locally without it, a failure under CI=true.
 
-#[path = "support/relay_harness.rs"]
-mod harness;
 #[path = "support/relay_sink.rs"]
 mod sink;
+mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use harness::{Dialog, Options, Relay, is_root};
 use sink::Sink;
+use support::peers::{is_root, require};
+use support::relay::{Options, Relay};
+use support::smtp::Dialog;
 
 struct Tmpfs(PathBuf);
 
@@ -45,13 +46,11 @@ fn queue_files(spool: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn a_full_spool_answers_452_and_keeps_no_partial_message() {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let mounted = if is_root() { Tmpfs::mount("512k") } else { None };
-    let Some((_dir, tmpfs)) = mounted else {
-        assert!(!ci, "cannot mount a tmpfs under CI");
-        eprintln!("skipping: needs root to mount a small tmpfs");
+    if !require(mounted.is_some(), "a 512 KiB tmpfs (root, to mount it)") {
         return;
-    };
+    }
+    let Some((_dir, tmpfs)) = mounted else { return };
     let sink = Sink::start();
     let relay = Relay::start(Options {
         relay: format!("smarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"none\"\n", sink.port),

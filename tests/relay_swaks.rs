@@ -3,21 +3,22 @@
 //! restricted credentials, the per-IP connection limit and the command time-out.
 //! Needs swaks; skipped locally without it, a failure under CI=true.
 
-#[path = "support/relay_harness.rs"]
-mod harness;
 #[path = "support/relay_sink.rs"]
 mod sink;
+mod support;
 
 use std::time::Duration;
 
-use harness::{Dialog, Options, Relay, USER, available, swaks};
 use sink::Sink;
+use support::peers::available;
+use support::relay::{Options, Relay, USER};
+use support::smtp::{Dialog, swaks};
 
 fn relay_to(sink: &Sink, extra_relay: &str, limits: &str) -> Relay {
     Relay::start(Options {
         relay: format!("smarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"none\"\n{extra_relay}", sink.port),
         limits: limits.into(),
-        spool: None,
+        ..Options::default()
     })
 }
 
@@ -186,8 +187,8 @@ fn restricted_credential_is_refused_from_a_disallowed_address() {
 fn the_21st_connection_from_one_address_is_refused_and_slots_free_on_close() {
     let sink = Sink::start();
     let relay = relay_to(&sink, "", "max_connections_per_ip = 20");
-    // The harness's readiness probes hold slots until the server has seen them close, so take
-    // all 20 again until every one is greeted.
+    // A slot is freed when the server has seen its connection close, which it notices
+    // asynchronously: take all 20 again until every one is greeted.
     let mut attempts = 0;
     let mut open: Vec<Dialog> = loop {
         let mut batch: Vec<Dialog> = (0..20).map(|_| Dialog::connect(relay.plain)).collect();

@@ -3,13 +3,13 @@
 //! is already encrypted goes on. Needs openssl; skipped locally without it, a failure under
 //! CI=true.
 
-#[path = "support/relay_harness.rs"]
-mod harness;
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use harness::{Options, Relay, available};
+use support::peers::available;
+use support::relay::{Options, Relay};
 
 /// The PEM certificate and protocol the server presents on a fresh implicit-TLS connection.
 fn handshake(port: u16, version: &str) -> (String, String) {
@@ -52,7 +52,7 @@ fn sighup_reloads_the_certificate_without_dropping_sessions() {
         return;
     }
     let relay = Relay::start(Options::default());
-    let old_pem = std::fs::read_to_string(relay.dir.path().join("cert.pem")).unwrap();
+    let old_pem = std::fs::read_to_string(relay.dir().join("cert.pem")).unwrap();
     let (served, _) = handshake(relay.implicit, "-tls1_3");
     assert_eq!(normalize(&served), normalize(&old_pem));
 
@@ -71,10 +71,9 @@ fn sighup_reloads_the_certificate_without_dropping_sessions() {
     assert!(line.starts_with("220 "), "{line:?}");
 
     let fresh = rcgen::generate_simple_self_signed(vec!["renewed.test".into()]).unwrap();
-    std::fs::write(relay.dir.path().join("cert.pem"), fresh.cert.pem()).unwrap();
-    std::fs::write(relay.dir.path().join("key.pem"), fresh.signing_key.serialize_pem()).unwrap();
-    // SAFETY: kill(2) to our own child.
-    unsafe { libc::kill(relay.pid().unwrap() as i32, libc::SIGHUP) };
+    std::fs::write(relay.dir().join("cert.pem"), fresh.cert.pem()).unwrap();
+    std::fs::write(relay.dir().join("key.pem"), fresh.signing_key.serialize_pem()).unwrap();
+    relay.signal(libc::SIGHUP);
     let mut reloaded = false;
     for _ in 0..500 {
         if relay.log().contains("relay certificate reloaded") {

@@ -1,20 +1,18 @@
 //! Dovecot's own auth client (`doveadm auth test -a SOCKET`) against `relaykey serve`: its
 //! client library is the strictest about the handshake (§2.4 of the protocol notes).
 
-#[path = "support/postfix.rs"]
-mod postfix;
-#[path = "support/relaykey_daemon.rs"]
-mod relaykey_daemon;
+mod support;
 
 use std::process::Command;
 
-use relaykey_daemon::Daemon;
+use support::daemon::{Daemon, sasl_only};
+use support::peers::available;
 
 /// Runs `doveadm auth test`; returns (exit code, stdout).
 fn doveadm(rk: &Daemon, extra: &[&str], user: &str, pass: &str) -> (i32, String) {
     let out = Command::new("doveadm")
         .args(["auth", "test", "-a"])
-        .arg(&rk.socket)
+        .arg(rk.sasl_socket())
         .args(extra)
         .args([user, pass])
         .output()
@@ -25,10 +23,10 @@ fn doveadm(rk: &Daemon, extra: &[&str], user: &str, pass: &str) -> (i32, String)
 
 #[test]
 fn doveadm_auth_test_succeeds_and_fails_as_it_should() {
-    if !postfix::available(&["doveadm"]) {
+    if !available(&["doveadm"]) {
         return;
     }
-    let rk = Daemon::start("");
+    let rk = sasl_only("").start();
     let (pw, key) = rk.account_with_secrets("dave@example.com");
 
     let (code, out) = doveadm(&rk, &[], "dave@example.com", &pw);

@@ -1,37 +1,32 @@
 //! End to end: swaks → a real Postfix 3.7 (`smtpd_sasl_type = dovecot`) → `relaykey serve`.
 //! Needs root, postfix, swaks and ss; skipped locally when absent, a failure under CI=true.
 
-#[path = "support/postfix.rs"]
-mod postfix;
-#[path = "support/relaykey_daemon.rs"]
-mod relaykey_daemon;
+mod support;
 
-use postfix::{Postfix, available, swaks};
-use relaykey_daemon::Daemon;
+use support::daemon::{Daemon, sasl_only};
+use support::peers::needs;
+use support::postfix::{Postfix, postfix};
+use support::smtp::swaks_login as swaks;
 
 fn peers_available() -> bool {
-    if !available(&["postfix", "swaks", "ss"]) {
-        return false;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "the Postfix test needs root under CI");
-        eprintln!("skipping: a throwaway Postfix needs root");
-        return false;
-    }
-    true
+    needs().programs(&["postfix", "swaks", "ss"]).root().met()
+}
+
+/// A Postfix whose smtpd authenticates through relaykey's SASL socket.
+fn postfix_for(rk: &Daemon) -> Postfix {
+    postfix().sasl_socket(&rk.sasl_socket()).start()
 }
 
 #[track_caller]
 fn accepted(pf: &Postfix, mech: &str, user: &str, pass: &str, from: &str) {
-    let s = swaks(pf.port, mech, user, pass, from);
+    let s = swaks(pf.port(), mech, user, pass, from);
     assert!(s.ok && s.auth_code() == Some(235), "expected success for {user} via {mech}:\n{}", s.transcript);
     assert!(s.transcript.contains("250 2.0.0 Ok: queued"), "message not accepted:\n{}", s.transcript);
 }
 
 #[track_caller]
 fn refused(pf: &Postfix, mech: &str, user: &str, pass: &str, from: &str) {
-    let s = swaks(pf.port, mech, user, pass, from);
+    let s = swaks(pf.port(), mech, user, pass, from);
     assert!(!s.ok && s.auth_code() == Some(535), "expected 535 for {user} via {mech}:\n{}", s.transcript);
 }
 
@@ -41,8 +36,8 @@ fn postfix_authenticates_through_relaykey() {
         return;
     }
     // As deployed: the socket is reachable by the postfix group only.
-    let rk = Daemon::start("socket_mode = \"0660\"\nsocket_group = \"postfix\"");
-    let pf = Postfix::start(&rk.socket);
+    let rk = sasl_only("socket_mode = \"0660\"\nsocket_group = \"postfix\"").start();
+    let pf = postfix_for(&rk);
     let (alice_pw, alice_key) = rk.account_with_secrets("alice@example.com");
 
     // SMTP credential with PLAIN and LOGIN; the account address with an API key.
@@ -92,8 +87,8 @@ fn changed_password_fails_at_once_while_postfix_stays_connected() {
     if !peers_available() {
         return;
     }
-    let rk = Daemon::start("");
-    let pf = Postfix::start(&rk.socket);
+    let rk = sasl_only("").start();
+    let pf = postfix_for(&rk);
     let (old_pw, _) = rk.account_with_secrets("carol@example.com");
     accepted(&pf, "PLAIN", "carol@example.com", &old_pw, "127.0.0.1");
     // The smtpd that served it keeps its auth connection for its next SMTP sessions.

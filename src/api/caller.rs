@@ -6,18 +6,15 @@
 use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
-
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
-use tracing::info;
 
 use super::error::ApiError;
 use super::state::ApiState;
-use crate::auth::{CredentialRef, Decision, DenyReason, Grant};
+use crate::auth::{CredentialRef, Decision, DenyReason, FrontEnd, Grant, Login, LoginMechanism, Presented};
 use crate::model::Permission;
 use crate::secret::Secret;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 
 /// The client's address, put into each request's extensions by the server.
 #[derive(Debug, Clone, Copy)]
@@ -81,56 +78,29 @@ impl<N: Needs> FromRequestParts<Arc<ApiState>> for Caller<N> {
         let Some(secret) = bearer(parts) else {
             return Err(ApiError::unauthorized());
         };
-        let started = Instant::now();
-        let decision = state.authenticator.authenticate_api_key(&secret, ip, N::PERMISSION).await;
-        log_decision(&decision, ip, N::PERMISSION, started);
-        match decision {
-            Decision::Granted(grant) => {
-                if let Ok(mut t) = state.throttle.lock() {
-                    t.on_success(ip);
-                }
-                // "Last used"; the authenticator writes it at most once a minute per key.
-                state.authenticator.touch(&grant.credential).await;
-                Ok(Self { grant, ip, _needs: PhantomData })
-            }
+        let login = Login {
+            front_end: FrontEnd::Api,
+            mechanism: LoginMechanism::Bearer,
+            client_ip: ip,
+            presented: Presented::ApiKey { secret, needs: N::PERMISSION },
+        };
+        let outcome = state.logins.login(login).await;
+        tokio::time::sleep(outcome.delay).await;
+        match outcome.decision {
+            Decision::Granted(grant) => Ok(Self { grant, ip, _needs: PhantomData }),
             // The key is genuine here: telling its holder what is missing leaks nothing.
             Decision::Denied(DenyReason::PermissionMissing) => {
                 Err(ApiError::forbidden(format!("this API key lacks the {} permission", N::PERMISSION)))
             }
-            Decision::Denied(reason) => {
-                throttle(state, ip).await;
-                match reason {
-                    DenyReason::IpNotAllowed | DenyReason::IpRequired => {
-                        Err(ApiError::forbidden("this API key may not be used from this address"))
-                    }
-                    _ => Err(ApiError::unauthorized()),
-                }
+            Decision::Denied(DenyReason::IpNotAllowed | DenyReason::IpRequired) => {
+                Err(ApiError::forbidden("this API key may not be used from this address"))
             }
-            Decision::TempFail(e) => {
-                tracing::error!(error = %e, "api: authentication unavailable");
+            Decision::Denied(_) => Err(ApiError::unauthorized()),
+            Decision::TempFail(_) => {
                 Err(ApiError::unavailable("authentication is temporarily unavailable; retry later"))
             }
         }
     }
-}
-
-/// Holds back the answer to a failed attempt, as SMTP AUTH does.
-async fn throttle(state: &ApiState, ip: Option<IpAddr>) {
-    let delay = match state.throttle.lock() {
-        Ok(mut t) => t.on_failure(ip, Instant::now()),
-        Err(_) => return,
-    };
-    tokio::time::sleep(delay).await;
-}
-
-fn log_decision(decision: &Decision, ip: Option<IpAddr>, needs: Permission, started: Instant) {
-    let credential = match decision {
-        Decision::Granted(g) => g.credential.label(),
-        _ => "-".into(),
-    };
-    let ip = ip.map_or_else(|| "-".to_string(), |i| i.to_string());
-    info!(proto = "api", decision = %decision.kind(), reason = %decision.reason(), permission = %needs,
-          credential = %credential, ip = %ip, elapsed_ms = started.elapsed().as_millis() as u64, "auth");
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ mod state;
 mod tls;
 mod views;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 pub use error::ApiError;
 pub use routes::OPENAPI;
 
-use crate::auth::{Authenticator, FailureThrottle};
+use crate::auth::{Authenticator, LoginPipeline};
 use crate::config::Config;
 use crate::queue::Outbox;
 use crate::store::Store;
@@ -54,9 +54,10 @@ pub enum ApiStartError {
 pub struct ApiDeps {
     /// The current config; SIGHUP publishes a new one.
     pub config: watch::Receiver<Arc<Config>>,
+    /// For the operator endpoints (status, cache figures).
     pub authenticator: Arc<Authenticator>,
-    /// Failed-login delays per client address.
-    pub throttle: Arc<Mutex<FailureThrottle>>,
+    /// Every request's API key goes through it (throttle, bookkeeping, the `auth` record).
+    pub logins: Arc<LoginPipeline>,
     /// Cancelled at shutdown: the listeners stop and connections close.
     pub shutdown: CancellationToken,
     /// Where connections run, so that shutdown can wait for them.

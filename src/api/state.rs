@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Authenticator, FailureThrottle};
+use crate::auth::LoginPipeline;
 use crate::config::{ApiConfig, Config, LimitsConfig};
 use crate::limits::ConnectionLimiter;
 use crate::queue::Outbox;
@@ -19,8 +19,8 @@ use super::error::ApiError;
 
 pub struct ApiState {
     config: watch::Receiver<Arc<Config>>,
-    pub authenticator: Arc<Authenticator>,
-    pub throttle: Arc<Mutex<FailureThrottle>>,
+    /// Every request's API key goes through it: decision, delay, bookkeeping, the `auth` record.
+    pub logins: Arc<LoginPipeline>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     pub store: StoreHandle,
@@ -35,11 +35,10 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(deps: ApiDeps, store: Store, outbox: Option<Outbox>) -> Self {
         let api = deps.config.borrow().api.clone();
-        let ApiDeps { config, authenticator, throttle, shutdown, tasks } = deps;
+        let ApiDeps { config, logins, shutdown, tasks, authenticator: _ } = deps;
         Self {
             config,
-            authenticator,
-            throttle,
+            logins,
             shutdown,
             tasks,
             requests: ConnectionLimiter::new(&request_limits(&api)),

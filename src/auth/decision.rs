@@ -6,8 +6,11 @@ use std::fmt;
 use crate::model::PermissionSet;
 use crate::restriction::AccessRestriction;
 
-/// Which stored secret a login used. `hash` identifies the secret's generation: a `change`
-/// writes a new hash, so a session can later tell that its secret is gone.
+/// Which stored secret a login used. `hash` is the stored hash the secret was verified against;
+/// it identifies the secret's generation through its salt: a `change` writes a hash with a new
+/// salt, while a rehash on login (new argon2 parameters) keeps the salt. So "is this still the
+/// secret the session logged in with" is [`CredentialRef::is_generation_of`] on the stored
+/// hash, never string equality, which a rehash would break.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialRef {
     ApiKey { id: i64, hash: String },
@@ -15,6 +18,13 @@ pub enum CredentialRef {
 }
 
 impl CredentialRef {
+    /// Does `stored` (the credential's hash as the store holds it now) belong to the secret
+    /// this login used? True across a rehash, false after a `change`.
+    pub fn is_generation_of(&self, stored: &str) -> bool {
+        let (Self::ApiKey { hash, .. } | Self::SmtpCredential { hash, .. }) = self;
+        crate::secret::same_generation(hash, stored)
+    }
+
     /// `apikey:7` or `smtp:3`, for logs.
     pub fn label(&self) -> String {
         match self {
@@ -52,6 +62,8 @@ pub enum DenyReason {
     PermissionMissing,
     /// The secret a session logged in with was changed or removed since.
     SecretRevoked,
+    /// The SASL response held no well-formed credential (see `auth::mechanism`).
+    MalformedCredentials,
 }
 
 impl DenyReason {
@@ -64,6 +76,7 @@ impl DenyReason {
             Self::IpRequired => "ip_required",
             Self::PermissionMissing => "permission_missing",
             Self::SecretRevoked => "secret_revoked",
+            Self::MalformedCredentials => "malformed_credentials",
         }
     }
 }
@@ -74,12 +87,42 @@ impl fmt::Display for DenyReason {
     }
 }
 
+/// Why a decision could not be made: our fault, the client should retry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TempFailReason {
+    /// The store could not be read; the message is for the log.
+    #[error("store: {0}")]
+    Store(String),
+    /// The argon2 verification threads are gone.
+    #[error("verification pool closed")]
+    VerifierClosed,
+    /// A blocking lookup task panicked or was cancelled.
+    #[error("lookup task failed: {0}")]
+    Task(String),
+}
+
+impl TempFailReason {
+    /// The log label (`reason=`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Store(_) => "store_error",
+            Self::VerifierClosed => "verifier_closed",
+            Self::Task(_) => "task_failed",
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for TempFailReason {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Store(e.to_string())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Granted(Grant),
     Denied(DenyReason),
-    /// The store could not be read; the message is for the log.
-    TempFail(String),
+    TempFail(TempFailReason),
 }
 
 impl Decision {
@@ -92,13 +135,13 @@ impl Decision {
         }
     }
 
-    /// `ok`, a [`DenyReason`], or `store_error`.
-    pub fn reason(&self) -> &str {
+    /// `ok`, `cached`, a [`DenyReason`] or a [`TempFailReason`].
+    pub fn reason(&self) -> &'static str {
         match self {
             Self::Granted(g) if g.cached => "cached",
             Self::Granted(_) => "ok",
             Self::Denied(r) => r.as_str(),
-            Self::TempFail(_) => "store_error",
+            Self::TempFail(r) => r.as_str(),
         }
     }
 

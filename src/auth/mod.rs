@@ -8,28 +8,34 @@
 
 mod cache;
 mod decision;
+mod dummy;
 mod ledger;
+pub mod mechanism;
+pub mod pipeline;
 mod throttle;
 mod verifier;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use decision::{CredentialRef, Decision, DenyReason, Grant};
+pub use decision::{CredentialRef, Decision, DenyReason, Grant, TempFailReason};
 pub use ledger::LoginLedger;
+pub use mechanism::normalize_username;
+pub use pipeline::{FrontEnd, Login, LoginMechanism, LoginOutcome, LoginPipeline, Presented};
 pub use throttle::{ClientBucket, FailureThrottle};
 
 use cache::LoginCache;
+use dummy::DummyHashes;
 use verifier::VerifierPool;
 
 use crate::config::AuthConfig;
 use crate::model::{Account, ApiKey, Permission, SmtpCredential};
 use crate::restriction::IpCheck;
-use crate::secret::Secret;
+use crate::secret::{HashParams, Secret};
 use crate::store::{Store, StoreError};
 
 /// What a login must be allowed to do.
@@ -52,12 +58,16 @@ struct State {
     store: Store,
     cache: LoginCache,
     data_version: i64,
+    dummies: DummyHashes,
 }
 
 pub struct Authenticator {
     state: Arc<Mutex<State>>,
     verifier: VerifierPool,
-    dummy_hash: Arc<str>,
+    /// The argon2 parameters new hashes get; a login whose hash has others is rehashed.
+    params: HashParams,
+    /// Credentials being rehashed now: (is API key, id).
+    rehashing: Arc<Mutex<HashSet<(bool, i64)>>>,
     verifications: AtomicU64,
     /// When each credential's "last used" was last written: (is API key, id) → time.
     touched: Mutex<HashMap<(bool, i64), Instant>>,
@@ -70,7 +80,7 @@ pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
 pub enum AuthError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot prepare the dummy hash: {0}")]
+    #[error("invalid argon2 parameters: {0}")]
     Hash(String),
     #[error("cannot start the verification threads: {0}")]
     Threads(std::io::Error),
@@ -84,18 +94,22 @@ impl Authenticator {
     }
 
     pub fn new(store: Store, config: &AuthConfig) -> Result<Self, AuthError> {
-        let dummy =
-            Secret::generate(crate::secret::SecretKind::SmtpPassword).map_err(|e| AuthError::Hash(e.to_string()))?;
-        let dummy_hash = config.hash_params().hash(&dummy).map_err(|e| AuthError::Hash(e.to_string()))?;
+        let params = config.hash_params();
+        params.validate().map_err(|e| AuthError::Hash(e.to_string()))?;
+        let mut dummies = DummyHashes::new(params, store.secret_hashes()?.iter().map(String::as_str));
+        // Made now rather than at the first unknown user, so that login's time is not spent here.
+        dummies.hash().map_err(|e| AuthError::Hash(e.to_string()))?;
         let data_version = store.data_version()?;
         Ok(Self {
             state: Arc::new(Mutex::new(State {
                 store,
                 cache: LoginCache::new(config.cache_ttl, config.cache_size),
                 data_version,
+                dummies,
             })),
             verifier: VerifierPool::new(config.verify_threads()).map_err(AuthError::Threads)?,
-            dummy_hash: dummy_hash.into(),
+            params,
+            rehashing: Arc::default(),
             verifications: AtomicU64::new(0),
             touched: Mutex::new(HashMap::new()),
         })
@@ -103,16 +117,7 @@ impl Authenticator {
 
     /// Decides an SMTP login: `username` with a credential password or an API key.
     pub async fn authenticate(&self, username: &str, secret: &Secret, client_ip: Option<IpAddr>) -> Decision {
-        let username = username.trim().to_lowercase();
-        let lookup_secret = secret.clone();
-        let name = username.clone();
-        let decision = self
-            .decide("smtp", username, secret, client_ip, Purpose::Smtp, move |store| {
-                find_smtp_candidate(store, &name, &lookup_secret)
-            })
-            .await;
-        crate::metrics::record_auth("smtp", decision.kind(), decision.reason());
-        decision
+        self.verify_smtp(username, secret, client_ip).await.decision
     }
 
     /// Decides an HTTP API call made with `Authorization: Bearer <key>`.
@@ -122,14 +127,32 @@ impl Authenticator {
         client_ip: Option<IpAddr>,
         needs: Permission,
     ) -> Decision {
+        self.verify_api_key(secret, client_ip, needs).await.decision
+    }
+
+    /// [`Self::authenticate`], with the rehash the login pipeline should run after it.
+    pub(crate) async fn verify_smtp(&self, username: &str, secret: &Secret, client_ip: Option<IpAddr>) -> Verified {
+        let username = normalize_username(username);
         let lookup_secret = secret.clone();
-        let decision = self
-            .decide("api", String::new(), secret, client_ip, Purpose::Api(needs), move |store| {
-                find_api_candidate(store, &lookup_secret)
-            })
-            .await;
-        crate::metrics::record_auth("api", decision.kind(), decision.reason());
-        decision
+        let name = username.clone();
+        self.decide("smtp", username, secret, client_ip, Purpose::Smtp, move |store| {
+            find_smtp_candidate(store, &name, &lookup_secret)
+        })
+        .await
+    }
+
+    /// [`Self::authenticate_api_key`], with the rehash the login pipeline should run after it.
+    pub(crate) async fn verify_api_key(
+        &self,
+        secret: &Secret,
+        client_ip: Option<IpAddr>,
+        needs: Permission,
+    ) -> Verified {
+        let lookup_secret = secret.clone();
+        self.decide("api", String::new(), secret, client_ip, Purpose::Api(needs), move |store| {
+            find_api_candidate(store, &lookup_secret)
+        })
+        .await
     }
 
     async fn decide<F>(
@@ -140,7 +163,7 @@ impl Authenticator {
         ip: Option<IpAddr>,
         purpose: Purpose,
         find: F,
-    ) -> Decision
+    ) -> Verified
     where
         F: FnOnce(&Store) -> Result<Option<Candidate>, StoreError> + Send + 'static,
     {
@@ -154,36 +177,78 @@ impl Authenticator {
                 return Ok(Lookup::Cached(grant));
             }
             let generation = st.cache.generation();
-            Ok::<_, StoreError>(Lookup::Fresh { candidate: find(&st.store)?, key, generation })
+            let candidate = find(&st.store)?;
+            let hash = match &candidate {
+                Some(c) => c.hash.clone(),
+                None => st.dummies.hash().map_err(|e| TempFailReason::Store(e.to_string()))?.to_string(),
+            };
+            Ok::<_, TempFailReason>(Lookup::Fresh { candidate, hash, key, generation })
         })
         .await;
         let looked_up = match looked_up {
             Ok(Ok(l)) => l,
-            Ok(Err(e)) => return Decision::TempFail(e.to_string()),
-            Err(e) => return Decision::TempFail(format!("lookup task failed: {e}")),
+            Ok(Err(e)) => return Decision::TempFail(e).into(),
+            Err(e) => return Decision::TempFail(TempFailReason::Task(e.to_string())).into(),
         };
-        let (candidate, key, generation) = match looked_up {
+        let (candidate, hash, key, generation) = match looked_up {
             Lookup::Cached(mut grant) => {
                 grant.cached = true;
-                return admit(grant, true, ip, purpose);
+                return admit(grant, true, ip, purpose).into();
             }
-            Lookup::Fresh { candidate, key, generation } => (candidate, key, generation),
+            Lookup::Fresh { candidate, hash, key, generation } => (candidate, hash, key, generation),
         };
-        let hash = candidate.as_ref().map_or_else(|| self.dummy_hash.to_string(), |c| c.hash.clone());
         let Some(matched) = self.verify(secret, hash).await else {
-            return Decision::TempFail("verification pool closed".into());
+            return Decision::TempFail(TempFailReason::VerifierClosed).into();
         };
         let Some(candidate) = candidate else {
-            return Decision::Denied(DenyReason::UnknownUser);
+            return Decision::Denied(DenyReason::UnknownUser).into();
         };
         if !matched {
-            return Decision::Denied(DenyReason::BadSecret);
+            return Decision::Denied(DenyReason::BadSecret).into();
         }
         let decision = admit(candidate.grant.clone(), candidate.enabled, ip, purpose);
-        if decision.is_granted() {
-            self.remember(key, candidate.grant, generation);
+        if !decision.is_granted() {
+            return decision.into();
         }
-        decision
+        let rehash = (HashParams::of_phc(&candidate.hash) != Some(self.params))
+            .then(|| Rehash { credential: candidate.grant.credential.clone(), secret: secret.clone() });
+        self.remember(key, candidate.grant, generation);
+        Verified { decision, rehash }
+    }
+
+    /// Hashes a secret just verified again with the configured parameters and stores the new
+    /// hash, unless the stored one changed meanwhile (a `change` wins). The new hash keeps the
+    /// salt, so the secret's generation, and every session logged in with it, is unaffected
+    /// (see [`CredentialRef`]). Errors only mean that a later login tries again.
+    pub(crate) async fn rehash(&self, job: Rehash) -> Result<bool, RehashError> {
+        let key = credential_key(&job.credential);
+        if !self.rehashing.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
+            return Ok(false);
+        }
+        let _done = RehashGuard { set: self.rehashing.clone(), key };
+        let (state, params) = (self.state.clone(), self.params);
+        tokio::task::spawn_blocking(move || {
+            let old = match &job.credential {
+                CredentialRef::ApiKey { hash, .. } | CredentialRef::SmtpCredential { hash, .. } => hash,
+            };
+            let new = params.rehash(&job.secret, old).map_err(|e| RehashError::Hash(e.to_string()))?;
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            let written = match key {
+                (true, id) => st.store.update_api_key_hash(id, old, &new)?,
+                (false, id) => st.store.update_smtp_credential_hash(id, old, &new)?,
+            };
+            if written {
+                st.dummies.moved(HashParams::of_phc(old), params);
+            }
+            Ok(written)
+        })
+        .await
+        .map_err(|e| RehashError::Task(e.to_string()))?
+    }
+
+    /// The argon2 parameters an unknown user's dummy verification costs now.
+    pub fn dummy_params(&self) -> HashParams {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).dummies.params()
     }
 
     async fn verify(&self, secret: &Secret, hash: String) -> Option<bool> {
@@ -210,8 +275,8 @@ impl Authenticator {
         match current {
             Ok(Ok(Some(candidate))) => admit(candidate.grant, candidate.enabled, client_ip, purpose),
             Ok(Ok(None)) => Decision::Denied(DenyReason::SecretRevoked),
-            Ok(Err(e)) => Decision::TempFail(e.to_string()),
-            Err(e) => Decision::TempFail(format!("lookup task failed: {e}")),
+            Ok(Err(e)) => Decision::TempFail(e.into()),
+            Err(e) => Decision::TempFail(TempFailReason::Task(e.to_string())),
         }
     }
 
@@ -225,7 +290,7 @@ impl Authenticator {
         client_ip: Option<IpAddr>,
     ) -> Result<Option<DenyReason>, StoreError> {
         let state = self.state.clone();
-        let username = username.trim().to_lowercase();
+        let username = normalize_username(username);
         let found = tokio::task::spawn_blocking(move || {
             let st = state.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(cred) = st.store.smtp_credential_by_username(&username)? {
@@ -259,10 +324,7 @@ impl Authenticator {
     /// per [`TOUCH_EVERY`], so a busy client does not turn every login into an fsync; errors are
     /// not a login's concern.
     pub async fn touch(&self, credential: &CredentialRef) {
-        let key = match credential {
-            CredentialRef::ApiKey { id, .. } => (true, *id),
-            CredentialRef::SmtpCredential { id, .. } => (false, *id),
-        };
+        let key = credential_key(credential);
         {
             let now = Instant::now();
             let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
@@ -296,16 +358,68 @@ impl Authenticator {
     }
 }
 
-enum Lookup {
-    Cached(Grant),
-    Fresh { candidate: Option<Candidate>, key: cache::CacheKey, generation: u64 },
+/// A decision, and for a fresh login whose stored hash has other argon2 parameters than the
+/// configured ones, the rehash to run off the reply's path.
+pub(crate) struct Verified {
+    pub decision: Decision,
+    pub rehash: Option<Rehash>,
 }
 
-/// Drops the cache when another connection committed since the last look.
+impl From<Decision> for Verified {
+    fn from(decision: Decision) -> Self {
+        Self { decision, rehash: None }
+    }
+}
+
+/// A secret just verified against `credential`'s hash, to be hashed again.
+pub(crate) struct Rehash {
+    credential: CredentialRef,
+    secret: Secret,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RehashError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("hashing failed: {0}")]
+    Hash(String),
+    #[error("rehash task failed: {0}")]
+    Task(String),
+}
+
+/// Frees a credential for the next rehash whichever way [`Authenticator::rehash`] ends.
+struct RehashGuard {
+    set: Arc<Mutex<HashSet<(bool, i64)>>>,
+    key: (bool, i64),
+}
+
+impl Drop for RehashGuard {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+    }
+}
+
+/// (is API key, id): one credential across the tables.
+fn credential_key(credential: &CredentialRef) -> (bool, i64) {
+    match credential {
+        CredentialRef::ApiKey { id, .. } => (true, *id),
+        CredentialRef::SmtpCredential { id, .. } => (false, *id),
+    }
+}
+
+enum Lookup {
+    Cached(Grant),
+    Fresh { candidate: Option<Candidate>, hash: String, key: cache::CacheKey, generation: u64 },
+}
+
+/// Drops the cache, and takes the census of hash parameters again, when another connection
+/// committed since the last look.
 fn refresh(st: &mut State) -> Result<(), StoreError> {
     let version = st.store.data_version()?;
     if version != st.data_version {
         st.cache.clear();
+        let hashes = st.store.secret_hashes()?;
+        st.dummies.recount(hashes.iter().map(String::as_str));
         st.data_version = version;
     }
     Ok(())
@@ -404,12 +518,14 @@ fn find_api_candidate(store: &Store, secret: &Secret) -> Result<Option<Candidate
 fn current_grant(store: &Store, grant: &Grant) -> Result<Option<Candidate>, StoreError> {
     let Some(account) = store.account_by_id(grant.account_id)? else { return Ok(None) };
     match &grant.credential {
-        CredentialRef::SmtpCredential { id, hash } => {
-            Ok(store.smtp_credential_by_id(*id)?.filter(|c| &c.hash == hash).map(|c| smtp_candidate(c, &account)))
-        }
-        CredentialRef::ApiKey { id, hash } => Ok(store
+        // The same generation, not the same string: a rehash on login keeps the session valid.
+        CredentialRef::SmtpCredential { id, .. } => Ok(store
+            .smtp_credential_by_id(*id)?
+            .filter(|c| grant.credential.is_generation_of(&c.hash))
+            .map(|c| smtp_candidate(c, &account))),
+        CredentialRef::ApiKey { id, .. } => Ok(store
             .api_key_by_id(*id)?
-            .filter(|k| &k.hash == hash && k.account_id == account.id)
+            .filter(|k| grant.credential.is_generation_of(&k.hash) && k.account_id == account.id)
             .map(|k| key_candidate(k, &account, grant.username.clone()))),
     }
 }

@@ -27,7 +27,7 @@ pub use listeners::{listen_tcp, listen_unix};
 pub use unix_socket::{bind_unix, chown, group_id, is_socket};
 
 use crate::api::{ApiDeps, ApiStartError};
-use crate::auth::{AuthError, Authenticator, FailureThrottle, LoginLedger};
+use crate::auth::{AuthError, Authenticator, FailureThrottle, LoginLedger, LoginPipeline};
 use crate::config::Config;
 use crate::limits::ConnectionLimiter;
 use crate::logging::{self, LogHandle};
@@ -70,8 +70,10 @@ pub struct Shared {
     pub authenticator: Arc<Authenticator>,
     /// Which secret each login used (SASL writes, policy reads).
     pub ledger: Arc<LoginLedger>,
-    /// Failed-AUTH delays per client address (SASL and relay).
+    /// Failed-login delays per client address (every front end).
     pub throttle: Arc<Mutex<FailureThrottle>>,
+    /// Every login of every front end goes through it.
+    pub logins: Arc<LoginPipeline>,
     /// Per-IP connection permits.
     pub limiter: ConnectionLimiter,
     /// Cancelled on SIGTERM: accept loops stop, connections finish their request and close.
@@ -87,14 +89,21 @@ impl Shared {
         let throttle = FailureThrottle::new(config.auth.failure_delay, config.auth.max_failure_delay);
         let limiter = ConnectionLimiter::new(&config.limits);
         let (tx, rx) = watch::channel(Arc::new(config));
+        let authenticator = Arc::new(authenticator);
+        let ledger = Arc::new(LoginLedger::default());
+        let throttle = Arc::new(Mutex::new(throttle));
+        let tasks = TaskTracker::new();
+        let logins =
+            Arc::new(LoginPipeline::new(authenticator.clone(), ledger.clone(), throttle.clone(), tasks.clone()));
         let shared = Self {
             config: rx,
-            authenticator: Arc::new(authenticator),
-            ledger: Arc::new(LoginLedger::default()),
-            throttle: Arc::new(Mutex::new(throttle)),
+            authenticator,
+            ledger,
+            throttle,
+            logins,
             limiter,
             shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            tasks,
             senders: OnceLock::new(),
         };
         (Arc::new(shared), tx)
@@ -116,16 +125,9 @@ impl Shared {
         Ok(self.senders.get_or_init(|| opened).clone())
     }
 
-    /// The SASL front end, on this daemon's authenticator, ledger and throttle.
+    /// The SASL front end, on this daemon's login pipeline.
     pub fn sasl_server(&self) -> SaslServer {
-        SaslServer::new(
-            self.config.clone(),
-            self.authenticator.clone(),
-            self.ledger.clone(),
-            self.throttle.clone(),
-            self.shutdown.clone(),
-            self.tasks.clone(),
-        )
+        SaslServer::new(self.config.clone(), self.logins.clone(), self.shutdown.clone(), self.tasks.clone())
     }
 
     /// The policy front end's decision maker.
@@ -143,8 +145,7 @@ impl Shared {
     pub fn relay_deps(&self) -> RelayDeps {
         RelayDeps {
             config: self.config.clone(),
-            authenticator: self.authenticator.clone(),
-            throttle: self.throttle.clone(),
+            logins: self.logins.clone(),
             limiter: self.limiter.clone(),
             shutdown: self.shutdown.clone(),
             tasks: self.tasks.clone(),
@@ -156,7 +157,7 @@ impl Shared {
         ApiDeps {
             config: self.config.clone(),
             authenticator: self.authenticator.clone(),
-            throttle: self.throttle.clone(),
+            logins: self.logins.clone(),
             shutdown: self.shutdown.clone(),
             tasks: self.tasks.clone(),
         }

@@ -110,7 +110,9 @@ impl Action {
             DenyReason::AccountDisabled => "the account is disabled",
             DenyReason::IpNotAllowed | DenyReason::IpRequired => "the credential may not be used from this address",
             DenyReason::PermissionMissing => "the credential no longer has the smtp permission",
-            DenyReason::UnknownUser | DenyReason::BadSecret => "the login is no longer valid",
+            DenyReason::UnknownUser | DenyReason::BadSecret | DenyReason::MalformedCredentials => {
+                "the login is no longer valid"
+            }
         };
         Self::Refuse(Refusal::new(554, Status(5, 7, 1), &format!("Authentication revoked: {why}")))
     }

@@ -19,6 +19,7 @@ use super::rates::{MessageRates, Usage};
 use super::rules::{self, Facts, Login, RateFact, Slot, Verdict};
 use super::sessions::{ConnId, SessionKey, SessionTable};
 use super::tcp_table::Established;
+use crate::log_text::LogText;
 
 pub struct Enforcer {
     config: watch::Receiver<Arc<Config>>,
@@ -189,7 +190,7 @@ impl Enforcer {
             Some(grant) => match self.authenticator.recheck(&grant, ip, Purpose::Smtp).await {
                 Decision::Granted(_) => Login::Valid { account: account.clone() },
                 Decision::Denied(why) => Login::Revoked(why),
-                Decision::TempFail(e) => Login::Error(e),
+                Decision::TempFail(e) => Login::Error(e.to_string()),
             },
             // No record: relaykey restarted since this session's AUTH (the ledger is in memory),
             // or the AUTH went to another SASL server. See `UnknownLogin`.
@@ -236,11 +237,11 @@ impl Enforcer {
 /// One line per decision: `decision=dunno|refuse action=... reason=...`.
 fn log_decision(req: &PolicyRequest, verdict: &Verdict, login: &Login) {
     let ip = req.client_address.map(|ip| ip.to_string()).unwrap_or_default();
-    let user = req.sasl_username.as_deref().unwrap_or("");
-    let detail = match login {
-        Login::Error(e) => e.as_str(),
-        _ => "",
-    };
+    let user = LogText::or_dash(req.sasl_username.as_deref());
+    let detail = LogText::or_dash(match login {
+        Login::Error(e) => Some(e.as_str()),
+        _ => None,
+    });
     crate::metrics::record_policy(verdict.action.kind(), &verdict.reason.to_string());
     info!(
         proto = "policy",

@@ -25,6 +25,7 @@ use super::route::{Destination, RouteError, Router};
 use super::spool::unix_now;
 use super::{Envelope, RecipientStatus, Spool, SpoolError};
 use crate::config::{Config, RelayConfig};
+use crate::log_text::LogText;
 
 /// Starts delivery on `tasks` (it stops when `shutdown` is cancelled); send it each newly
 /// queued envelope. `config` is read afresh for each attempt, so a reload applies.
@@ -194,8 +195,8 @@ impl Runner {
                     }
                     RcptOutcome::Temporary(_) => "deferred",
                 };
-                info!(id = %env.id, rcpt = %address, destination = dest.label(), remote = remote.as_deref().unwrap_or(""),
-                      result, reply = %text, attempt = env.attempts + 1, "delivery");
+                info!(id = %env.id, rcpt = %LogText::new(&address.to_string()), destination = dest.label(), remote = remote.as_deref().unwrap_or(""),
+                      result, reply = %LogText::new(&text.to_string()), attempt = env.attempts + 1, "delivery");
                 crate::metrics::record_delivery(result);
                 r.last_result = Some(text);
                 r.remote = remote.clone();
@@ -208,7 +209,7 @@ impl Runner {
         if !env.is_finished() && now.saturating_sub(env.queued_at) >= relay.max_queue_age.as_secs() {
             for r in env.recipients.iter_mut().filter(|r| r.status == RecipientStatus::Pending) {
                 r.status = RecipientStatus::Failed;
-                info!(id = %env.id, rcpt = %r.address, result = "expired", "delivery");
+                info!(id = %env.id, rcpt = %LogText::new(&r.address.to_string()), result = "expired", "delivery");
                 crate::metrics::record_delivery("expired");
                 expired.push(r.clone());
             }
@@ -303,7 +304,7 @@ impl Runner {
         .await;
         match committed {
             Ok(Ok(env)) => {
-                info!(id = %env.id, original, to = %env.recipients[0].address, "dsn queued");
+                info!(id = %env.id, original, to = %LogText::new(&env.recipients[0].address.to_string()), "dsn queued");
                 let _ = self.requeue.send(env);
             }
             Ok(Err(e)) => warn!(original, error = %e, "delivery: cannot queue a DSN"),

@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::log_text::LogText;
 
 /// How messages get into the queue: the spool they are written to, and the delivery side to
 /// tell about each one committed. The relay's DATA and the API's send both go through
@@ -99,8 +100,8 @@ impl Outbox {
         let ip = log_sub.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
         match committed {
             Ok(env) => {
-                info!(proto, id = %env.id, from = %env.sender, rcpts = env.recipients.len(), size = env.size,
-                      user = log_sub.auth_user.as_deref().unwrap_or(""), ip = %ip, "queued");
+                info!(proto, id = %env.id, from = %LogText::new(&env.sender), rcpts = env.recipients.len(),
+                      size = env.size, user = %LogText::or_dash(log_sub.auth_user.as_deref()), ip = %ip, "queued");
                 let id = env.id.clone();
                 // A closed channel means delivery is shutting down; the periodic scan picks the
                 // message up after a restart, so queueing has still succeeded.

@@ -3,8 +3,8 @@
 //! go out in completion order, and writes what the [`Session`] decides. It decides nothing.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,11 +15,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::codec::{LineBuffer, Reply, parse_request};
-use super::session::{AuthAttempt, Input, Refusal, Session, Step};
-use crate::auth::{Authenticator, Decision, FailureThrottle, LoginLedger};
+use super::codec::{LineBuffer, Mechanism, Reply, parse_request};
+use super::session::{AuthAttempt, Input, Refusal, RefuseReason, Session, Step};
+use crate::auth::mechanism::{Credentials, MechanismError};
+use crate::auth::{Decision, FrontEnd, Login, LoginMechanism, LoginPipeline, Presented};
 use crate::config::{Config, LimitsConfig};
 use crate::limits::{ConnectionLimiter, Permit};
+use crate::log_text::LogText;
 
 /// How often abandoned requests are looked for; they live [`super::session::PENDING_TIMEOUT`].
 const EXPIRY_TICK: Duration = Duration::from_secs(15);
@@ -29,9 +31,7 @@ static NEXT_CUID: AtomicU32 = AtomicU32::new(1);
 /// What the SASL front end needs from the daemon.
 pub struct SaslServer {
     config: watch::Receiver<Arc<Config>>,
-    authenticator: Arc<Authenticator>,
-    ledger: Arc<LoginLedger>,
-    throttle: Arc<Mutex<FailureThrottle>>,
+    logins: Arc<LoginPipeline>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     /// Logins being verified or held back, per client address (`rip`).
@@ -48,16 +48,14 @@ enum Outcome {
 impl SaslServer {
     pub fn new(
         config: watch::Receiver<Arc<Config>>,
-        authenticator: Arc<Authenticator>,
-        ledger: Arc<LoginLedger>,
-        throttle: Arc<Mutex<FailureThrottle>>,
+        logins: Arc<LoginPipeline>,
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Self {
         let per_ip = config.borrow().sasl.max_in_flight_per_ip;
         let in_flight =
             ConnectionLimiter::new(&LimitsConfig { max_connections_per_ip: per_ip, ..LimitsConfig::default() });
-        Self { config, authenticator, ledger, throttle, shutdown, tasks, in_flight, connections: Arc::default() }
+        Self { config, logins, shutdown, tasks, in_flight, connections: Arc::default() }
     }
 
     /// Open client connections (tests and status lines).
@@ -187,12 +185,14 @@ impl SaslServer {
                     return None;
                 }
                 Step::Refuse(refusal) => {
-                    log_refusal(&refusal);
-                    if refusal.reason.is_guess() {
+                    if let RefuseReason::Credentials(error) = refusal.reason {
                         *outstanding += 1;
-                        self.spawn_refusal(refusal, done.clone());
-                    } else if let Some(r) = session.on_refusal_due(refusal) {
-                        r.encode(&mut out);
+                        self.spawn_refusal(refusal, error, done.clone());
+                    } else {
+                        log_refusal(&refusal);
+                        if let Some(r) = session.on_refusal_due(refusal) {
+                            r.encode(&mut out);
+                        }
                     }
                     break;
                 }
@@ -212,47 +212,46 @@ impl SaslServer {
         Some(out)
     }
 
-    /// Holds a refused guess back like a failed login, so it teaches an attacker nothing sooner.
-    fn spawn_refusal(&self, refusal: Refusal, done: mpsc::UnboundedSender<Outcome>) {
-        let delay = self.failure_delay(refusal.remote_ip);
+    /// A malformed credential goes through the login pipeline like a wrong one: counted,
+    /// logged, and held back as long.
+    fn spawn_refusal(&self, refusal: Refusal, error: MechanismError, done: mpsc::UnboundedSender<Outcome>) {
+        let logins = self.logins.clone();
         self.tasks.spawn(async move {
-            tokio::time::sleep(delay).await;
+            let login = Login {
+                front_end: FrontEnd::Sasl,
+                mechanism: refusal.mechanism.map_or(LoginMechanism::Plain, login_mechanism),
+                client_ip: refusal.remote_ip,
+                presented: Presented::Malformed { username: refusal.user.clone(), error },
+            };
+            let outcome = logins.login(login).await;
+            tokio::time::sleep(outcome.delay).await;
             let _ = done.send(Outcome::RefusalDue(refusal));
         });
     }
 
     fn spawn_attempt(&self, attempt: AuthAttempt, permit: Permit, done: mpsc::UnboundedSender<Outcome>) {
-        let authenticator = self.authenticator.clone();
-        let (ledger, throttle) = (self.ledger.clone(), self.throttle.clone());
+        let logins = self.logins.clone();
         self.tasks.spawn(async move {
-            let started = Instant::now();
             let AuthAttempt { id, username, secret, remote_ip, mechanism } = attempt;
-            let decision = authenticator.authenticate(&username, &secret, remote_ip).await;
-            drop(secret);
-            log_decision(&decision, &username, remote_ip, mechanism.as_str(), started);
-            let delay = match &decision {
-                Decision::Granted(grant) => {
-                    ledger.record(&grant.username, remote_ip, grant.clone(), Instant::now());
-                    // "Last used" is written off the reply's path.
-                    let (auth, credential) = (authenticator.clone(), grant.credential.clone());
-                    tokio::spawn(async move { auth.touch(&credential).await });
-                    throttle.lock().unwrap_or_else(|p| p.into_inner()).on_success(remote_ip);
-                    Duration::ZERO
-                }
-                Decision::Denied(_) => {
-                    throttle.lock().unwrap_or_else(|p| p.into_inner()).on_failure(remote_ip, Instant::now())
-                }
-                Decision::TempFail(_) => Duration::ZERO,
+            let login = Login {
+                front_end: FrontEnd::Sasl,
+                mechanism: login_mechanism(mechanism),
+                client_ip: remote_ip,
+                presented: Presented::Smtp(Credentials { username: username.clone(), secret }),
             };
+            let outcome = logins.login(login).await;
             // The permit is held through the delay: a throttled address keeps its slots busy.
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(outcome.delay).await;
             drop(permit);
-            let _ = done.send(Outcome::Verdict { id, username, decision });
+            let _ = done.send(Outcome::Verdict { id, username, decision: outcome.decision });
         });
     }
+}
 
-    fn failure_delay(&self, ip: Option<IpAddr>) -> Duration {
-        self.throttle.lock().unwrap_or_else(|p| p.into_inner()).on_failure(ip, Instant::now())
+fn login_mechanism(mechanism: Mechanism) -> LoginMechanism {
+    match mechanism {
+        Mechanism::Plain => LoginMechanism::Plain,
+        Mechanism::Login => LoginMechanism::Login,
     }
 }
 
@@ -277,38 +276,18 @@ async fn write(wr: &mut OwnedWriteHalf, replies: &[Reply]) -> std::io::Result<()
     wr.write_all(&out).await
 }
 
-/// The one log line per AUTH decision. Never a secret: only the login name and labels.
-fn log_decision(decision: &Decision, username: &str, ip: Option<IpAddr>, mech: &str, started: Instant) {
-    let credential = match decision {
-        Decision::Granted(g) => g.credential.label(),
-        _ => String::new(),
-    };
-    let user = match decision {
-        Decision::Granted(g) => g.username.as_str(),
-        _ => username,
-    };
-    info!(
-        proto = "sasl",
-        decision = decision.kind(),
-        reason = decision.reason(),
-        user,
-        credential,
-        ip = %ip.map(|i| i.to_string()).unwrap_or_default(),
-        mech,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "auth"
-    );
-}
-
+/// A request refused before any credential was looked at (busy, not secured, an unknown
+/// mechanism, invalid base64): not a login, so not the pipeline's, but logged in its shape.
 fn log_refusal(r: &Refusal) {
     let decision = if r.reply == Reply::temp_fail(r.id) { "tempfail" } else { "deny" };
     info!(
         proto = "sasl",
         decision,
         reason = r.reason.as_str(),
-        user = r.user.as_deref().unwrap_or(""),
-        credential = "",
-        ip = %r.remote_ip.map(|i| i.to_string()).unwrap_or_default(),
+        user = %LogText::or_dash(r.user.as_deref()),
+        credential = "-",
+        ip = %r.remote_ip.map_or_else(|| "-".to_string(), |i| i.to_string()),
+        mech = r.mechanism.map_or("-", |m| login_mechanism(m).as_str()),
         "auth"
     );
 }

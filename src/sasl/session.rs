@@ -6,13 +6,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use base64::engine::{DecodePaddingMode, general_purpose};
-use zeroize::Zeroizing;
-
 use super::codec::{AuthRequest, CodecError, Mechanism, Reply, Request};
 use crate::auth::Decision;
+use crate::auth::mechanism::{
+    self, LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT, MechanismError, decode_base64, decode_login_password,
+    decode_login_username, decode_plain,
+};
 use crate::secret::Secret;
 
 /// Pending requests waiting for a client CONT are dropped silently after this long
@@ -23,15 +22,6 @@ pub const MAX_PENDING: usize = 128;
 
 /// Longest login name echoed back in `FAIL … user=`.
 const MAX_ECHOED_USER: usize = 256;
-
-const USERNAME_PROMPT: &str = "VXNlcm5hbWU6"; // base64("Username:")
-const PASSWORD_PROMPT: &str = "UGFzc3dvcmQ6"; // base64("Password:")
-
-/// Base64 as SMTP clients send it: padding optional.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 /// What the server hands the session.
 #[derive(Debug)]
@@ -58,6 +48,8 @@ pub struct AuthAttempt {
 pub struct Refusal {
     pub id: u32,
     pub user: Option<String>,
+    /// The mechanism of the refused request, when it got as far as naming a known one.
+    pub mechanism: Option<Mechanism>,
     pub remote_ip: Option<IpAddr>,
     pub reason: RefuseReason,
     pub reply: Reply,
@@ -65,10 +57,9 @@ pub struct Refusal {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefuseReason {
-    /// PLAIN with an authorization id other than the login name (a master-user login).
-    AuthzidMismatch,
-    /// The SASL payload does not hold a login name and a secret.
-    MalformedCredentials,
+    /// The response holds no well-formed credential (`auth::mechanism`): an authorization id
+    /// other than the login name, an empty or NUL-bearing field, invalid UTF-8.
+    Credentials(MechanismError),
     InvalidBase64,
     /// `require_secured` is set and the SMTP session was not over TLS.
     NotSecured,
@@ -81,8 +72,7 @@ pub enum RefuseReason {
 impl RefuseReason {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::AuthzidMismatch => "authzid_mismatch",
-            Self::MalformedCredentials => "malformed_credentials",
+            Self::Credentials(e) => e.as_str(),
             Self::InvalidBase64 => "invalid_base64",
             Self::NotSecured => "not_secured",
             Self::UnsupportedMechanism => "unsupported_mechanism",
@@ -93,7 +83,7 @@ impl RefuseReason {
 
     /// Refusals of a presented credential count as failed guesses and wait like one.
     pub fn is_guess(self) -> bool {
-        matches!(self, Self::AuthzidMismatch | Self::MalformedCredentials)
+        matches!(self, Self::Credentials(e) if e.is_guess())
     }
 }
 
@@ -158,7 +148,7 @@ impl Session {
 
     pub fn on_input(&mut self, input: Input, now: Instant) -> Step {
         match input {
-            Input::Busy { id } => self.refuse_pending(id, RefuseReason::Busy),
+            Input::Busy { id } => self.refuse_pending(id, RefuseReason::Busy, None),
             Input::Line(Err(CodecError::UnsupportedMechanism { id })) if self.phase == Phase::Ready => {
                 self.refusal(id, None, RefuseReason::UnsupportedMechanism, now)
             }
@@ -211,10 +201,10 @@ impl Session {
         self.pending.insert(id, Pending { waiting, mechanism: auth.mechanism, remote_ip: rip, since: now });
         match initial {
             None if auth.mechanism == Mechanism::Plain => Step::Reply(Reply::Cont { id, challenge: String::new() }),
-            None => Step::Reply(Reply::Cont { id, challenge: USERNAME_PROMPT.into() }),
+            None => Step::Reply(login_challenge(id, LOGIN_USERNAME_PROMPT)),
             // An empty LOGIN initial response asks for the username as if there were none.
             Some(r) if auth.mechanism == Mechanism::Login && (r.is_empty() || r == "=") => {
-                Step::Reply(Reply::Cont { id, challenge: USERNAME_PROMPT.into() })
+                Step::Reply(login_challenge(id, LOGIN_USERNAME_PROMPT))
             }
             Some(r) => self.on_response(id, &r, now),
         }
@@ -234,7 +224,7 @@ impl Session {
 
     /// A client response (initial or CONT) to the pending request `id`.
     fn on_response(&mut self, id: u32, data: &str, now: Instant) -> Step {
-        let Some(decoded) = decode(data) else {
+        let Ok(decoded) = decode_base64(data.as_bytes()) else {
             let rip = self.pending.remove(&id).and_then(|p| p.remote_ip);
             return self.refusal(id, rip, RefuseReason::InvalidBase64, now);
         };
@@ -243,20 +233,20 @@ impl Session {
         let (remote_ip, mechanism) = (p.remote_ip, p.mechanism);
         let attempt = |username, secret| Step::Authenticate(AuthAttempt { id, username, secret, remote_ip, mechanism });
         match std::mem::replace(&mut p.waiting, Waiting::Verdict) {
-            Waiting::PlainResponse => match parse_plain(&decoded) {
-                Ok((username, secret)) => attempt(username, secret),
-                Err(reason) => self.refuse_pending(id, reason),
+            Waiting::PlainResponse => match decode_plain(&decoded) {
+                Ok(c) => attempt(c.username, c.secret),
+                Err(e) => self.refuse_pending(id, RefuseReason::Credentials(e), None),
             },
-            Waiting::LoginUsername => match String::from_utf8(decoded.to_vec()) {
-                Ok(username) if !username.is_empty() => {
+            Waiting::LoginUsername => match decode_login_username(&decoded) {
+                Ok(username) => {
                     p.waiting = Waiting::LoginPassword { username };
-                    Step::Reply(Reply::Cont { id, challenge: PASSWORD_PROMPT.into() })
+                    Step::Reply(login_challenge(id, LOGIN_PASSWORD_PROMPT))
                 }
-                _ => self.refuse_pending(id, RefuseReason::MalformedCredentials),
+                Err(e) => self.refuse_pending(id, RefuseReason::Credentials(e), None),
             },
-            Waiting::LoginPassword { username } => match std::str::from_utf8(&decoded) {
-                Ok(secret) if !secret.is_empty() => attempt(username, Secret::from_presented(secret)),
-                _ => self.refuse_pending(id, RefuseReason::MalformedCredentials),
+            Waiting::LoginPassword { username } => match decode_login_password(&decoded) {
+                Ok(secret) => attempt(username, secret),
+                Err(e) => self.refuse_pending(id, RefuseReason::Credentials(e), Some(username)),
             },
             Waiting::Verdict => Step::Nothing,
         }
@@ -287,15 +277,16 @@ impl Session {
         before - self.pending.len()
     }
 
-    fn refuse_pending(&mut self, id: u32, reason: RefuseReason) -> Step {
+    /// `user`: the login name, when the mechanism got as far as one (for the log).
+    fn refuse_pending(&mut self, id: u32, reason: RefuseReason, user: Option<String>) -> Step {
         let Some(p) = self.pending.get_mut(&id) else { return Step::Nothing };
         p.waiting = Waiting::Verdict;
-        let rip = p.remote_ip;
+        let (rip, mechanism) = (p.remote_ip, Some(p.mechanism));
         let reply = match reason {
             RefuseReason::Busy => Reply::temp_fail(id),
             _ => Reply::fail(id, None),
         };
-        Step::Refuse(Refusal { id, user: None, remote_ip: rip, reason, reply })
+        Step::Refuse(Refusal { id, user, mechanism, remote_ip: rip, reason, reply })
     }
 
     /// A refusal of a request that is not (or no longer) pending: answered at once.
@@ -311,43 +302,17 @@ impl Session {
         // Parked as waiting for a verdict, so `on_refusal_due` finds it.
         self.pending
             .insert(id, Pending { waiting: Waiting::Verdict, mechanism: Mechanism::Plain, remote_ip, since: now });
-        Step::Refuse(Refusal { id, user: None, remote_ip, reason, reply })
+        Step::Refuse(Refusal { id, user: None, mechanism: None, remote_ip, reason, reply })
     }
 }
 
-/// Decodes a client response; `=` is RFC 4954's empty response.
-fn decode(data: &str) -> Option<Zeroizing<Vec<u8>>> {
-    if data == "=" {
-        return Some(Zeroizing::new(Vec::new()));
-    }
-    BASE64.decode(data.as_bytes()).ok().map(Zeroizing::new)
-}
-
-/// `authzid \0 authcid \0 password` (RFC 4616). An authzid equal to the login name is the same
-/// as none (doveadm 2.3 sends `user\0user\0pass`); another one would be a master-user login.
-fn parse_plain(payload: &[u8]) -> Result<(String, Secret), RefuseReason> {
-    let mut parts = payload.split(|&b| b == 0);
-    let (Some(authzid), Some(authcid), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(RefuseReason::MalformedCredentials);
-    };
-    let (Ok(authzid), Ok(authcid), Ok(password)) =
-        (std::str::from_utf8(authzid), std::str::from_utf8(authcid), std::str::from_utf8(password))
-    else {
-        return Err(RefuseReason::MalformedCredentials);
-    };
-    if authcid.is_empty() || password.is_empty() {
-        return Err(RefuseReason::MalformedCredentials);
-    }
-    if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(authcid) {
-        return Err(RefuseReason::AuthzidMismatch);
-    }
-    Ok((authcid.to_string(), Secret::from_presented(password)))
+fn login_challenge(id: u32, prompt: &str) -> Reply {
+    Reply::Cont { id, challenge: mechanism::encode_base64(prompt.as_bytes()) }
 }
 
 /// Standard base64, for clients and tests building responses.
 pub fn encode_response(bytes: &[u8]) -> String {
-    general_purpose::STANDARD.encode(bytes)
+    mechanism::encode_base64(bytes)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 use super::*;
-use crate::auth::DenyReason;
+use crate::auth::mechanism::MechanismError;
+use crate::auth::{DenyReason, TempFailReason};
 use crate::sasl::codec::parse_request;
 
 fn ready(require_secured: bool) -> Session {
@@ -82,7 +83,10 @@ fn empty_resp_from_an_old_client_means_no_initial_response() {
     feed(&mut s, "VERSION\t1\t2");
     feed(&mut s, "CPID\t1");
     // Minor 2 (doveadm): an empty response is a response, and an empty PLAIN payload is malformed.
-    expect_refusal(feed(&mut s, "AUTH\t1\tPLAIN\tservice=smtp\tresp="), RefuseReason::MalformedCredentials);
+    expect_refusal(
+        feed(&mut s, "AUTH\t1\tPLAIN\tservice=smtp\tresp="),
+        RefuseReason::Credentials(MechanismError::MissingField),
+    );
 }
 
 #[test]
@@ -107,7 +111,7 @@ fn login_with_initial_response_skips_the_username_prompt() {
 fn authzid_other_than_authcid_fails() {
     let mut s = ready(false);
     let step = feed(&mut s, &format!("AUTH\t1\tPLAIN\tservice=smtp\tresp={}", plain("admin@b", "a@b", "pw")));
-    let refusal = expect_refusal(step, RefuseReason::AuthzidMismatch);
+    let refusal = expect_refusal(step, RefuseReason::Credentials(MechanismError::AuthzidMismatch));
     assert!(refusal.reason.is_guess());
     assert_eq!(s.on_refusal_due(refusal), Some(Reply::fail(1, None)));
     assert_eq!(s.pending(), 0);
@@ -131,7 +135,7 @@ fn interleaved_requests_are_answered_by_id_in_any_order() {
     assert_eq!(s.pending(), 3);
     let denied = Decision::Denied(DenyReason::BadSecret);
     assert_eq!(s.on_verdict(3, "c", &denied), Some(Reply::fail(3, Some("c".into()))));
-    assert_eq!(s.on_verdict(2, "b", &Decision::TempFail("x".into())), Some(Reply::temp_fail(2)));
+    assert_eq!(s.on_verdict(2, "b", &Decision::TempFail(TempFailReason::VerifierClosed)), Some(Reply::temp_fail(2)));
     assert_eq!(s.on_verdict(2, "b", &denied), None, "one answer per id");
     expect_reply(
         feed(&mut s, &format!("CONT\t1\t{}", encode_response(b"a"))),

@@ -173,13 +173,12 @@ pub fn parse_auth_response(line: &[u8]) -> Result<AuthResponse, CodecError> {
     decode_base64(line).map(AuthResponse::Data)
 }
 
-/// Decodes an AUTH initial response or continuation; `=` is the empty response.
+/// Decodes an AUTH initial response or continuation by the one base64 rule of
+/// [`crate::auth::mechanism::decode_base64`]; `=` is the empty response.
 pub fn decode_base64(text: &[u8]) -> Result<Vec<u8>, CodecError> {
-    use base64::Engine as _;
-    if text == b"=" {
-        return Ok(Vec::new());
-    }
-    base64::engine::general_purpose::STANDARD.decode(text).map_err(|_| CodecError::BadBase64)
+    let mut decoded = crate::auth::mechanism::decode_base64(text).map_err(|_| CodecError::BadBase64)?;
+    // Moved out whole: the zeroizing wrapper is left empty, and `AuthResponse` owns the bytes.
+    Ok(std::mem::take(&mut *decoded))
 }
 
 fn trim_end(mut line: &[u8]) -> &[u8] {

@@ -9,7 +9,7 @@ pub mod server;
 pub mod session;
 pub mod tls;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
-use crate::auth::{Authenticator, FailureThrottle};
+use crate::auth::LoginPipeline;
 use crate::config::{Config, TlsMode};
 use crate::limits::ConnectionLimiter;
 use crate::queue::Outbox;
@@ -35,9 +35,8 @@ pub struct RelayListener {
 pub struct RelayDeps {
     /// The current config; SIGHUP publishes a new one, read per connection.
     pub config: watch::Receiver<Arc<Config>>,
-    pub authenticator: Arc<Authenticator>,
-    /// Failed-AUTH delays per client address.
-    pub throttle: Arc<Mutex<FailureThrottle>>,
+    /// Every AUTH goes through it (throttle, bookkeeping, the `auth` record).
+    pub logins: Arc<LoginPipeline>,
     /// Per-IP connection permits.
     pub limiter: ConnectionLimiter,
     /// Cancelled at shutdown: accept loops stop, sessions finish their transaction.
@@ -52,8 +51,8 @@ pub struct RelayDeps {
 pub fn serve_relay(deps: RelayDeps, outbox: Outbox, listeners: Vec<RelayListener>) -> Result<(), TlsError> {
     let certs = Arc::new(CertStore::load(&deps.config.borrow().relay)?);
     spawn_cert_reload(&deps, certs.clone());
-    let RelayDeps { config, authenticator, throttle, limiter, shutdown, tasks } = deps;
-    let ctx = Arc::new(RelayContext { config, authenticator, throttle, limiter, shutdown, tasks, outbox, certs });
+    let RelayDeps { config, logins, limiter, shutdown, tasks } = deps;
+    let ctx = Arc::new(RelayContext { config, logins, limiter, shutdown, tasks, outbox, certs });
     for l in listeners {
         ctx.tasks.spawn(server::accept_loop(ctx.clone(), l.listener, l.tls));
     }

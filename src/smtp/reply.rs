@@ -83,7 +83,7 @@ impl Reply {
         Self::one(214, Status(2, 0, 0), "See RFC 5321")
     }
     /// A 334 challenge; `challenge` is already base64 (empty for PLAIN without initial response).
-    pub fn auth_challenge(challenge: &'static str) -> Self {
+    pub fn auth_challenge(challenge: impl Into<Cow<'static, str>>) -> Self {
         Self { code: 334, status: None, lines: vec![challenge.into()] }
     }
     pub fn auth_ok() -> Self {

@@ -4,7 +4,7 @@
 //! [`Session`]'s; this file only moves bytes and awaits.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::auth::{Authenticator, Decision, FailureThrottle};
+use crate::auth::mechanism::Credentials;
+use crate::auth::{FrontEnd, Login, LoginMechanism, LoginPipeline, Presented};
 use crate::config::{Config, TlsMode};
 use crate::limits::ConnectionLimiter;
 use crate::queue::{EnqueueError, Incoming, Outbox, Submission, Trace};
@@ -22,7 +23,7 @@ use crate::queue::{EnqueueError, Incoming, Outbox, Submission, Trace};
 use super::codec::{Frame, MAX_COMMAND_LINE, next_line};
 use super::data::{DotReader, Feed};
 use super::reply::Reply;
-use super::session::{AuthAttempt, Input, Session, SessionConfig, Step};
+use super::session::{AuthAttempt, CredentialRefusal, Input, Session, SessionConfig, Step};
 use super::tls::CertStore;
 
 /// Body bytes collected before they are handed to the spool file.
@@ -32,8 +33,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// What every relay connection shares (see [`super::RelayDeps`]).
 pub struct RelayContext {
     pub config: watch::Receiver<Arc<Config>>,
-    pub authenticator: Arc<Authenticator>,
-    pub throttle: Arc<Mutex<FailureThrottle>>,
+    /// Every AUTH goes through it: decision, delay, bookkeeping, the `auth` record.
+    pub logins: Arc<LoginPipeline>,
     pub limiter: ConnectionLimiter,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
@@ -232,7 +233,13 @@ impl Connection<'_> {
                         io.rbuf.clear();
                         return Ok(Outcome::StartTls(io.stream));
                     }
-                    Step::Authenticate(attempt) => self.authenticate(session, attempt).await,
+                    Step::Authenticate(AuthAttempt { username, secret, mechanism }) => {
+                        let presented = Presented::Smtp(Credentials { username, secret });
+                        self.authenticate(session, mechanism, presented).await
+                    }
+                    Step::RefuseCredentials(CredentialRefusal { username, mechanism, error }) => {
+                        self.authenticate(session, mechanism, Presented::Malformed { username, error }).await
+                    }
                     Step::ReceiveData(r) => {
                         r.encode(&mut io.wbuf);
                         io.flush(self.command_timeout()).await?;
@@ -303,32 +310,13 @@ impl Connection<'_> {
         }
     }
 
-    async fn authenticate(&self, session: &mut Session, attempt: AuthAttempt) -> Step {
-        let shared = self.ctx;
-        let ip = session.client_ip();
-        let started = Instant::now();
-        let decision = shared.authenticator.authenticate(&attempt.username, &attempt.secret, Some(ip)).await;
-        let credential = match &decision {
-            Decision::Granted(g) => g.credential.label(),
-            _ => String::new(),
-        };
-        info!(proto = "smtp", decision = decision.kind(), reason = decision.reason(), user = %attempt.username,
-              credential = %credential, ip = %ip, elapsed_ms = started.elapsed().as_millis() as u64, "auth");
-        match &decision {
-            Decision::Granted(g) => {
-                shared.throttle.lock().unwrap_or_else(|p| p.into_inner()).on_success(Some(ip));
-                let auth = shared.authenticator.clone();
-                let credential = g.credential.clone();
-                shared.tasks.spawn(async move { auth.touch(&credential).await });
-            }
-            Decision::Denied(_) => {
-                let delay =
-                    shared.throttle.lock().unwrap_or_else(|p| p.into_inner()).on_failure(Some(ip), Instant::now());
-                tokio::time::sleep(delay).await;
-            }
-            Decision::TempFail(_) => {}
-        }
-        session.on_verdict(decision)
+    /// Asks the login pipeline, holds a failure back as long as it says, reports the verdict.
+    async fn authenticate(&self, session: &mut Session, mechanism: LoginMechanism, presented: Presented) -> Step {
+        let client_ip = Some(session.client_ip());
+        let login = Login { front_end: FrontEnd::Relay, mechanism, client_ip, presented };
+        let outcome = self.ctx.logins.login(login).await;
+        tokio::time::sleep(outcome.delay).await;
+        session.on_verdict(outcome.decision)
     }
 }
 

@@ -6,7 +6,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::auth::{Decision, Grant};
+use crate::auth::mechanism::MechanismError;
+use crate::auth::{Decision, Grant, LoginMechanism};
 use crate::config::TlsMode;
 use crate::queue::{EnqueueError, Submission};
 use crate::secret::Secret;
@@ -39,11 +40,23 @@ pub enum Input {
     ShuttingDown,
 }
 
-/// A login to decide: the server asks the Authenticator and reports with [`Session::on_verdict`].
+/// A login to decide: the server asks the login pipeline and reports with [`Session::on_verdict`].
 #[derive(Debug)]
 pub struct AuthAttempt {
     pub username: String,
     pub secret: Secret,
+    pub mechanism: LoginMechanism,
+}
+
+/// A response that holds no well-formed credential. Refused, but the server still hands it to
+/// the login pipeline, which counts and delays it like a wrong password, then reports the
+/// verdict with [`Session::on_verdict`].
+#[derive(Debug)]
+pub struct CredentialRefusal {
+    /// The login name, when the mechanism got as far as one.
+    pub username: Option<String>,
+    pub mechanism: LoginMechanism,
+    pub error: MechanismError,
 }
 
 #[derive(Debug)]
@@ -51,6 +64,7 @@ pub enum Step {
     /// Write it, read the next input.
     Reply(Reply),
     Authenticate(AuthAttempt),
+    RefuseCredentials(CredentialRefusal),
     /// Write 220, drop buffered plaintext, handshake, then [`Session::on_tls_established`].
     StartTls(Reply),
     /// Write 354, read the body with the dot reader, then [`Session::on_data_end`].

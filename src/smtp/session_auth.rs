@@ -1,8 +1,12 @@
 //! AUTH in the SMTP session (RFC 4954): PLAIN (RFC 4616) and LOGIN, with or without an
 //! initial response, refused before TLS on TLS-capable listeners. The session only collects
-//! the username and secret; the server asks the Authenticator and reports the verdict.
+//! what the client presents, decoded by `auth::mechanism` exactly as the SASL server decodes
+//! it; the server hands it to the login pipeline and reports the verdict.
 
 use super::*;
+use crate::auth::mechanism::{
+    self, LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT, decode_login_password, decode_login_username, decode_plain,
+};
 
 impl Session {
     pub(super) fn on_auth(&mut self, mechanism: Mechanism, initial: Option<String>) -> Step {
@@ -28,10 +32,10 @@ impl Session {
                 self.phase = Phase::AuthPlain;
                 Step::Reply(Reply::auth_challenge(""))
             }
-            (Mechanism::Login, Some(user)) => self.login_user(user),
+            (Mechanism::Login, Some(user)) => self.login_user(&user),
             (Mechanism::Login, None) => {
                 self.phase = Phase::AuthLoginUser;
-                Step::Reply(Reply::auth_challenge("VXNlcm5hbWU6"))
+                Step::Reply(login_challenge(LOGIN_USERNAME_PROMPT))
             }
             (Mechanism::Other(_), _) => self.refuse(Reply::mechanism_unsupported()),
         }
@@ -43,14 +47,14 @@ impl Session {
                 self.phase = Phase::Command;
                 return self.refuse(Reply::auth_cancelled());
             }
-            AuthResponse::Data(d) => d,
+            AuthResponse::Data(d) => zeroize::Zeroizing::new(d),
         };
         match std::mem::replace(&mut self.phase, Phase::Command) {
             Phase::AuthPlain => self.plain(&data),
-            Phase::AuthLoginUser => self.login_user(data),
-            Phase::AuthLoginPassword(username) => match String::from_utf8(data) {
-                Ok(password) => self.verify(username, password),
-                Err(_) => self.auth_denied(),
+            Phase::AuthLoginUser => self.login_user(&data),
+            Phase::AuthLoginPassword(username) => match decode_login_password(&data) {
+                Ok(secret) => self.verify(username, secret, LoginMechanism::Login),
+                Err(error) => self.refuse_credentials(Some(username), LoginMechanism::Login, error),
             },
             other => {
                 self.phase = other;
@@ -59,44 +63,39 @@ impl Session {
         }
     }
 
-    /// RFC 4616: `authzid NUL authcid NUL passwd`. Acting for another identity is not offered.
     fn plain(&mut self, data: &[u8]) -> Step {
-        let mut parts = data.splitn(3, |&b| b == 0);
-        let (Some(authzid), Some(authcid), Some(passwd)) = (parts.next(), parts.next(), parts.next()) else {
-            return self.refuse(Reply::bad_base64());
-        };
-        let (Ok(authzid), Ok(user), Ok(passwd)) =
-            (std::str::from_utf8(authzid), std::str::from_utf8(authcid), std::str::from_utf8(passwd))
-        else {
-            return self.auth_denied();
-        };
-        if !authzid.is_empty() && authzid != user {
-            return self.auth_denied();
+        match decode_plain(data) {
+            Ok(c) => self.verify(c.username, c.secret, LoginMechanism::Plain),
+            Err(error) => self.refuse_credentials(None, LoginMechanism::Plain, error),
         }
-        self.verify(user.to_string(), passwd.to_string())
     }
 
-    fn login_user(&mut self, data: Vec<u8>) -> Step {
-        match String::from_utf8(data) {
+    fn login_user(&mut self, data: &[u8]) -> Step {
+        match decode_login_username(data) {
             Ok(user) => {
                 self.phase = Phase::AuthLoginPassword(user);
-                Step::Reply(Reply::auth_challenge("UGFzc3dvcmQ6"))
+                Step::Reply(login_challenge(LOGIN_PASSWORD_PROMPT))
             }
-            Err(_) => self.auth_denied(),
+            Err(error) => self.refuse_credentials(None, LoginMechanism::Login, error),
         }
     }
 
-    fn verify(&mut self, username: String, password: String) -> Step {
+    fn verify(&mut self, username: String, secret: Secret, mechanism: LoginMechanism) -> Step {
         self.phase = Phase::Verifying;
-        Step::Authenticate(AuthAttempt { username, secret: Secret::from_presented(password) })
+        Step::Authenticate(AuthAttempt { username, secret, mechanism })
     }
 
-    fn auth_denied(&mut self) -> Step {
-        self.phase = Phase::Command;
-        self.refuse(Reply::auth_failed())
+    fn refuse_credentials(
+        &mut self,
+        username: Option<String>,
+        mechanism: LoginMechanism,
+        error: mechanism::MechanismError,
+    ) -> Step {
+        self.phase = Phase::Verifying;
+        Step::RefuseCredentials(CredentialRefusal { username, mechanism, error })
     }
 
-    /// The Authenticator's verdict on the pending [`AuthAttempt`].
+    /// The login pipeline's verdict on the pending [`AuthAttempt`] or [`CredentialRefusal`].
     pub fn on_verdict(&mut self, decision: Decision) -> Step {
         self.phase = Phase::Command;
         match decision {
@@ -108,4 +107,8 @@ impl Session {
             Decision::TempFail(_) => Step::Reply(Reply::auth_temp_failure()),
         }
     }
+}
+
+fn login_challenge(prompt: &str) -> Reply {
+    Reply::auth_challenge(mechanism::encode_base64(prompt.as_bytes()))
 }

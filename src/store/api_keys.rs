@@ -221,6 +221,14 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the key's hash by `new` only if it is still `old` (compare-and-set), so a
+    /// `change` made meanwhile wins over a rehash. `Ok(true)` when it was written.
+    pub fn update_api_key_hash(&mut self, id: i64, old: &str, new: &str) -> Result<bool> {
+        let n =
+            self.conn.execute("UPDATE api_keys SET hash = ?1 WHERE id = ?2 AND hash = ?3", params![new, id, old])?;
+        Ok(n == 1)
+    }
+
     pub fn touch_api_key(&mut self, id: i64) -> Result<()> {
         self.conn.execute("UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2", params![now(), id])?;
         Ok(())

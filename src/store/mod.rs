@@ -119,13 +119,24 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let target = schema::MIGRATIONS.len() as i64;
+        // A current schema needs no write: taking the write lock at every open would make
+        // racing CLI processes queue behind each other, and each commit would move every other
+        // connection's `data_version` (dropping the daemon's login cache for a mere `list`).
+        let current: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if current == target {
+            return Ok(());
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read again under the lock: another process may have migrated in between.
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > target {
             return Err(StoreError::Corrupt(format!(
                 "database schema version {version} is newer than this relaykey ({target})"
             )));
+        }
+        if version == target {
+            return Ok(());
         }
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql)?;
@@ -142,6 +153,14 @@ impl Store {
     /// authenticator polls it to drop its cache the moment the CLI changes a secret.
     pub fn data_version(&self) -> Result<i64> {
         Ok(self.conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
+    /// Every stored secret hash (SMTP credentials and API keys), for the census of argon2
+    /// parameters that the dummy verification of unknown users follows.
+    pub fn secret_hashes(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT hash FROM smtp_credentials UNION ALL SELECT hash FROM api_keys")?;
+        let hashes = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(hashes)
     }
 
     /// A cheap read that proves the database is still readable (for the watchdog).

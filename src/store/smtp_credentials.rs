@@ -172,6 +172,15 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the credential's hash by `new` only if it is still `old` (compare-and-set), so
+    /// a `change` made meanwhile wins over a rehash. `Ok(true)` when it was written.
+    pub fn update_smtp_credential_hash(&mut self, id: i64, old: &str, new: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .execute("UPDATE smtp_credentials SET hash = ?1 WHERE id = ?2 AND hash = ?3", params![new, id, old])?;
+        Ok(n == 1)
+    }
+
     pub fn touch_smtp_credential(&mut self, id: i64) -> Result<()> {
         self.conn.execute("UPDATE smtp_credentials SET last_used_at = ?1 WHERE id = ?2", params![now(), id])?;
         Ok(())

@@ -1,0 +1,14 @@
+//! The test harness shared by the integration tests and the benches: one peer check with one
+//! skip rule ([`peers`]), one port allocator ([`ports`]), one way to run `relaykey serve`
+//! ([`daemon`]), one throwaway Postfix ([`postfix`]), and what is built on them: relaykey next
+//! to Postfix as documented ([`sidecar`]), the relay with its test certificate ([`relay`]),
+//! and SMTP clients ([`smtp`]). A test includes it with `mod support;`.
+#![allow(dead_code)]
+
+pub mod daemon;
+pub mod peers;
+pub mod ports;
+pub mod postfix;
+pub mod relay;
+pub mod sidecar;
+pub mod smtp;
