@@ -10,13 +10,14 @@ use support::peers::available;
 use support::sidecar::Sidecar;
 use support::smtp::swaks;
 
-/// The reply to MAIL FROM in a swaks transcript (`250 2.1.0 Ok`, `553 5.7.1 …`).
+/// The reply to MAIL FROM in a swaks transcript (`250 2.1.0 Ok`, `553 5.7.1 …`); after
+/// STARTTLS swaks marks lines `~>` and `<~`.
 fn mail_reply(transcript: &str) -> String {
-    let mut lines = transcript.lines().skip_while(|l| !l.contains("-> MAIL FROM:"));
+    let mut lines = transcript.lines().skip_while(|l| !l.contains("> MAIL FROM:"));
     lines.next();
     lines
         .find(|l| l.starts_with('<'))
-        .map(|l| l.trim_start_matches(['<', '-', '*', ' ']).to_string())
+        .map(|l| l.trim_start_matches(['<', '~', '-', '*', ' ']).to_string())
         .unwrap_or_default()
 }
 
@@ -81,7 +82,7 @@ fn postfix_refuses_senders_the_login_does_not_own() {
         );
     }
     let (ok, transcript) = send(&sc, "ann@example.com", &ann, "<>");
-    assert!(transcript.contains("-> MAIL FROM:<>"), "{transcript}");
+    assert!(transcript.contains("> MAIL FROM:<>"), "{transcript}");
     assert!(mail_reply(&transcript).starts_with("250 "), "<>:\n{transcript}");
     assert!(ok, "<>:\n{transcript}");
 
