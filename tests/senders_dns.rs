@@ -70,7 +70,7 @@ fn verify_checks_the_txt_record_through_the_resolver() {
     let _dns = dnsmasq(
         port,
         &[
-            format!("--txt-record=_relaykey.good.example,v=spf1 -all"),
+            "--txt-record=_relaykey.good.example,v=spf1 -all".to_string(),
             format!("--txt-record=_relaykey.good.example,relaykey-verify={good}"),
             "--txt-record=_relaykey.wrong.example,relaykey-verify=00000000000000000000000000000000".to_string(),
             format!("--txt-record=_relaykey.xn--bcher-kva.example,relaykey-verify={idn}"),

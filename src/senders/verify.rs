@@ -43,7 +43,7 @@ impl Verification {
 pub fn decide(records: &[Vec<u8>], token: &str) -> Verification {
     let want = format!("{VERIFY_PREFIX}{token}");
     let ours: Vec<&[u8]> =
-        records.iter().map(|r| trim_ascii(r)).filter(|r| r.starts_with(VERIFY_PREFIX.as_bytes())).collect();
+        records.iter().map(|r| r.trim_ascii()).filter(|r| r.starts_with(VERIFY_PREFIX.as_bytes())).collect();
     if ours.is_empty() {
         return Verification::NoRecord;
     }
@@ -52,10 +52,6 @@ pub fn decide(records: &[Vec<u8>], token: &str) -> Verification {
     } else {
         Verification::WrongToken
     }
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    b.trim_ascii()
 }
 
 /// Looks up the proof of `ascii_domain` and decides. Builds a resolver for this check alone, so

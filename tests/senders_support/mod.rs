@@ -2,8 +2,6 @@
 //! the CLI against the same config, and Postfix's own `postmap` as the socketmap client.
 #![allow(dead_code)]
 
-pub mod postfix;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -50,15 +48,6 @@ impl Env {
             dir,
         };
         env.write_config(extra);
-        env
-    }
-
-    /// A config and store in `home` (created), serving its sockets at the given paths.
-    pub fn at(home: PathBuf, senders_socket: PathBuf, sasl_socket: PathBuf) -> Self {
-        std::fs::create_dir_all(&home).unwrap();
-        let dir = tempfile::Builder::new().prefix("store").tempdir_in(&home).unwrap();
-        let env = Self { config: dir.path().join("relaykey.toml"), senders_socket, sasl_socket, dir };
-        env.write_config("");
         env
     }
 
