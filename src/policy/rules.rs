@@ -1,5 +1,6 @@
 //! The policy decision: a pure function of one request and the facts the server gathered for
-//! it (session slot and age, the login's current standing, the account's message counts).
+//! it (session slot and age, the login's current standing, whether the login may use the
+//! envelope sender, the account's message counts).
 //!
 //! Order: session limit at CONNECT, then the session time limit, then the login's standing,
 //! then sender binding, then the message rate. Anything else, including unauthenticated
@@ -9,11 +10,11 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::auth::DenyReason;
+use crate::auth::{Decision, DenyReason};
 
 use super::action::{Action, RateWindow};
 use super::codec::{PolicyRequest, ProtocolState};
-use super::rates::Usage;
+use crate::message_limits::Usage;
 
 /// The result of the session limit at CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +36,40 @@ pub enum Login {
     Revoked(DenyReason),
     /// No record of the login and the config says to ask for a new one.
     Unknown,
-    /// The store could not be read (for the log).
-    Error(String),
+    /// The login's standing could not be told.
+    Error(LoginError),
+}
+
+/// Why a login's standing could not be told: the `error=` log field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginError {
+    /// The store (or the authenticator's view of it) could not be read.
+    StoreUnreadable,
+}
+
+impl LoginError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StoreUnreadable => "store_unreadable",
+        }
+    }
+}
+
+impl Login {
+    /// The standing of a (user, address) pair from the re-checks of every recent grant the
+    /// ledger holds for it. Postfix does not say which of them a session used, so one that no
+    /// longer holds refuses them all; one that cannot be checked makes the answer unknown.
+    pub fn from_rechecks(account: &str, rechecks: impl IntoIterator<Item = Decision>) -> Self {
+        let mut standing = Self::Valid { account: account.to_string() };
+        for recheck in rechecks {
+            match recheck {
+                Decision::Granted(_) => {}
+                Decision::Denied(why) => return Self::Revoked(why),
+                Decision::TempFail(_) => standing = Self::Error(LoginError::StoreUnreadable),
+            }
+        }
+        standing
+    }
 }
 
 /// Whether the session's login may use the envelope sender (`[policy] sender_binding`).
@@ -45,14 +78,13 @@ pub enum SenderFact {
     /// Not asked: binding off, no login, the null sender, or a state without a sender.
     NotChecked,
     Allowed,
-    /// The login's account owns no verified entry covering `sender` (another account does,
+    /// The login's account owns no verified entry covering the sender (another account does,
     /// nobody does, or only a pending entry does).
     NotOwned {
-        sender: String,
         login: String,
     },
-    /// The sender directory could not be read (for the log); the fallback answers.
-    Error(String),
+    /// The sender directory could not be read; the fallback answers.
+    Unreadable,
 }
 
 /// The account's message counts at a counting point (once per message).
@@ -92,19 +124,27 @@ pub enum Reason {
     InternalError,
 }
 
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Unauthenticated => "unauthenticated",
+            Self::TooManyConnections => "too_many_connections",
+            Self::SessionExpired => "session_expired",
+            Self::Revoked(r) => r.as_str(),
+            Self::LoginUnknown => "login_unknown",
+            Self::RateLimited(RateWindow::Minute) => "rate_limit_minute",
+            Self::RateLimited(RateWindow::Hour) => "rate_limit_hour",
+            Self::RateLimited(RateWindow::Day) => "rate_limit_day",
+            Self::SenderNotOwned => "sender_not_owned",
+            Self::InternalError => "internal_error",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Ok => f.write_str("ok"),
-            Self::Unauthenticated => f.write_str("unauthenticated"),
-            Self::TooManyConnections => f.write_str("too_many_connections"),
-            Self::SessionExpired => f.write_str("session_expired"),
-            Self::Revoked(r) => write!(f, "{r}"),
-            Self::LoginUnknown => f.write_str("login_unknown"),
-            Self::RateLimited(w) => write!(f, "rate_limit_{}", w.as_str()),
-            Self::SenderNotOwned => f.write_str("sender_not_owned"),
-            Self::InternalError => f.write_str("internal_error"),
-        }
+        f.write_str(self.as_str())
     }
 }
 
@@ -160,10 +200,10 @@ pub fn decide(req: &PolicyRequest, facts: &Facts) -> Verdict {
         Login::Valid { .. } | Login::NotChecked => {}
     }
     match &facts.sender {
-        SenderFact::NotOwned { login, .. } => {
+        SenderFact::NotOwned { login } => {
             return Verdict::new(Action::sender_not_owned(login), Reason::SenderNotOwned);
         }
-        SenderFact::Error(_) => return Verdict::new(facts.fallback.clone(), Reason::InternalError),
+        SenderFact::Unreadable => return Verdict::new(facts.fallback.clone(), Reason::InternalError),
         SenderFact::NotChecked | SenderFact::Allowed => {}
     }
     if let Some(rate) = &facts.rate {
@@ -252,9 +292,50 @@ mod tests {
     #[test]
     fn internal_errors_get_the_configured_fallback() {
         let fallback: Action = "DUNNO".parse().unwrap();
-        let f = Facts { login: Login::Error("disk".into()), fallback: fallback.clone(), ..facts() };
+        let f = Facts { login: Login::Error(LoginError::StoreUnreadable), fallback: fallback.clone(), ..facts() };
         let v = decide(&request("RCPT", "a@example.com", 0), &f);
         assert_eq!((v.action, v.reason), (fallback, Reason::InternalError));
+    }
+
+    #[test]
+    fn one_revoked_grant_of_a_user_and_address_refuses_them_all() {
+        let granted = || Decision::Granted(grant());
+        let revoked = Decision::Denied(DenyReason::SecretRevoked);
+        let failed = Decision::TempFail(crate::auth::TempFailReason::Task("disk".into()));
+        let valid = Login::Valid { account: "a@example.com".into() };
+        for (rechecks, want) in [
+            (vec![granted()], valid.clone()),
+            (vec![granted(), granted()], valid),
+            (vec![granted(), revoked.clone()], Login::Revoked(DenyReason::SecretRevoked)),
+            (vec![revoked.clone(), granted()], Login::Revoked(DenyReason::SecretRevoked)),
+            (vec![failed.clone(), revoked], Login::Revoked(DenyReason::SecretRevoked)),
+            (vec![granted(), failed], Login::Error(LoginError::StoreUnreadable)),
+        ] {
+            assert_eq!(Login::from_rechecks("a@example.com", rechecks.clone()), want, "{rechecks:?}");
+        }
+        let v = decide(
+            &request("MAIL", "a@example.com", 0),
+            &Facts {
+                login: Login::from_rechecks(
+                    "a@example.com",
+                    [granted(), Decision::Denied(DenyReason::AccountDisabled)],
+                ),
+                ..facts()
+            },
+        );
+        assert_eq!((code(&v), v.reason), (Some(554), Reason::Revoked(DenyReason::AccountDisabled)));
+    }
+
+    fn grant() -> crate::auth::Grant {
+        crate::auth::Grant {
+            username: "a@example.com".into(),
+            account_id: 1,
+            account: "a@example.com".into(),
+            credential: crate::auth::CredentialRef::ApiKey { id: 1, hash: "h".into() },
+            permissions: None,
+            allow: Default::default(),
+            cached: false,
+        }
     }
 
     #[test]
@@ -267,10 +348,7 @@ mod tests {
     #[test]
     fn a_sender_the_login_does_not_own_gets_553_5_7_1_in_postfix_words() {
         // smtpd writes `<x@other.example>: Sender address rejected: ` before the text.
-        let f = Facts {
-            sender: SenderFact::NotOwned { sender: "x@other.example".into(), login: "ann@example.com".into() },
-            ..facts()
-        };
+        let f = Facts { sender: SenderFact::NotOwned { login: "ann@example.com".into() }, ..facts() };
         let v = decide(&request("MAIL", "ann@example.com", 0), &f);
         let Action::Refuse(r) = &v.action else { panic!("{v:?}") };
         assert_eq!((r.code(), r.status().map(|s| s.to_string())), (553, Some("5.7.1".into())));
@@ -278,7 +356,7 @@ mod tests {
         assert_eq!(v.reason.to_string(), "sender_not_owned");
         let allowed = Facts { sender: SenderFact::Allowed, ..facts() };
         assert_eq!(decide(&request("MAIL", "ann@example.com", 0), &allowed).action, Action::Dunno);
-        let unreadable = Facts { sender: SenderFact::Error("disk".into()), ..facts() };
+        let unreadable = Facts { sender: SenderFact::Unreadable, ..facts() };
         let v = decide(&request("MAIL", "ann@example.com", 0), &unreadable);
         assert_eq!((v.action, v.reason), (Action::temporary_failure(), Reason::InternalError));
         // A revoked login is told so first: its sender does not matter any more.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::auth::mechanism::MechanismError;
 use crate::auth::{Decision, Grant, LoginMechanism};
 use crate::config::TlsMode;
-use crate::header_from::{self, HeadCapture};
+use crate::header_from::HeadCapture;
 use crate::queue::{EnqueueError, Submission};
 use crate::secret::Secret;
 
@@ -27,20 +27,16 @@ pub struct SessionConfig {
     pub listener: TlsMode,
     /// A certificate is loaded: STARTTLS can be offered.
     pub tls_available: bool,
+    /// `[relay] allow_private_destinations`: else RCPT to an address literal in a loopback,
+    /// link-local or private range is refused.
+    pub allow_private_destinations: bool,
     /// Which addresses an authenticated session may only use if its account owns them.
     pub sender_binding: SenderBinding,
 }
 
-/// Sender binding on the relay (`[senders] enforce`, `check_header_from`). Clients of
-/// `trusted_networks` that did not log in are never bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SenderBinding {
-    Off,
-    /// `MAIL FROM` only.
-    MailFrom,
-    /// `MAIL FROM` and every address of the message's `From:` header.
-    MailFromAndHeader,
-}
+/// RFC 1035 §2.3.4 limits a domain name to 255 octets; a longer HELO/EHLO argument is no name
+/// and would make the `Received:` header unbounded.
+pub const MAX_HELO_NAME: usize = 255;
 
 #[derive(Debug)]
 pub enum Input {
@@ -52,26 +48,6 @@ pub enum Input {
     /// `session_timeout` reached.
     SessionExpired,
     ShuttingDown,
-}
-
-/// Addresses the session's login wants to use: the server asks the sender directory whether the
-/// login's account may send as each one, and reports with [`Session::on_senders_checked`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SenderQuery {
-    pub account_id: i64,
-    pub login: String,
-    pub addresses: Vec<String>,
-}
-
-/// The sender directory's answer to a [`SenderQuery`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SenderAnswer {
-    /// The account may send as every address.
-    Allowed,
-    /// The first address the account may not send as.
-    NotOwned(String),
-    /// The directory could not answer (store error).
-    Unavailable,
 }
 
 /// A login to decide: the server asks the login pipeline and reports with [`Session::on_verdict`].
@@ -103,10 +79,18 @@ pub enum Step {
     StartTls(Reply),
     /// Write 354, read the body with the dot reader, then [`Session::on_data_end`].
     ReceiveData(Reply),
-    /// Ask the sender directory, then [`Session::on_senders_checked`].
-    CheckSenders(SenderQuery),
     /// Store the message durably, then [`Session::on_queued`].
     Enqueue(Submission),
+    /// Ask the Authenticator whether the session's login still holds (`recheck`), then
+    /// [`Session::on_recheck`]. Asked at MAIL, RCPT and DATA of an authenticated session.
+    Recheck(Grant),
+    /// Count a message against this account's message limits, then
+    /// [`Session::on_message_counted`]. Asked at DATA of an authenticated session.
+    CountMessage {
+        account: String,
+    },
+    /// Ask the sender directory, then [`Session::on_senders_checked`].
+    CheckSenders(SenderQuery),
     /// Write it and hang up.
     Close(Reply),
 }
@@ -119,6 +103,10 @@ enum Phase {
     AuthLoginUser,
     AuthLoginPassword(String),
     Verifying,
+    /// Waiting for [`Step::Recheck`]'s answer before going on with a command.
+    Rechecking(Pending),
+    /// Waiting for [`Step::CountMessage`]'s answer before 354.
+    Counting,
     /// The MAIL FROM address is being checked; the transaction starts if it is allowed.
     CheckingMailFrom(Transaction),
     Data,
@@ -232,6 +220,9 @@ impl Session {
             return self.refuse(Reply::bad_sequence("Command out of sequence"));
         }
         match cmd {
+            Command::Helo(name) | Command::Ehlo(name) if name.len() > MAX_HELO_NAME => {
+                self.refuse(Reply::syntax("Syntax: EHLO hostname (at most 255 octets)"))
+            }
             Command::Helo(name) => {
                 self.helo = Some((name, false));
                 self.transaction = None;
@@ -319,54 +310,26 @@ impl Session {
         if mail.body == Some(Body::BinaryMime) {
             return self.refuse(Reply::parameter_unsupported());
         }
+        self.admit(Pending::Mail(mail))
+    }
+
+    /// MAIL passed every check: the transaction starts, once the sender directory agrees that
+    /// the login may use the sender (the null sender, for bounces, is never bound).
+    fn accept_mail(&mut self, mail: MailFrom) -> Step {
         let tx = Transaction {
             sender: mail.sender,
             recipients: Vec::new(),
             smtputf8: mail.smtputf8,
             eight_bit: mail.body == Some(Body::EightBitMime),
         };
-        // The null sender (bounces) is never bound, as in Postfix.
         if let Some(sender) = tx.sender.clone()
-            && let Some(check) = self.sender_check(vec![sender])
+            && let Some(query) = self.sender_query(vec![sender])
         {
             self.phase = Phase::CheckingMailFrom(tx);
-            return Step::CheckSenders(check);
+            return Step::CheckSenders(query);
         }
         self.transaction = Some(tx);
         Step::Reply(Reply::sender_ok())
-    }
-
-    /// What to ask the sender directory about `addresses`, if this session is bound at all.
-    fn sender_check(&self, addresses: Vec<String>) -> Option<SenderQuery> {
-        let grant = self.grant.as_ref().filter(|_| self.config.sender_binding != SenderBinding::Off)?;
-        Some(SenderQuery { account_id: grant.account_id, login: grant.username.clone(), addresses })
-    }
-
-    /// The sender directory's answer to the pending [`SenderQuery`].
-    pub fn on_senders_checked(&mut self, answer: SenderAnswer) -> Step {
-        let login = self.grant.as_ref().map(|g| g.username.clone()).unwrap_or_default();
-        match std::mem::replace(&mut self.phase, Phase::Command) {
-            Phase::CheckingMailFrom(tx) => match answer {
-                SenderAnswer::Allowed => {
-                    self.transaction = Some(tx);
-                    Step::Reply(Reply::sender_ok())
-                }
-                SenderAnswer::NotOwned(address) => self.refuse(Reply::sender_not_owned(&address, &login)),
-                SenderAnswer::Unavailable => Step::Reply(Reply::sender_lookup_failed()),
-            },
-            Phase::CheckingHeaderFrom(submission) => match answer {
-                SenderAnswer::Allowed => {
-                    self.phase = Phase::Queueing;
-                    Step::Enqueue(submission)
-                }
-                SenderAnswer::NotOwned(address) => self.refuse(Reply::header_from_not_owned(&address, &login)),
-                SenderAnswer::Unavailable => Step::Reply(Reply::sender_lookup_failed()),
-            },
-            other => {
-                self.phase = other;
-                self.refuse(Reply::bad_sequence("Command out of sequence"))
-            }
-        }
     }
 
     fn on_rcpt(&mut self, recipient: String) -> Step {
@@ -377,6 +340,17 @@ impl Session {
         if tx.recipients.len() >= max {
             return self.refuse(Reply::too_many_recipients());
         }
+        if !self.config.allow_private_destinations && is_internal_literal(&recipient) {
+            return self.refuse(Reply::private_destination());
+        }
+        self.admit(Pending::Rcpt(recipient))
+    }
+
+    /// RCPT passed every check: the recipient joins the transaction.
+    fn accept_rcpt(&mut self, recipient: String) -> Step {
+        let Some(tx) = self.transaction.as_mut() else {
+            return self.refuse(Reply::bad_sequence("Need MAIL before RCPT"));
+        };
         tx.recipients.push(recipient);
         Step::Reply(Reply::recipient_ok())
     }
@@ -385,19 +359,26 @@ impl Session {
         match &self.transaction {
             None => self.refuse(Reply::bad_sequence("Need MAIL command")),
             Some(tx) if tx.recipients.is_empty() => self.refuse(Reply::bad_sequence("Need RCPT command")),
-            Some(_) => {
-                self.phase = Phase::Data;
-                Step::ReceiveData(Reply::start_data())
-            }
+            Some(_) => self.admit(Pending::Data),
         }
+    }
+
+    /// The message may come: 354, then the body.
+    fn start_data(&mut self) -> Step {
+        self.phase = Phase::Data;
+        Step::ReceiveData(Reply::start_data())
     }
 
     /// The dot reader found the end of the message; `head` holds its header section.
     pub fn on_data_end(&mut self, summary: DataSummary, head: &HeadCapture) -> Step {
         self.phase = Phase::Command;
-        if summary.too_big || summary.line_too_long {
+        if summary.too_big || summary.line_too_long || summary.nul {
             self.transaction = None;
-            let reply = if summary.too_big { Reply::message_too_big() } else { Reply::line_too_long() };
+            let reply = match () {
+                _ if summary.too_big => Reply::message_too_big(),
+                _ if summary.nul => Reply::nul_in_message(),
+                _ => Reply::line_too_long(),
+            };
             return self.refuse(reply);
         }
         let Some(tx) = self.transaction.take() else {
@@ -411,21 +392,7 @@ impl Session {
             auth_user: self.grant.as_ref().map(|g| g.username.clone()),
             client_ip: Some(self.client_ip),
         };
-        if self.config.sender_binding == SenderBinding::MailFromAndHeader
-            && let Some(check) = self.sender_check(Vec::new())
-        {
-            let found = head.head().and_then(header_from::from_addresses);
-            let addresses = match found {
-                Ok(found) => found.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
-                Err(e) => return self.refuse(Reply::header_from_unreadable(&e)),
-            };
-            if !addresses.is_empty() {
-                self.phase = Phase::CheckingHeaderFrom(submission);
-                return Step::CheckSenders(SenderQuery { addresses, ..check });
-            }
-        }
-        self.phase = Phase::Queueing;
-        Step::Enqueue(submission)
+        self.check_header_from(submission, head)
     }
 
     /// The spool's answer: 250 only now, after the message and envelope are on disk.
@@ -458,6 +425,12 @@ impl Session {
     }
 }
 
+/// A recipient at an address literal (`x@[127.0.0.1]`) that leads into the host's own or a
+/// private network. Names are checked at delivery, once they are resolved.
+fn is_internal_literal(recipient: &str) -> bool {
+    crate::mailbox::Mailbox::parse(recipient).ok().and_then(|m| m.literal()).is_some_and(crate::ip_scope::is_internal)
+}
+
 fn usage(verb: &'static str) -> &'static str {
     match verb {
         "HELO" => "Syntax: HELO hostname",
@@ -473,6 +446,14 @@ fn usage(verb: &'static str) -> &'static str {
 
 #[path = "session_auth.rs"]
 mod auth;
+
+#[path = "session_admission.rs"]
+mod admission;
+use admission::Pending;
+
+#[path = "session_senders.rs"]
+mod senders;
+pub use senders::{SenderAnswer, SenderBinding, SenderQuery};
 
 #[cfg(test)]
 #[path = "session_tests.rs"]

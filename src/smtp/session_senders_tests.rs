@@ -14,6 +14,7 @@ fn session(binding: SenderBinding, trusted: bool) -> Session {
         max_errors: 10,
         listener: TlsMode::None,
         tls_available: false,
+        allow_private_destinations: false,
         sender_binding: binding,
     });
     let mut s = Session::new(config, "192.0.2.7".parse().unwrap(), trusted, false);
