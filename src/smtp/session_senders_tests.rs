@@ -38,9 +38,17 @@ fn logged_in(binding: SenderBinding) -> Session {
     s
 }
 
+/// Feeds a line; the login re-check and the message count (issue 14's steps) pass.
 fn feed(s: &mut Session, line: &str) -> Step {
     let input = s.parse_line(line.as_bytes());
-    s.on_input(input)
+    let mut step = s.on_input(input);
+    loop {
+        step = match step {
+            Step::Recheck(grant) => s.on_recheck(Decision::Granted(grant)),
+            Step::CountMessage { .. } => s.on_message_counted(Ok(())),
+            other => return other,
+        };
+    }
 }
 
 fn reply_of(step: Step) -> (u16, Option<Status>) {
