@@ -73,13 +73,17 @@ impl CredentialView {
     /// secret was changed or removed, or its account removed.
     pub fn current(&self, grant: &Grant) -> Option<(Grant, bool)> {
         let account = self.accounts.get(&grant.account_id)?;
+        // A rehash on login rewrites the stored hash but keeps its salt: the same secret, not a
+        // revocation. Equal strings (the usual case) skip parsing the PHC strings.
+        let same = |stored: &str, hash: &str| stored == hash || grant.credential.is_generation_of(stored);
         let (permissions, allow) = match &grant.credential {
             CredentialRef::SmtpCredential { id, hash } => {
-                let cred = self.smtp_credentials.get(id).filter(|c| &c.hash == hash && c.account_id == account.id)?;
+                let cred =
+                    self.smtp_credentials.get(id).filter(|c| same(&c.hash, hash) && c.account_id == account.id)?;
                 (None, &cred.allow)
             }
             CredentialRef::ApiKey { id, hash } => {
-                let key = self.api_keys.get(id).filter(|k| &k.hash == hash && k.account_id == account.id)?;
+                let key = self.api_keys.get(id).filter(|k| same(&k.hash, hash) && k.account_id == account.id)?;
                 (Some(key.permissions), &key.allow)
             }
         };
