@@ -1,8 +1,7 @@
 //! Issue 14, the items about logins: 7 (rehash on login) and 8 (log injection), over the relay's
 //! SMTP and, for what a socket cannot show, the login pipeline in-process.
 
-#[path = "support/relay_harness.rs"]
-mod harness;
+mod support;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -10,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use harness::{Dialog, Options, Relay, USER};
 use relaykey::address::EmailAddress;
 use relaykey::auth::mechanism::Credentials;
 use relaykey::auth::{
@@ -20,6 +18,8 @@ use relaykey::auth::{
 use relaykey::config::AuthConfig;
 use relaykey::secret::{self, HashParams, Secret};
 use relaykey::store::{NewSmtpCredential, Store};
+use support::relay::{Options, Relay, USER};
+use support::smtp::Dialog;
 use tokio_util::task::TaskTracker;
 
 fn b64(s: &str) -> String {
@@ -49,18 +49,18 @@ fn auth_plain(relay: &Relay, user: &str, password: &str) -> String {
 #[test]
 fn item_07_rehash_on_login_over_the_relay() {
     let mut relay = Relay::start(Options::default());
-    let db = relay.dir.path().join("relaykey.db");
+    let db = relay.dir().join("relaykey.db");
     let before = stored_hash(&db, USER);
     assert_eq!(HashParams::of_phc(&before), Some(LOW));
 
     relay.kill9();
-    let config = std::fs::read_to_string(&relay.config).unwrap();
+    let config = std::fs::read_to_string(relay.config_path()).unwrap();
     let raised = config
         .replace("argon2_memory_kib = 1024", &format!("argon2_memory_kib = {}", HIGH.memory_kib))
         .replace("argon2_iterations = 1", &format!("argon2_iterations = {}", HIGH.iterations));
     assert_ne!(raised, config);
-    std::fs::write(&relay.config, raised).unwrap();
-    relay.spawn();
+    std::fs::write(relay.config_path(), raised).unwrap();
+    relay.restart();
 
     let password = relay.password.clone();
     assert!(auth_plain(&relay, USER, &password).starts_with("235"));
@@ -76,7 +76,7 @@ fn item_07_rehash_on_login_over_the_relay() {
 
     // A fresh process (no login cache) verifies against the new hash.
     relay.kill9();
-    relay.spawn();
+    relay.restart();
     assert!(auth_plain(&relay, USER, &password).starts_with("235"));
     assert!(auth_plain(&relay, USER, "wrong-password").starts_with("535"));
 }

@@ -2,12 +2,11 @@
 //! SASL socket (Dovecot protocol) and the relay's AUTH: each case must come to its outcome, the
 //! same on both, and every malformed credential must be counted like a wrong password on both.
 
-#[path = "support/relay_harness.rs"]
-mod harness;
 #[path = "support/sasl_client.rs"]
 mod sasl_client;
 #[path = "support/sasl_fixture.rs"]
 mod sasl_fixture;
+mod support;
 
 #[path = "../src/auth/mechanism_cases.rs"]
 mod cases;
@@ -20,8 +19,9 @@ use relaykey::metrics::registry;
 use relaykey::sasl::codec::{FailCode, Mechanism, Reply, Request};
 
 use cases::{CASES, Case, Expect, Mech};
-use harness::{Dialog, Options, Relay};
 use sasl_client::{Client, auth};
+use support::relay::{Options, Relay};
+use support::smtp::Dialog;
 
 /// What a client sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,7 @@ async fn run_sasl(fx: &sasl_fixture::Fixture, n: usize, case: &Case) -> Outcome 
 }
 
 fn run_relay(relay: &Relay, case: &Case) -> Outcome {
-    let (user, password) = (harness::USER, relay.password.as_str());
+    let (user, password) = (support::relay::USER, relay.password.as_str());
     let mut d = Dialog::connect(relay.plain);
     d.reply();
     d.send("EHLO client.test\r\n");

@@ -186,7 +186,11 @@ fn mx_mode_follows_mx_records_and_falls_back_to_a_records() {
         ],
     );
     let relay = Relay::start(Options {
-        relay: format!("nameservers = [\"127.0.0.1:{dns_port}\"]\nmx_port = {}\n", sink.port),
+        // The sink is on loopback: this test delivers by MX to a private address on purpose.
+        relay: format!(
+            "nameservers = [\"127.0.0.1:{dns_port}\"]\nmx_port = {}\nallow_private_destinations = true\n",
+            sink.port
+        ),
         ..Options::default()
     });
     submit(

@@ -6,16 +6,18 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::send::SendEmail;
-use crate::address::EmailAddress;
 use crate::mail_date::rfc5322_date;
+use crate::mailbox::Mailbox;
 
 /// More recipients than this in one call is refused (the relay's RCPT limit is of this order).
 pub const MAX_RECIPIENTS: usize = 100;
+/// RFC 5322 §2.1.1: a line is at most 998 characters without its CRLF.
+pub const MAX_LINE: usize = 998;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
-    pub mail_from: EmailAddress,
-    pub rcpt_to: Vec<EmailAddress>,
+    pub mail_from: Mailbox,
+    pub rcpt_to: Vec<Mailbox>,
     /// The message with CRLF line endings.
     pub message: Vec<u8>,
 }
@@ -36,17 +38,24 @@ pub enum ComposeError {
     TooManyRecipients,
     #[error("text or html is required")]
     NoBody,
-    #[error("subject must not contain line breaks")]
+    #[error("subject must not contain line breaks or control characters")]
     BadSubject,
+    #[error("raw has a line longer than {MAX_LINE} characters (RFC 5322 §2.1.1)")]
+    RawLineTooLong,
+    #[error("raw contains a NUL character")]
+    RawNul,
+    #[error("raw has a header line with a control character")]
+    RawHeaderControl,
     #[error("invalid address in {field}: {message}")]
     BadAddress { field: &'static str, message: String },
 }
 
-fn address(field: &'static str, s: &str) -> Result<EmailAddress, ComposeError> {
-    EmailAddress::parse(s).map_err(|e| ComposeError::BadAddress { field, message: e.to_string() })
+/// An envelope address as RFC 5321 §4.1.2 has it; the local part keeps its case.
+fn address(field: &'static str, s: &str) -> Result<Mailbox, ComposeError> {
+    Mailbox::parse(s.trim_matches(' ')).map_err(|e| ComposeError::BadAddress { field, message: e.to_string() })
 }
 
-fn addresses(field: &'static str, items: &[String]) -> Result<Vec<EmailAddress>, ComposeError> {
+fn addresses(field: &'static str, items: &[String]) -> Result<Vec<Mailbox>, ComposeError> {
     items.iter().map(|s| address(field, s)).collect()
 }
 
@@ -73,6 +82,7 @@ pub fn compose(req: &SendEmail, stamp: &Stamp<'_>) -> Result<Outgoing, ComposeEr
             return Err(ComposeError::RawAndFields);
         }
         let (mail_from, rcpt_to) = envelope.ok_or(ComposeError::RawWithoutEnvelope)?;
+        check_raw(raw)?;
         Outgoing { mail_from, rcpt_to, message: crlf(raw).ok_or(ComposeError::RawMalformed)? }
     } else {
         let from = address("from", req.from.as_deref().ok_or(ComposeError::NoFrom)?)?;
@@ -91,6 +101,30 @@ pub fn compose(req: &SendEmail, stamp: &Stamp<'_>) -> Result<Outgoing, ComposeEr
     Ok(outgoing)
 }
 
+/// What the relay would refuse or a receiver could misread: NUL anywhere, a line over the
+/// RFC 5322 limit, a control character (other than the tab of folding) in a header.
+fn check_raw(raw: &str) -> Result<(), ComposeError> {
+    if raw.contains('\0') {
+        return Err(ComposeError::RawNul);
+    }
+    let mut in_header = true;
+    for line in raw.replace("\r\n", "\n").split(['\n', '\r']) {
+        if line.len() > MAX_LINE {
+            return Err(ComposeError::RawLineTooLong);
+        }
+        if in_header && line.chars().any(is_header_control) {
+            return Err(ComposeError::RawHeaderControl);
+        }
+        in_header &= !line.is_empty();
+    }
+    Ok(())
+}
+
+/// Control characters that have no place in a header value; HTAB is folding white space.
+fn is_header_control(c: char) -> bool {
+    c.is_control() && c != '\t'
+}
+
 /// Raw MIME with every line ending made CRLF; `None` without a header section.
 fn crlf(raw: &str) -> Option<Vec<u8>> {
     let normalized = raw.replace("\r\n", "\n").replace('\r', "\n");
@@ -107,17 +141,17 @@ fn crlf(raw: &str) -> Option<Vec<u8>> {
 }
 
 fn build(
-    from: &EmailAddress,
-    to: &[EmailAddress],
-    cc: &[EmailAddress],
+    from: &Mailbox,
+    to: &[Mailbox],
+    cc: &[Mailbox],
     req: &SendEmail,
     stamp: &Stamp<'_>,
 ) -> Result<Vec<u8>, ComposeError> {
     let subject = req.subject.as_deref().unwrap_or("");
-    if subject.contains(['\r', '\n']) {
+    if subject.chars().any(is_header_control) {
         return Err(ComposeError::BadSubject);
     }
-    let join = |list: &[EmailAddress]| list.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ");
+    let join = |list: &[Mailbox]| list.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ");
     let mut m = String::new();
     m.push_str(&format!("From: {}\r\n", from.as_str()));
     if !to.is_empty() {
@@ -262,5 +296,52 @@ mod tests {
         }
         let bad = compose(&req(serde_json::json!({"from": "a@example.com", "to": ["x\r\ny@z"], "text": "x"})), &STAMP);
         assert!(matches!(bad, Err(ComposeError::BadAddress { field: "to", .. })));
+    }
+
+    // Issue 14 item 11: only the domain is case-insensitive (RFC 5321 §2.4).
+    #[test]
+    fn local_parts_keep_their_case() {
+        let o = compose(
+            &req(serde_json::json!({"from": "Ann.Lee@Example.COM", "to": ["Mixed.Case@Example.NET", "\"Q u\"@x.org"],
+                                    "text": "x"})),
+            &STAMP,
+        )
+        .unwrap();
+        assert_eq!(o.mail_from.as_str(), "Ann.Lee@example.com");
+        assert_eq!(
+            o.rcpt_to.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+            ["Mixed.Case@example.net", "\"Q u\"@x.org"]
+        );
+        assert!(text(&o).starts_with("From: Ann.Lee@example.com\r\nTo: Mixed.Case@example.net, \"Q u\"@x.org\r\n"));
+    }
+
+    // Issue 14 item 11: what a receiver could misread or the relay would refuse.
+    #[test]
+    fn raw_with_nul_long_lines_or_header_controls_and_subjects_with_controls_are_refused() {
+        let env = serde_json::json!({"from": "a@example.com", "to": ["b@example.net"]});
+        let long = format!("Subject: x\n\n{}\n", "y".repeat(999));
+        for (raw, want) in [
+            ("Subject: x\n\nbo\0dy\n".to_string(), ComposeError::RawNul),
+            ("Subject: x\0y\n\nbody\n".to_string(), ComposeError::RawNul),
+            (long, ComposeError::RawLineTooLong),
+            (format!("Subject: {}\n\nbody\n", "y".repeat(990)), ComposeError::RawLineTooLong),
+            ("Subject: a\u{1b}[2Jb\n\nbody\n".to_string(), ComposeError::RawHeaderControl),
+            ("Subject: a\r\nX-A: \u{7f}\r\n\r\nbody\r\n".to_string(), ComposeError::RawHeaderControl),
+        ] {
+            let got = compose(&req(serde_json::json!({"raw": raw, "envelope": env})), &STAMP);
+            assert_eq!(got.unwrap_err(), want, "{}", raw.escape_debug());
+        }
+        let ok = format!("Subject: a\r\n\tfolded\r\n\r\n{}\r\nbell \u{7} in the body\r\n", "y".repeat(998));
+        assert!(compose(&req(serde_json::json!({"raw": ok, "envelope": env})), &STAMP).is_ok());
+        for subject in ["a\0b", "a\u{1b}]0;title\u{7}", "a\u{85}b"] {
+            let body =
+                serde_json::json!({"from": "a@example.com", "to": ["b@example.net"], "text": "x", "subject": subject});
+            assert_eq!(
+                compose(&req(body), &STAMP).unwrap_err(),
+                ComposeError::BadSubject,
+                "{}",
+                subject.escape_debug()
+            );
+        }
     }
 }

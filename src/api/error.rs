@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::message_limits::RetryAfter;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (a limit that frees up at a known time).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -28,7 +31,7 @@ struct Inner<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry_after: None }
     }
 
     /// Unknown, wrong, removed and missing keys all get exactly this, so a client cannot tell
@@ -59,6 +62,18 @@ impl ApiError {
             "too_many_requests",
             format!("too many concurrent requests from this address (limit {limit})"),
         )
+    }
+
+    /// The account's message limit for a window is used up (the same counters as the relay
+    /// and the policy server).
+    pub fn message_limit(r: RetryAfter) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "message_limit",
+            format!("message limit reached ({} per {}); retry in {} s", r.limit, r.window.as_str(), r.seconds()),
+        );
+        e.retry_after = Some(r.seconds());
+        e
     }
 
     pub fn body_too_large(limit: usize) -> Self {
@@ -109,6 +124,9 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
         }
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert("retry-after", axum::http::HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -125,5 +143,15 @@ mod tests {
         let e = ApiError::from(StoreError::UnknownApiKey { account: "a@b.c".into(), id: 9 });
         assert_eq!(e.status, StatusCode::NOT_FOUND);
         assert_eq!(ApiError::from(StoreError::NoPermission).status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_used_up_message_limit_is_429_with_retry_after_in_whole_seconds() {
+        use crate::message_limits::RateWindow;
+        let r = RetryAfter { window: RateWindow::Hour, limit: 10, after: std::time::Duration::from_millis(90_500) };
+        let response = ApiError::message_limit(r).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after"], "91");
+        assert!(ApiError::too_many_requests(20).into_response().headers().get("retry-after").is_none());
     }
 }

@@ -37,6 +37,8 @@ pub use routes::OPENAPI;
 
 use crate::auth::{Authenticator, LoginPipeline};
 use crate::config::Config;
+use crate::limits::ConnectionLimiter;
+use crate::message_limits::MessageLimits;
 use crate::queue::Outbox;
 use crate::store::Store;
 use state::ApiState;
@@ -58,6 +60,11 @@ pub struct ApiDeps {
     pub authenticator: Arc<Authenticator>,
     /// Every request's API key goes through it (throttle, bookkeeping, the `auth` record).
     pub logins: Arc<LoginPipeline>,
+    /// The relay's connection limiter: the API's connections count toward its
+    /// `[limits] max_connections` too (one cap for all TCP listeners).
+    pub limiter: ConnectionLimiter,
+    /// Per-account message counters, shared with the relay and the policy server.
+    pub message_limits: Arc<MessageLimits>,
     /// Cancelled at shutdown: the listeners stop and connections close.
     pub shutdown: CancellationToken,
     /// Where connections run, so that shutdown can wait for them.

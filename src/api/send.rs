@@ -2,6 +2,7 @@
 //! through the relay's queue; the reply is the queue id.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
@@ -68,6 +69,17 @@ pub async fn send(
     let stamp =
         Stamp { unix_seconds: crate::queue::spool::unix_now(), unique: &unique, hostname: &config.relay.hostname };
     let outgoing = compose(&req, &stamp).map_err(|e| ApiError::invalid(e.to_string()))?;
+    if !config.relay.allow_private_destinations
+        && let Some(rcpt) = outgoing.rcpt_to.iter().find(|r| r.literal().is_some_and(crate::ip_scope::is_internal))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "private_destination",
+            format!(
+                "{rcpt}: the address literal is in a loopback or private network ([relay] allow_private_destinations = false)"
+            ),
+        ));
+    }
     if outgoing.rcpt_to.len() > config.relay.max_recipients {
         return Err(ApiError::invalid(format!("too many recipients (at most {})", config.relay.max_recipients)));
     }
@@ -77,6 +89,13 @@ pub async fn send(
             "message_too_large",
             format!("the message exceeds the relay's limit of {} bytes", config.relay.max_message_size),
         ));
+    }
+    // Counted last, once the message is known to be acceptable: a refused request costs nothing.
+    let account = &caller.grant.account;
+    if let Err(r) = state.message_limits.try_take(account, &config.message_quota(), Instant::now()) {
+        tracing::info!(proto = "api", decision = "refuse", reason = %format_args!("rate_limit_{}", r.window.as_str()),
+                       account = %account, retry_after = r.seconds(), "send");
+        return Err(ApiError::message_limit(r));
     }
     let client_ip = caller.ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
     let by = Submitter { account: &caller.grant.account, client_ip, hostname: &config.relay.hostname };

@@ -9,8 +9,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::LoginPipeline;
-use crate::config::{ApiConfig, Config, LimitsConfig};
+use crate::config::{Config, LimitsConfig};
 use crate::limits::ConnectionLimiter;
+use crate::message_limits::MessageLimits;
 use crate::queue::Outbox;
 use crate::store::{Store, StoreError};
 
@@ -21,6 +22,7 @@ pub struct ApiState {
     config: watch::Receiver<Arc<Config>>,
     /// Every request's API key goes through it: decision, delay, bookkeeping, the `auth` record.
     pub logins: Arc<LoginPipeline>,
+    pub message_limits: Arc<MessageLimits>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     pub store: StoreHandle,
@@ -34,15 +36,17 @@ pub struct ApiState {
 
 impl ApiState {
     pub fn new(deps: ApiDeps, store: Store, outbox: Option<Outbox>) -> Self {
-        let api = deps.config.borrow().api.clone();
-        let ApiDeps { config, logins, shutdown, tasks, authenticator: _ } = deps;
+        let current = deps.config.borrow().clone();
+        let ApiDeps { config, logins, limiter, message_limits, shutdown, tasks, authenticator: _ } = deps;
         Self {
             config,
             logins,
+            message_limits,
             shutdown,
             tasks,
-            requests: ConnectionLimiter::new(&request_limits(&api)),
-            connections: ConnectionLimiter::new(&connection_limits(&api)),
+            requests: ConnectionLimiter::new(&request_limits(&current)),
+            // One `max_connections` for the relay's listeners and the API's.
+            connections: ConnectionLimiter::new(&connection_limits(&current)).sharing_total_with(&limiter),
             store: StoreHandle(Arc::new(Mutex::new(store))),
             outbox,
         }
@@ -55,17 +59,27 @@ impl ApiState {
 
     /// Applies a reloaded `[api]` section to the limiters (live requests keep their permits).
     pub fn reconfigure(&self, config: &Config) {
-        self.requests.reconfigure(&request_limits(&config.api));
-        self.connections.reconfigure(&connection_limits(&config.api));
+        self.requests.reconfigure(&request_limits(config));
+        self.connections.reconfigure(&connection_limits(config));
     }
 }
 
-fn request_limits(api: &ApiConfig) -> LimitsConfig {
-    LimitsConfig { max_connections_per_ip: api.max_concurrent_requests_per_ip, ..LimitsConfig::default() }
+/// Requests in progress are limited per client group (`[limits] ipv6_prefix`), not in all.
+fn request_limits(config: &Config) -> LimitsConfig {
+    LimitsConfig {
+        max_connections_per_ip: config.api.max_concurrent_requests_per_ip,
+        ipv6_prefix: config.limits.ipv6_prefix,
+        ..LimitsConfig::default()
+    }
 }
 
-fn connection_limits(api: &ApiConfig) -> LimitsConfig {
-    LimitsConfig { max_connections_per_ip: api.max_connections_per_ip, ..LimitsConfig::default() }
+fn connection_limits(config: &Config) -> LimitsConfig {
+    LimitsConfig {
+        max_connections_per_ip: config.api.max_connections_per_ip,
+        ipv6_prefix: config.limits.ipv6_prefix,
+        max_connections: config.limits.max_connections,
+        ..LimitsConfig::default()
+    }
 }
 
 /// The API's own connection to the store. Writes go through the same `Store` functions as the

@@ -14,6 +14,7 @@ pub mod mechanism;
 pub mod pipeline;
 mod throttle;
 mod verifier;
+mod view;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -31,6 +32,7 @@ pub use throttle::{ClientBucket, FailureThrottle};
 use cache::LoginCache;
 use dummy::DummyHashes;
 use verifier::VerifierPool;
+use view::{NameStanding, ViewSource};
 
 use crate::config::AuthConfig;
 use crate::model::{Account, ApiKey, Permission, SmtpCredential};
@@ -63,6 +65,8 @@ struct State {
 
 pub struct Authenticator {
     state: Arc<Mutex<State>>,
+    /// What `recheck` and `recheck_username` answer from, without a store query.
+    views: ViewSource,
     verifier: VerifierPool,
     /// The argon2 parameters new hashes get; a login whose hash has others is rehashed.
     params: HashParams,
@@ -100,7 +104,9 @@ impl Authenticator {
         // Made now rather than at the first unknown user, so that login's time is not spent here.
         dummies.hash().map_err(|e| AuthError::Hash(e.to_string()))?;
         let data_version = store.data_version()?;
+        let views = ViewSource::open(&store)?;
         Ok(Self {
+            views,
             state: Arc::new(Mutex::new(State {
                 store,
                 cache: LoginCache::new(config.cache_ttl, config.cache_size),
@@ -263,21 +269,30 @@ impl Authenticator {
 
     /// Re-checks, without argon2, that a grant still holds: the same secret (not changed or
     /// removed), the account enabled, the permission held, and `client_ip` inside the current
-    /// restriction. The policy server calls this at MAIL and RCPT of authenticated sessions.
+    /// restriction. The policy server calls this at MAIL and RCPT of authenticated sessions, so
+    /// it answers from the in-memory view (`view`), which sees every committed change.
     pub async fn recheck(&self, grant: &Grant, client_ip: Option<IpAddr>, purpose: Purpose) -> Decision {
-        let state = self.state.clone();
-        let original = grant.clone();
-        let current = tokio::task::spawn_blocking(move || {
-            let st = state.lock().unwrap_or_else(|p| p.into_inner());
-            current_grant(&st.store, &original)
-        })
-        .await;
-        match current {
-            Ok(Ok(Some(candidate))) => admit(candidate.grant, candidate.enabled, client_ip, purpose),
-            Ok(Ok(None)) => Decision::Denied(DenyReason::SecretRevoked),
-            Ok(Err(e)) => Decision::TempFail(e.into()),
-            Err(e) => Decision::TempFail(TempFailReason::Task(e.to_string())),
-        }
+        self.recheck_all([grant], client_ip, purpose).await.pop().unwrap_or(Decision::Denied(DenyReason::SecretRevoked))
+    }
+
+    /// [`Authenticator::recheck`] of several grants against one view of the store, in order.
+    pub async fn recheck_all<'a>(
+        &self,
+        grants: impl IntoIterator<Item = &'a Grant>,
+        client_ip: Option<IpAddr>,
+        purpose: Purpose,
+    ) -> Vec<Decision> {
+        let view = self.views.current().await.map_err(TempFailReason::from);
+        grants
+            .into_iter()
+            .map(|grant| match &view {
+                Ok(view) => match view.current(grant) {
+                    Some((current, enabled)) => admit(current, enabled, client_ip, purpose),
+                    None => Decision::Denied(DenyReason::SecretRevoked),
+                },
+                Err(e) => Decision::TempFail(e.clone()),
+            })
+            .collect()
     }
 
     /// Checks a login whose grant is not known (the policy server after a restart): the
@@ -289,26 +304,18 @@ impl Authenticator {
         username: &str,
         client_ip: Option<IpAddr>,
     ) -> Result<Option<DenyReason>, StoreError> {
-        let state = self.state.clone();
-        let username = normalize_username(username);
-        let found = tokio::task::spawn_blocking(move || {
-            let st = state.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(cred) = st.store.smtp_credential_by_username(&username)? {
-                return Ok(st.store.account_by_id(cred.account_id)?.map(|a| (a.enabled, Some(cred.allow))));
+        let view = self.views.current().await?;
+        Ok(match view.name(&username.trim().to_lowercase()) {
+            NameStanding::Unknown => Some(DenyReason::UnknownUser),
+            NameStanding::Credential { enabled: false, .. } | NameStanding::Account { enabled: false } => {
+                Some(DenyReason::AccountDisabled)
             }
-            Ok::<_, StoreError>(st.store.account_for_login(&username)?.map(|a| (a.enabled, None)))
-        })
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Corrupt(format!("lookup task failed: {e}"))))?;
-        Ok(match found {
-            None => Some(DenyReason::UnknownUser),
-            Some((false, _)) => Some(DenyReason::AccountDisabled),
-            Some((true, Some(allow))) => match allow.check(client_ip) {
+            NameStanding::Credential { enabled: true, allow } => match allow.check(client_ip) {
                 IpCheck::Allowed => None,
                 IpCheck::Outside => Some(DenyReason::IpNotAllowed),
                 IpCheck::Unknown => Some(DenyReason::IpRequired),
             },
-            Some((true, None)) => None,
+            NameStanding::Account { enabled: true } => None,
         })
     }
 
@@ -512,20 +519,4 @@ fn find_api_candidate(store: &Store, secret: &Secret) -> Result<Option<Candidate
     let Some(account) = store.account_by_id(key.account_id)? else { return Ok(None) };
     let username = account.email.to_string();
     Ok(Some(key_candidate(key, &account, username)))
-}
-
-/// The grant as the store sees it now, or `None` when its secret was changed or removed.
-fn current_grant(store: &Store, grant: &Grant) -> Result<Option<Candidate>, StoreError> {
-    let Some(account) = store.account_by_id(grant.account_id)? else { return Ok(None) };
-    match &grant.credential {
-        // The same generation, not the same string: a rehash on login keeps the session valid.
-        CredentialRef::SmtpCredential { id, .. } => Ok(store
-            .smtp_credential_by_id(*id)?
-            .filter(|c| grant.credential.is_generation_of(&c.hash))
-            .map(|c| smtp_candidate(c, &account))),
-        CredentialRef::ApiKey { id, .. } => Ok(store
-            .api_key_by_id(*id)?
-            .filter(|k| grant.credential.is_generation_of(&k.hash) && k.account_id == account.id)
-            .map(|k| key_candidate(k, &account, grant.username.clone()))),
-    }
 }

@@ -7,44 +7,53 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::restriction::canonical_ip;
+use crate::limits::client_group;
 
 /// After this long without a failure, an address starts afresh.
 const FORGET_AFTER: Duration = Duration::from_secs(300);
 /// Bound on tracked addresses; beyond it expired records are swept, then the oldest half.
 const MAX_TRACKED: usize = 100_000;
 
-/// The bucket a client falls in: its IPv4 address, or the /64 of an IPv6 address (one host
-/// commonly owns a whole /64). Requests without an address share one bucket, as in Dovecot.
+/// The bucket a client falls in: its IPv4 address, or its IPv6 address cut to
+/// `[limits] ipv6_prefix` bits (64 by default: one host commonly owns a whole /64). Requests
+/// without an address share one bucket, as in Dovecot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ClientBucket {
-    V4([u8; 4]),
-    V6([u8; 8]),
+    Ip(IpAddr),
     Unknown,
 }
 
 impl ClientBucket {
+    /// The bucket with the default /64 for IPv6.
     pub fn of(ip: Option<IpAddr>) -> Self {
-        match ip.map(canonical_ip) {
-            Some(IpAddr::V4(v4)) => Self::V4(v4.octets()),
-            Some(IpAddr::V6(v6)) => {
-                let o = v6.octets();
-                Self::V6([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]])
-            }
-            None => Self::Unknown,
-        }
+        Self::within(ip, 64)
+    }
+
+    pub fn within(ip: Option<IpAddr>, ipv6_prefix: u8) -> Self {
+        ip.map_or(Self::Unknown, |ip| Self::Ip(client_group(ip, ipv6_prefix)))
     }
 }
 
 pub struct FailureThrottle {
     base: Duration,
     max: Duration,
+    ipv6_prefix: u8,
     records: HashMap<ClientBucket, (u32, Instant)>,
 }
 
 impl FailureThrottle {
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, records: HashMap::new() }
+        Self { base, max, ipv6_prefix: 64, records: HashMap::new() }
+    }
+
+    /// Counts IPv6 clients per prefix of `bits` (`[limits] ipv6_prefix`).
+    pub fn with_ipv6_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = bits;
+        self
+    }
+
+    fn bucket(&self, ip: Option<IpAddr>) -> ClientBucket {
+        ClientBucket::within(ip, self.ipv6_prefix)
     }
 
     /// Records a failure and returns how long to hold back the reply to it.
@@ -52,7 +61,8 @@ impl FailureThrottle {
         if self.records.len() >= MAX_TRACKED {
             self.sweep(now);
         }
-        let entry = self.records.entry(ClientBucket::of(ip)).or_insert((0, now));
+        let bucket = self.bucket(ip);
+        let entry = self.records.entry(bucket).or_insert((0, now));
         if now.duration_since(entry.1) > FORGET_AFTER {
             entry.0 = 0;
         }
@@ -63,12 +73,12 @@ impl FailureThrottle {
     }
 
     pub fn on_success(&mut self, ip: Option<IpAddr>) {
-        self.records.remove(&ClientBucket::of(ip));
+        self.records.remove(&self.bucket(ip));
     }
 
     /// Failures recorded for this client's bucket that have not expired.
     pub fn failures(&self, ip: Option<IpAddr>, now: Instant) -> u32 {
-        match self.records.get(&ClientBucket::of(ip)) {
+        match self.records.get(&self.bucket(ip)) {
             Some((n, at)) if now.duration_since(*at) <= FORGET_AFTER => *n,
             _ => 0,
         }
@@ -109,6 +119,21 @@ mod tests {
         assert_eq!(ClientBucket::of(ip("2001:db8::1")), ClientBucket::of(ip("2001:db8::ffff")));
         assert_ne!(ClientBucket::of(ip("2001:db8::1")), ClientBucket::of(ip("2001:db8:0:1::1")));
         assert_eq!(ClientBucket::of(ip("::ffff:192.0.2.1")), ClientBucket::of(ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn the_ipv6_prefix_is_configurable() {
+        let now = Instant::now();
+        let mut per_64 = FailureThrottle::new(Duration::from_secs(1), Duration::from_secs(8));
+        per_64.on_failure(ip("2001:db8::1"), now);
+        assert_eq!(per_64.on_failure(ip("2001:db8::2"), now).as_secs(), 2, "one /64, one record");
+        let mut per_address =
+            FailureThrottle::new(Duration::from_secs(1), Duration::from_secs(8)).with_ipv6_prefix(128);
+        per_address.on_failure(ip("2001:db8::1"), now);
+        assert_eq!(per_address.on_failure(ip("2001:db8::2"), now).as_secs(), 1);
+        let mut per_48 = FailureThrottle::new(Duration::from_secs(1), Duration::from_secs(8)).with_ipv6_prefix(48);
+        per_48.on_failure(ip("2001:db8:0:1::1"), now);
+        assert_eq!(per_48.failures(ip("2001:db8:0:2::1"), now), 1);
     }
 
     #[test]

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
+use crate::message_limits::Usage;
+
 pub use api::ApiConfig;
 pub use auth::AuthConfig;
 pub use daemon::DaemonConfig;
@@ -111,10 +113,40 @@ impl Config {
         self.daemon.validate()?;
         self.auth.validate()?;
         self.limits.validate()?;
-        self.policy.validate()?;
         self.relay.validate()?;
         self.api.validate()?;
         self.senders.validate()?;
+        self.validate_message_quota()?;
+        Ok(())
+    }
+
+    /// The per-account message limits: `[limits] messages_per_*`, or where a window is not
+    /// set there (0), the older `[policy] messages_per_*`.
+    pub fn message_quota(&self) -> Usage {
+        let pick = |new: u32, old: u32| if new != 0 { new } else { old };
+        let (l, p) = (&self.limits, &self.policy);
+        Usage {
+            minute: pick(l.messages_per_minute, p.messages_per_minute),
+            hour: pick(l.messages_per_hour, p.messages_per_hour),
+            day: pick(l.messages_per_day, p.messages_per_day),
+        }
+    }
+
+    /// A window set in both places to different values is a mistake worth stopping for.
+    fn validate_message_quota(&self) -> Result<(), Invalid> {
+        let (l, p) = (&self.limits, &self.policy);
+        for (name, new, old) in [
+            ("messages_per_minute", l.messages_per_minute, p.messages_per_minute),
+            ("messages_per_hour", l.messages_per_hour, p.messages_per_hour),
+            ("messages_per_day", l.messages_per_day, p.messages_per_day),
+        ] {
+            if new != 0 && old != 0 && new != old {
+                return Err(Invalid::value(
+                    format!("limits.{name}"),
+                    format!("{new} conflicts with policy.{name} = {old} (the older place of the same limit); keep one"),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -216,11 +248,25 @@ mod tests {
             ("[policy]\nunknown_login = \"maybe\"", "unknown_login"),
             ("[daemon]\ngroup = \"relaykey\"", "daemon.group"),
             ("[[limits.override]]\nnetwork = \"10.0.0.0/33\"\nmax_connections_per_ip = 1", "network"),
+            ("[limits]\nmessages_per_hour = 5\n[policy]\nmessages_per_hour = 6", "limits.messages_per_hour"),
         ] {
             let err = Config::parse(text).unwrap_err().to_string();
             assert!(err.contains(key), "{text:?} gave {err:?}");
             assert!(!err.contains('\n'), "{err:?} spans lines");
         }
+    }
+
+    #[test]
+    fn message_limits_are_read_from_limits_or_from_the_older_policy_keys() {
+        let q = |text: &str| Config::parse(text).unwrap().message_quota();
+        assert_eq!(q(""), Usage::default());
+        assert_eq!(q("[limits]\nmessages_per_minute = 1\nmessages_per_day = 3"), Usage { minute: 1, hour: 0, day: 3 });
+        assert_eq!(q("[policy]\nmessages_per_hour = 2"), Usage { minute: 0, hour: 2, day: 0 });
+        assert_eq!(
+            q("[limits]\nmessages_per_minute = 1\n[policy]\nmessages_per_minute = 1\nmessages_per_day = 9"),
+            Usage { minute: 1, hour: 0, day: 9 },
+            "the same value in both places, and windows mixed across them"
+        );
     }
 
     #[test]
@@ -230,6 +276,7 @@ mod tests {
             ("[limits]\ncommand_timeout = \"0s\"", "limits.command_timeout"),
             ("[relay]\nenabled = true\nmax_recipients = 0\nlisten = []", "relay.max_recipients"),
             ("[daemon]\ngroup = \"relaykey\"", "daemon.group"),
+            ("[limits]\nmessages_per_hour = 5\n[policy]\nmessages_per_hour = 6", "limits.messages_per_hour"),
         ] {
             match Config::parse(text) {
                 Err(Invalid::Value { key: got, .. }) => assert_eq!(got, key, "{text:?}"),

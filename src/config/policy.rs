@@ -2,7 +2,6 @@
 //! (`max_connections_per_ip`, `[[limits.override]]`) and `session_timeout` live in `[limits]`,
 //! shared with the relay.
 
-use super::Invalid;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -18,8 +17,9 @@ pub struct PolicyConfig {
     pub socket_mode: u32,
     pub socket_group: Option<String>,
     /// The answer when relaykey cannot decide (the store cannot be read): `DUNNO` fails open,
-    /// a 4xx code asks the client to retry later.
-    pub fallback_action: String,
+    /// a 4xx code asks the client to retry later. Parsed once, when the config is read.
+    #[serde(deserialize_with = "deserialize_action")]
+    pub fallback_action: Action,
     /// Refuse a CONNECT beyond `limits.max_connections_per_ip` sessions from one address.
     pub connection_limit: bool,
     /// Before refusing, drop tracked sessions whose TCP connection the kernel no longer has.
@@ -30,7 +30,8 @@ pub struct PolicyConfig {
     pub revocation: bool,
     /// What to do when the login of a session is not known (relaykey restarted since the AUTH).
     pub unknown_login: UnknownLogin,
-    /// Messages per account; 0 turns a window off. Counted once per message, at DATA.
+    /// The older place of `[limits] messages_per_*` (the limits now apply to the relay and the
+    /// API too); still read, see [`super::Config::message_quota`].
     pub messages_per_minute: u32,
     pub messages_per_hour: u32,
     pub messages_per_day: u32,
@@ -55,7 +56,7 @@ impl Default for PolicyConfig {
             socket: PathBuf::from("/var/spool/postfix/private/relaykey-policy"),
             socket_mode: 0o660,
             socket_group: None,
-            fallback_action: Action::temporary_failure().to_string(),
+            fallback_action: Action::temporary_failure(),
             connection_limit: true,
             tcp_table: true,
             session_limit: true,
@@ -68,15 +69,11 @@ impl Default for PolicyConfig {
     }
 }
 
-impl PolicyConfig {
-    pub(super) fn validate(&self) -> Result<(), Invalid> {
-        self.fallback().map(|_| ())
-    }
-
-    /// The parsed `fallback_action`.
-    pub fn fallback(&self) -> Result<Action, Invalid> {
-        self.fallback_action.parse::<Action>().map_err(|e| Invalid::value("policy.fallback_action", e.to_string()))
-    }
+/// An action as the config writes it (`"DUNNO"`, `"451 4.3.0 Try later"`); a value Postfix
+/// would misread is refused here, and the error is reported against the key.
+fn deserialize_action<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Action, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]
@@ -91,7 +88,7 @@ mod tests {
         assert!(c.connection_limit && c.tcp_table && c.session_limit && c.revocation);
         assert_eq!((c.messages_per_minute, c.messages_per_hour, c.messages_per_day), (0, 0, 0));
         assert_eq!(c.unknown_login, UnknownLogin::CheckAccount);
-        assert!(matches!(c.fallback(), Ok(Action::Refuse(_))));
+        assert_eq!(c.fallback_action, Action::temporary_failure());
     }
 
     #[test]
@@ -103,8 +100,18 @@ mod tests {
         )
         .unwrap()
         .policy;
-        assert_eq!(c.fallback(), Ok(Action::Dunno));
+        assert_eq!(c.fallback_action, Action::Dunno);
         assert_eq!(c.unknown_login, UnknownLogin::Defer);
         assert_eq!((c.messages_per_minute, c.messages_per_hour, c.messages_per_day), (1, 2, 3));
+    }
+
+    #[test]
+    fn a_bad_fallback_action_is_refused_naming_the_key() {
+        for bad in ["\"450\"", "\"OK\"", "\"\"", "\"450 5.7.1 mixed\"", "7"] {
+            let err = Config::parse(&format!("[policy]\nfallback_action = {bad}\n")).unwrap_err().to_string();
+            assert!(err.starts_with("policy.fallback_action: "), "{bad}: {err}");
+        }
+        let c = Config::parse("[policy]\nfallback_action = \"450 4.7.1 Try later\"\n").unwrap().policy;
+        assert_eq!(c.fallback_action.to_string(), "450 4.7.1 Try later");
     }
 }

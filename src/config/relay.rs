@@ -36,6 +36,10 @@ pub struct RelayConfig {
     pub smarthost_password_file: Option<PathBuf>,
     /// Port of MX hosts (25; tests point it elsewhere).
     pub mx_port: u16,
+    /// Deliver by MX to loopback, link-local and private addresses (address literals, MX and
+    /// A/AAAA records). Off by default, so that a tenant cannot make the relay reach services
+    /// only the host can; the smarthost, chosen by the operator, is always allowed.
+    pub allow_private_destinations: bool,
     /// DNS servers for MX lookups as `ip:port`; empty means /etc/resolv.conf.
     pub nameservers: Vec<SocketAddr>,
     /// Give up on a message (and bounce it) after this long in the queue.
@@ -117,6 +121,7 @@ impl Default for RelayConfig {
             smarthost_username: None,
             smarthost_password_file: None,
             mx_port: 25,
+            allow_private_destinations: false,
             nameservers: Vec::new(),
             max_queue_age: Duration::from_secs(5 * 24 * 3600),
             min_retry_interval: Duration::from_secs(60),

@@ -31,6 +31,7 @@ use crate::auth::{AuthError, Authenticator, FailureThrottle, LoginLedger, LoginP
 use crate::config::Config;
 use crate::limits::ConnectionLimiter;
 use crate::logging::{self, LogHandle};
+use crate::message_limits::MessageLimits;
 use crate::policy::enforcer::Enforcer;
 use crate::queue::{Outbox, SpoolError};
 use crate::sasl::server::SaslServer;
@@ -76,6 +77,8 @@ pub struct Shared {
     pub logins: Arc<LoginPipeline>,
     /// Per-IP connection permits.
     pub limiter: ConnectionLimiter,
+    /// Per-account message counters: one instance for the policy server, the relay and the API.
+    pub message_limits: Arc<MessageLimits>,
     /// Cancelled on SIGTERM: accept loops stop, connections finish their request and close.
     pub shutdown: CancellationToken,
     /// Every listener and connection task, so that shutdown can wait for them.
@@ -86,7 +89,8 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config, authenticator: Authenticator) -> (Arc<Self>, watch::Sender<Arc<Config>>) {
-        let throttle = FailureThrottle::new(config.auth.failure_delay, config.auth.max_failure_delay);
+        let throttle = FailureThrottle::new(config.auth.failure_delay, config.auth.max_failure_delay)
+            .with_ipv6_prefix(config.limits.ipv6_prefix);
         let limiter = ConnectionLimiter::new(&config.limits);
         let (tx, rx) = watch::channel(Arc::new(config));
         let authenticator = Arc::new(authenticator);
@@ -102,6 +106,7 @@ impl Shared {
             throttle,
             logins,
             limiter,
+            message_limits: Arc::new(MessageLimits::new()),
             shutdown: CancellationToken::new(),
             tasks,
             senders: OnceLock::new(),
@@ -132,7 +137,7 @@ impl Shared {
 
     /// The policy front end's decision maker.
     pub fn policy_enforcer(&self) -> Enforcer {
-        Enforcer::new(self.config.clone(), self.authenticator.clone(), self.ledger.clone())
+        Enforcer::new(self.config.clone(), self.authenticator.clone(), self.ledger.clone(), self.message_limits.clone())
     }
 
     /// Opens the relay's spool and starts the queue's delivery runner.
@@ -146,7 +151,9 @@ impl Shared {
         RelayDeps {
             config: self.config.clone(),
             logins: self.logins.clone(),
+            authenticator: self.authenticator.clone(),
             limiter: self.limiter.clone(),
+            message_limits: self.message_limits.clone(),
             shutdown: self.shutdown.clone(),
             tasks: self.tasks.clone(),
         }
@@ -158,6 +165,8 @@ impl Shared {
             config: self.config.clone(),
             authenticator: self.authenticator.clone(),
             logins: self.logins.clone(),
+            limiter: self.limiter.clone(),
+            message_limits: self.message_limits.clone(),
             shutdown: self.shutdown.clone(),
             tasks: self.tasks.clone(),
         }
@@ -371,7 +380,8 @@ fn reload(shared: &Shared, path: Option<&Path>, publish: &watch::Sender<Arc<Conf
     }
     shared.limiter.reconfigure(&new.limits);
     if let Ok(mut t) = shared.throttle.lock() {
-        *t = FailureThrottle::new(new.auth.failure_delay, new.auth.max_failure_delay);
+        *t = FailureThrottle::new(new.auth.failure_delay, new.auth.max_failure_delay)
+            .with_ipv6_prefix(new.limits.ipv6_prefix);
     }
     publish.send_replace(Arc::new(new));
     info!(config = %path.display(), "reloaded");

@@ -35,25 +35,7 @@ pub struct Status(pub u8, pub u16, pub u16);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Text(String);
 
-/// Which window of the message rate limit was exceeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RateWindow {
-    Minute,
-    Hour,
-    Day,
-}
-
-impl RateWindow {
-    pub const ALL: [RateWindow; 3] = [Self::Minute, Self::Hour, Self::Day];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Minute => "minute",
-            Self::Hour => "hour",
-            Self::Day => "day",
-        }
-    }
-}
+pub use crate::message_limits::RateWindow;
 
 impl Text {
     /// Control characters (LF would end the reply early, NUL is refused by Postfix) become

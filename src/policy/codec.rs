@@ -14,11 +14,10 @@
 //! is resolved last-wins (SMTPD_POLICY_README "Notes"). The reply is `action=<value>` and an
 //! empty line. Reference: `postfix-policy-protocol.md` §1–§2.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
-use nom::bytes::complete::take_till;
-use nom::character::complete::char;
-use nom::{IResult, Parser};
+use memchr::memchr;
 
 use super::action::Action;
 
@@ -127,23 +126,70 @@ pub struct PolicyRequest {
 }
 
 impl PolicyRequest {
+    /// The typed request from decoded attributes (last duplicate wins).
     pub fn from_attributes(attrs: &Attributes) -> Result<Self, CodecError> {
-        if attrs.get("request") != Some("smtpd_access_policy") {
+        let mut known = Known::default();
+        for (name, value) in &attrs.0 {
+            known.note(name.as_bytes(), value.as_bytes());
+        }
+        known.into_request()
+    }
+}
+
+/// The raw values of the attributes [`PolicyRequest`] reads, borrowed from the input.
+#[derive(Default)]
+struct Known<'a> {
+    request: Option<Cow<'a, str>>,
+    protocol_state: Option<Cow<'a, str>>,
+    client_address: Option<Cow<'a, str>>,
+    client_port: Option<Cow<'a, str>>,
+    server_address: Option<Cow<'a, str>>,
+    server_port: Option<Cow<'a, str>>,
+    sasl_username: Option<Cow<'a, str>>,
+    recipient_count: Option<Cow<'a, str>>,
+    instance: Option<Cow<'a, str>>,
+    policy_context: Option<Cow<'a, str>>,
+}
+
+impl<'a> Known<'a> {
+    /// Keeps `value` if `name` is one the rules read; a later duplicate replaces it.
+    fn note(&mut self, name: &[u8], value: &'a [u8]) {
+        let slot = match name {
+            b"request" => &mut self.request,
+            b"protocol_state" => &mut self.protocol_state,
+            b"client_address" => &mut self.client_address,
+            b"client_port" => &mut self.client_port,
+            b"server_address" => &mut self.server_address,
+            b"server_port" => &mut self.server_port,
+            b"sasl_username" => &mut self.sasl_username,
+            b"recipient_count" => &mut self.recipient_count,
+            b"instance" => &mut self.instance,
+            b"policy_context" => &mut self.policy_context,
+            _ => return,
+        };
+        *slot = Some(text(value));
+    }
+
+    fn into_request(self) -> Result<PolicyRequest, CodecError> {
+        if self.request.as_deref() != Some("smtpd_access_policy") {
             return Err(CodecError::NotAccessPolicy);
         }
-        let text = |name| attrs.get(name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
-        let ip = |name| attrs.get(name).and_then(|v| v.trim().parse::<IpAddr>().ok());
-        let port = |name| attrs.get(name).and_then(|v| v.trim().parse::<u16>().ok()).filter(|p| *p != 0);
-        Ok(Self {
-            protocol_state: ProtocolState::parse(attrs.get("protocol_state").unwrap_or("").trim()),
-            client_address: ip("client_address"),
-            client_port: port("client_port"),
-            server_address: ip("server_address"),
-            server_port: port("server_port"),
-            sasl_username: text("sasl_username"),
-            recipient_count: attrs.get("recipient_count").and_then(|v| v.trim().parse().ok()).unwrap_or(0),
-            instance: text("instance"),
-            policy_context: text("policy_context"),
+        fn trimmed<'v>(v: &'v Option<Cow<'_, str>>) -> &'v str {
+            v.as_deref().map(str::trim).unwrap_or("")
+        }
+        let text = |v: &Option<Cow<'a, str>>| Some(trimmed(v)).filter(|t| !t.is_empty()).map(str::to_string);
+        let ip = |v: &Option<Cow<'a, str>>| trimmed(v).parse::<IpAddr>().ok();
+        let port = |v: &Option<Cow<'a, str>>| trimmed(v).parse::<u16>().ok().filter(|p| *p != 0);
+        Ok(PolicyRequest {
+            protocol_state: ProtocolState::parse(trimmed(&self.protocol_state)),
+            client_address: ip(&self.client_address),
+            client_port: port(&self.client_port),
+            server_address: ip(&self.server_address),
+            server_port: port(&self.server_port),
+            sasl_username: text(&self.sasl_username),
+            recipient_count: trimmed(&self.recipient_count).parse().unwrap_or(0),
+            instance: text(&self.instance),
+            policy_context: text(&self.policy_context),
         })
     }
 }
@@ -151,29 +197,65 @@ impl PolicyRequest {
 /// Looks for one complete request at the start of `buf`. `Ok(None)`: more bytes are needed.
 /// `Ok(Some((attrs, n)))`: the request used the first `n` bytes.
 pub fn decode_request(buf: &[u8]) -> Result<Option<(Attributes, usize)>, CodecError> {
+    let Some((body, used)) = split_request(buf)? else { return Ok(None) };
+    let mut attrs = Vec::new();
+    for attribute in attribute_lines(body) {
+        let (name, value) = attribute?;
+        attrs.push((text(name).into_owned(), text(value).into_owned()));
+    }
+    Ok(Some((Attributes(attrs), used)))
+}
+
+/// [`decode_request`] and [`PolicyRequest::from_attributes`] in one pass, copying only the
+/// few values the rules keep: what the server calls for every request.
+pub fn decode_policy_request(buf: &[u8]) -> Result<Option<(PolicyRequest, usize)>, CodecError> {
+    let Some((body, used)) = split_request(buf)? else { return Ok(None) };
+    let mut known = Known::default();
+    for attribute in attribute_lines(body) {
+        let (name, value) = attribute?;
+        known.note(name, value);
+    }
+    Ok(Some((known.into_request()?, used)))
+}
+
+/// The attribute lines of one complete request and the bytes it used, empty line included.
+fn split_request(buf: &[u8]) -> Result<Option<(&[u8], usize)>, CodecError> {
     let Some(end) = find_request_end(buf)? else { return Ok(None) };
     let body = &buf[..end];
     if body.contains(&0) {
         return Err(CodecError::Nul);
     }
-    let mut attrs = Vec::new();
-    let mut rest = body;
-    let mut line_no = 0;
-    while !rest.is_empty() {
-        line_no += 1;
-        if attrs.len() == MAX_ATTRIBUTES {
-            return Err(CodecError::TooManyAttributes);
-        }
-        let (after, (name, value)) = attribute_line(rest).map_err(|_| CodecError::MissingEquals(line_no))?;
-        if name.is_empty() {
-            return Err(CodecError::EmptyName(line_no));
-        }
-        attrs.push((text(name), text(strip_cr(value))));
-        rest = after;
-    }
     // `end` points past the last attribute's LF; the empty line follows it.
     let terminator = if buf.get(end) == Some(&b'\r') { 2 } else { 1 };
-    Ok(Some((Attributes(attrs), end + terminator)))
+    Ok(Some((body, end + terminator)))
+}
+
+/// Each `name=value` line of `body` (which ends with a LF), with a trailing CR removed.
+fn attribute_lines(body: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), CodecError>> {
+    let mut rest = body;
+    let mut line_no = 0;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        line_no += 1;
+        if line_no > MAX_ATTRIBUTES {
+            rest = &[];
+            return Some(Err(CodecError::TooManyAttributes));
+        }
+        let parsed = match attribute_line(rest) {
+            Some(line) if !line.name.is_empty() => {
+                rest = line.rest;
+                Ok((line.name, strip_cr(line.value)))
+            }
+            Some(_) => Err(CodecError::EmptyName(line_no)),
+            None => Err(CodecError::MissingEquals(line_no)),
+        };
+        if parsed.is_err() {
+            rest = &[];
+        }
+        Some(parsed)
+    })
 }
 
 /// The offset just past the last attribute line (where the empty line starts), once the
@@ -181,7 +263,7 @@ pub fn decode_request(buf: &[u8]) -> Result<Option<(Attributes, usize)>, CodecEr
 fn find_request_end(buf: &[u8]) -> Result<Option<usize>, CodecError> {
     let mut start = 0;
     loop {
-        let Some(nl) = buf[start..].iter().position(|&b| b == b'\n') else {
+        let Some(nl) = memchr(b'\n', &buf[start..]) else {
             if buf.len() - start > MAX_LINE {
                 return Err(CodecError::LineTooLong);
             }
@@ -201,11 +283,19 @@ fn find_request_end(buf: &[u8]) -> Result<Option<usize>, CodecError> {
     }
 }
 
-/// `name=value\n`: the name runs to the first `=`.
-fn attribute_line(input: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
-    let (input, (name, _, value, _)) =
-        (take_till(|c| c == b'=' || c == b'\n'), char('='), take_till(|c| c == b'\n'), char('\n')).parse(input)?;
-    Ok((input, (name, value)))
+/// One attribute line: its name and value, and the input after it.
+struct AttributeLine<'a> {
+    name: &'a [u8],
+    value: &'a [u8],
+    rest: &'a [u8],
+}
+
+/// `name=value\n`: the name runs to the first `=`. `None` when the line has no `=`.
+fn attribute_line(input: &[u8]) -> Option<AttributeLine<'_>> {
+    let end = memchr(b'\n', input)?;
+    let line = &input[..end];
+    let eq = memchr(b'=', line)?;
+    Some(AttributeLine { name: &line[..eq], value: &line[eq + 1..], rest: &input[end + 1..] })
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {
@@ -213,14 +303,16 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 }
 
 /// Postfix passes client-supplied bytes through; a non-UTF-8 sender must not fail the request.
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
 }
 
 /// Appends the reply for `action`: `action=<value>\n\n`.
 pub fn encode_reply(action: &Action, out: &mut Vec<u8>) {
+    use std::io::Write;
     out.extend_from_slice(b"action=");
-    out.extend_from_slice(action.to_string().as_bytes());
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{action}");
     out.extend_from_slice(b"\n\n");
 }
 
@@ -339,6 +431,35 @@ encryption_cipher=TLS_AES_256_GCM_SHA384\nencryption_keysize=256\npolicy_context
             proptest::collection::vec((name, value), 0..40).prop_map(Attributes)
         }
 
+        /// Requests made of the attributes the rules read, repeated and in any order.
+        fn known_attributes() -> impl Strategy<Value = Attributes> {
+            let name = proptest::sample::select(vec![
+                "request",
+                "protocol_state",
+                "client_address",
+                "client_port",
+                "server_address",
+                "server_port",
+                "sasl_username",
+                "recipient_count",
+                "instance",
+                "policy_context",
+                "sender",
+            ]);
+            let value = prop_oneof![
+                Just("smtpd_access_policy".to_string()),
+                Just("RCPT".to_string()),
+                Just("192.0.2.1".to_string()),
+                Just(" 25 ".to_string()),
+                "[^\n\r\0]{0,20}",
+            ];
+            let head = Just(("request".to_string(), "smtpd_access_policy".to_string()));
+            (head, proptest::collection::vec((name.prop_map(str::to_string), value), 0..20)).prop_map(|(h, mut v)| {
+                v.insert(0, h);
+                Attributes(v)
+            })
+        }
+
         proptest! {
             #[test]
             fn decode_inverts_encode(attrs in attributes()) {
@@ -347,6 +468,19 @@ encryption_cipher=TLS_AES_256_GCM_SHA384\nencryption_keysize=256\npolicy_context
                 let (back, used) = decode_request(&wire).unwrap().unwrap();
                 prop_assert_eq!(used, wire.len());
                 prop_assert_eq!(back, attrs);
+            }
+
+            #[test]
+            fn the_one_pass_decoder_agrees_with_the_attribute_decoder(attrs in known_attributes()) {
+                let mut wire = Vec::new();
+                encode_request(&attrs, &mut wire);
+                let slow = decode_request(&wire).map(|r| r.map(|(a, n)| (PolicyRequest::from_attributes(&a), n)));
+                let fast = decode_policy_request(&wire);
+                match (slow, fast) {
+                    (Ok(Some((Ok(a), n))), Ok(Some((b, m)))) => prop_assert_eq!((a, n), (b, m)),
+                    (Ok(Some((Err(a), _))), Err(b)) => prop_assert_eq!(a, b),
+                    (slow, fast) => prop_assert!(false, "{:?} vs {:?}", slow, fast),
+                }
             }
 
             #[test]

@@ -1,39 +1,37 @@
 //! Answers one policy request: gathers the facts the rules need (session slot and age, the
-//! login's standing from the ledger and the store, the account's message counts), calls
-//! [`rules::decide`], records what the verdict implies, and logs the decision.
+//! login's standing from the ledger and the authenticator, the account's message counts),
+//! calls [`rules::decide`], records what the verdict implies, and logs the decision. Nothing
+//! is decided here.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Instant;
 
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{Level, debug, info, warn};
 
-use crate::auth::{Authenticator, Decision, LoginLedger, Purpose};
-use crate::config::{Config, PolicyConfig, UnknownLogin};
-use crate::limits::LimitTable;
+use crate::auth::{Authenticator, LoginLedger, Purpose};
+use crate::config::{Config, UnknownLogin};
+use crate::message_limits::MessageLimits;
 
 use super::action::Action;
 use super::codec::{PolicyRequest, ProtocolState};
-use super::rates::{MessageRates, Usage};
-use super::rules::{self, Facts, Login, RateFact, Slot, Verdict};
+use super::rules::{self, Facts, Login, LoginError, RateFact, Reason, Slot, Verdict};
 use super::sessions::{ConnId, SessionKey, SessionTable};
+use super::settings::{Settings, TcpCheck};
 use super::tcp_table::Established;
 use crate::log_text::LogText;
 
 pub struct Enforcer {
     config: watch::Receiver<Arc<Config>>,
+    /// Prepared from the latest config seen; replaced when a reload publishes another.
+    settings: RwLock<Arc<Settings>>,
     authenticator: Arc<Authenticator>,
     ledger: Arc<LoginLedger>,
     sessions: Mutex<SessionTable>,
-    rates: Mutex<MessageRates>,
+    /// Per-account message counters, shared with the relay and the API.
+    message_limits: Arc<MessageLimits>,
     started: Instant,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TcpCheck {
-    Off,
-    On { startup_window: Duration },
 }
 
 /// The kernel's TCP table, or `None` (logged) when it cannot be read: then tracked sessions
@@ -54,7 +52,15 @@ async fn read_tcp_table() -> Option<Established> {
 
 /// Locks a table; a panic elsewhere while holding it leaves counts that are still usable.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the session table knows of a request's session.
+#[derive(Default)]
+struct SessionFacts {
+    key: Option<SessionKey>,
+    /// The transaction whose message was counted already.
+    counted: Option<String>,
 }
 
 impl Enforcer {
@@ -62,55 +68,37 @@ impl Enforcer {
         config: watch::Receiver<Arc<Config>>,
         authenticator: Arc<Authenticator>,
         ledger: Arc<LoginLedger>,
+        message_limits: Arc<MessageLimits>,
     ) -> Self {
+        let settings = RwLock::new(Arc::new(Settings::new(config.borrow().clone())));
         Self {
             config,
+            settings,
             authenticator,
             ledger,
             sessions: Mutex::new(SessionTable::new()),
-            rates: Mutex::new(MessageRates::new(Instant::now())),
+            message_limits,
             started: Instant::now(),
         }
     }
 
     /// Decides `req`, received on policy connection `conn`, and logs the decision.
     pub async fn answer(&self, conn: ConnId, req: &PolicyRequest) -> Verdict {
-        let config = self.config.borrow().clone();
-        let pc = &config.policy;
+        let settings = self.settings();
         let now = Instant::now();
-        let key = SessionKey::of(req);
         let mut facts = Facts {
             client: req.client_address,
             slot: None,
             session_age: None,
-            session_timeout: config.limits.session_timeout,
+            session_timeout: settings.session_timeout(),
             login: Login::NotChecked,
             rate: None,
-            fallback: pc.fallback().unwrap_or_else(|_| Action::temporary_failure()),
+            fallback: settings.fallback().clone(),
         };
-        let mut counted = None;
-        if let Some(key) = key {
-            if req.protocol_state == ProtocolState::Connect {
-                let limit =
-                    if pc.connection_limit { LimitTable::new(&config.limits).limit_for(key.client) } else { u32::MAX };
-                let tcp = match pc.tcp_table {
-                    // Sessions begun before a restart last at most this long.
-                    true => {
-                        TcpCheck::On { startup_window: config.limits.session_timeout + config.limits.command_timeout }
-                    }
-                    false => TcpCheck::Off,
-                };
-                let slot = self.open_session(conn, key, limit, tcp, now).await;
-                facts.slot = pc.connection_limit.then_some(slot);
-            } else {
-                let view = lock(&self.sessions).follow(conn, key, now);
-                facts.session_age = pc.session_limit.then_some(view.age);
-                counted = view.counted;
-            }
-        }
-        let account = self.check_login(req, pc, now, &mut facts).await;
-        let verdict = self.decide_and_count(req, pc, &mut facts, account.as_deref(), counted.as_deref(), now);
-        if let Some(key) = key {
+        let session = self.follow_session(conn, req, &settings, now, &mut facts).await;
+        let account = self.check_login(req, &settings, now, &mut facts).await;
+        let verdict = self.decide_and_count(req, &settings, &mut facts, account.as_deref(), &session, now);
+        if let Some(key) = session.key {
             // smtpd hangs up after a 421: free the slot now rather than at its next CONNECT.
             if verdict.action.ends_session() {
                 lock(&self.sessions).end(&key);
@@ -131,6 +119,40 @@ impl Enforcer {
     /// Live sessions from `ip` (for tests and status lines).
     pub fn live_sessions(&self, ip: IpAddr) -> u32 {
         lock(&self.sessions).live(ip)
+    }
+
+    /// The settings of the current config, prepared again only when a reload published another.
+    fn settings(&self) -> Arc<Settings> {
+        let config = self.config.borrow();
+        let current = self.settings.read().unwrap_or_else(PoisonError::into_inner).clone();
+        if current.prepared_from(&config) {
+            return current;
+        }
+        let fresh = Arc::new(Settings::new(config.clone()));
+        *self.settings.write().unwrap_or_else(PoisonError::into_inner) = fresh.clone();
+        fresh
+    }
+
+    /// Opens the session at CONNECT (filling `facts.slot`) or follows it (its age).
+    async fn follow_session(
+        &self,
+        conn: ConnId,
+        req: &PolicyRequest,
+        settings: &Settings,
+        now: Instant,
+        facts: &mut Facts,
+    ) -> SessionFacts {
+        let Some(key) = SessionKey::of(req) else { return SessionFacts::default() };
+        if req.protocol_state == ProtocolState::Connect {
+            let limit = settings.connection_limits.as_ref().map_or(u32::MAX, |t| t.limit_for(key.client));
+            lock(&self.sessions).set_ipv6_prefix(settings.ipv6_prefix());
+            let slot = self.open_session(conn, key, limit, settings.tcp, now).await;
+            facts.slot = settings.connection_limits.is_some().then_some(slot);
+            return SessionFacts { key: Some(key), counted: None };
+        }
+        let view = lock(&self.sessions).follow(conn, key, now);
+        facts.session_age = settings.policy().session_limit.then_some(view.age);
+        SessionFacts { key: Some(key), counted: view.counted }
     }
 
     /// Admits a CONNECT if a slot is free; if not, asks the kernel which of the address's
@@ -171,7 +193,7 @@ impl Enforcer {
     async fn check_login(
         &self,
         req: &PolicyRequest,
-        pc: &PolicyConfig,
+        settings: &Settings,
         now: Instant,
         facts: &mut Facts,
     ) -> Option<String> {
@@ -179,30 +201,41 @@ impl Enforcer {
             facts.login = Login::Anonymous;
             return None;
         };
+        let pc = settings.policy();
         let ip = req.client_address;
-        let grant = self.ledger.lookup(user, ip, now);
-        let account = grant.as_ref().map_or_else(|| user.trim().to_lowercase(), |g| g.account.clone());
+        let grants = self.ledger.grants(user, ip, now);
+        let account = grants.last().map_or_else(|| user.trim().to_lowercase(), |g| g.account.clone());
         if !(pc.revocation && rules::checks_login(&req.protocol_state)) {
             facts.login = Login::NotChecked;
             return Some(account);
         }
-        facts.login = match grant {
-            Some(grant) => match self.authenticator.recheck(&grant, ip, Purpose::Smtp).await {
-                Decision::Granted(_) => Login::Valid { account: account.clone() },
-                Decision::Denied(why) => Login::Revoked(why),
-                Decision::TempFail(e) => Login::Error(e.to_string()),
-            },
+        facts.login = if grants.is_empty() {
             // No record: relaykey restarted since this session's AUTH (the ledger is in memory),
             // or the AUTH went to another SASL server. See `UnknownLogin`.
-            None => match pc.unknown_login {
+            match pc.unknown_login {
                 UnknownLogin::Dunno => Login::Valid { account: account.clone() },
                 UnknownLogin::Defer => Login::Unknown,
                 UnknownLogin::CheckAccount => match self.authenticator.recheck_username(user, ip).await {
                     Ok(None) => Login::Valid { account: account.clone() },
                     Ok(Some(why)) => Login::Revoked(why),
-                    Err(e) => Login::Error(e.to_string()),
+                    Err(e) => {
+                        warn!(proto = "policy", error = %e, "cannot check a login against its account");
+                        Login::Error(LoginError::StoreUnreadable)
+                    }
                 },
-            },
+            }
+        } else {
+            let rechecks = self.authenticator.recheck_all(grants.iter().map(|g| g.as_ref()), ip, Purpose::Smtp).await;
+            for (grant, recheck) in grants.iter().zip(&rechecks) {
+                match recheck {
+                    crate::auth::Decision::Denied(_) => self.ledger.revoked(user, ip, &grant.credential, now),
+                    crate::auth::Decision::TempFail(e) => {
+                        warn!(proto = "policy", error = %e, "cannot re-check a login");
+                    }
+                    crate::auth::Decision::Granted(_) => {}
+                }
+            }
+            Login::from_rechecks(&account, rechecks)
         };
         Some(account)
     }
@@ -212,19 +245,19 @@ impl Enforcer {
     fn decide_and_count(
         &self,
         req: &PolicyRequest,
-        pc: &PolicyConfig,
+        settings: &Settings,
         facts: &mut Facts,
         account: Option<&str>,
-        counted: Option<&str>,
+        session: &SessionFacts,
         now: Instant,
     ) -> Verdict {
-        let limits = Usage { minute: pc.messages_per_minute, hour: pc.messages_per_hour, day: pc.messages_per_day };
+        let limits = settings.rate_limits;
         let already_counted = req.protocol_state == ProtocolState::EndOfMessage
             && req.instance.is_some()
-            && counted == req.instance.as_deref();
-        let counting = limits != Usage::default() && rules::counts_messages(&req.protocol_state) && !already_counted;
+            && session.counted.as_deref() == req.instance.as_deref();
+        let counting = !limits.is_unlimited() && rules::counts_messages(&req.protocol_state) && !already_counted;
         let Some(account) = account.filter(|_| counting) else { return rules::decide(req, facts) };
-        let mut rates = lock(&self.rates);
+        let mut rates = self.message_limits.lock();
         facts.rate = Some(RateFact { usage: rates.usage(account, now), limits });
         let verdict = rules::decide(req, facts);
         if verdict.count_message {
@@ -236,22 +269,68 @@ impl Enforcer {
 
 /// One line per decision: `decision=dunno|refuse action=... reason=...`.
 fn log_decision(req: &PolicyRequest, verdict: &Verdict, login: &Login) {
-    let ip = req.client_address.map(|ip| ip.to_string()).unwrap_or_default();
-    let user = LogText::or_dash(req.sasl_username.as_deref());
-    let detail = LogText::or_dash(match login {
+    crate::metrics::record_policy(verdict.action.kind(), verdict.reason.as_str());
+    let level = decision_level(verdict);
+    let enabled = match level {
+        Level::DEBUG => tracing::enabled!(Level::DEBUG),
+        _ => tracing::enabled!(Level::INFO),
+    };
+    if !enabled {
+        return;
+    }
+    let error = LogText::or_dash(match login {
         Login::Error(e) => Some(e.as_str()),
         _ => None,
     });
-    crate::metrics::record_policy(verdict.action.kind(), &verdict.reason.to_string());
-    info!(
-        proto = "policy",
-        decision = verdict.action.kind(),
-        action = %verdict.action,
-        reason = %verdict.reason,
-        state = req.protocol_state.as_str(),
-        ip = %ip,
-        user = %user,
-        error = %detail,
-        "policy"
-    );
+    let ip = req.client_address.map(|ip| ip.to_string()).unwrap_or_default();
+    let user = LogText::or_dash(req.sasl_username.as_deref());
+    macro_rules! decision {
+        ($level:ident) => {
+            $level!(
+                proto = "policy",
+                decision = verdict.action.kind(),
+                action = %verdict.action,
+                reason = %verdict.reason,
+                state = req.protocol_state.as_str(),
+                ip = %ip,
+                user = %user,
+                error = %error,
+                "policy"
+            )
+        };
+    }
+    match level {
+        Level::DEBUG => decision!(debug),
+        _ => decision!(info),
+    }
+}
+
+/// Refusals and errors at info; a pass (`DUNNO`, most requests) at debug, so that the default
+/// log shows what was refused and what went wrong without a line per request.
+fn decision_level(verdict: &Verdict) -> Level {
+    let passed = verdict.action == Action::Dunno && verdict.reason != Reason::InternalError;
+    if passed { Level::DEBUG } else { Level::INFO }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::DenyReason;
+
+    #[test]
+    fn passes_are_logged_at_debug_and_refusals_and_errors_at_info() {
+        let verdict = |action, reason| Verdict { action, reason, count_message: false };
+        let revoked = Action::login_revoked(DenyReason::SecretRevoked);
+        for (v, want) in [
+            (verdict(Action::Dunno, Reason::Ok), Level::DEBUG),
+            (verdict(Action::Dunno, Reason::Unauthenticated), Level::DEBUG),
+            (verdict(revoked, Reason::Revoked(DenyReason::SecretRevoked)), Level::INFO),
+            (verdict(Action::session_expired(), Reason::SessionExpired), Level::INFO),
+            (verdict(Action::temporary_failure(), Reason::InternalError), Level::INFO),
+            // A fallback of DUNNO still reports the error.
+            (verdict(Action::Dunno, Reason::InternalError), Level::INFO),
+        ] {
+            assert_eq!(decision_level(&v), want, "{v:?}");
+        }
+    }
 }

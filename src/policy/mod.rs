@@ -4,17 +4,19 @@
 //!
 //! - [`codec`]: wire format, no I/O;
 //! - [`rules`]: the pure decision;
-//! - [`sessions`], [`rates`], [`tcp_table`]: the state the decision is made from;
+//! - [`sessions`], [`tcp_table`] and the shared [`crate::message_limits`]: the state the
+//!   decision is made from;
+//! - [`settings`]: what the rules need from one config, prepared once per config;
 //! - [`enforcer`]: gathers the facts for one request and records the outcome;
 //! - [`server`]: the socket.
 
 pub mod action;
 pub mod codec;
 pub mod enforcer;
-pub mod rates;
 pub mod rules;
 pub mod server;
 pub mod sessions;
+pub mod settings;
 pub mod tcp_table;
 
 pub use action::Action;

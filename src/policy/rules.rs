@@ -8,11 +8,11 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::auth::DenyReason;
+use crate::auth::{Decision, DenyReason};
 
 use super::action::{Action, RateWindow};
 use super::codec::{PolicyRequest, ProtocolState};
-use super::rates::Usage;
+use crate::message_limits::Usage;
 
 /// The result of the session limit at CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +34,40 @@ pub enum Login {
     Revoked(DenyReason),
     /// No record of the login and the config says to ask for a new one.
     Unknown,
-    /// The store could not be read (for the log).
-    Error(String),
+    /// The login's standing could not be told.
+    Error(LoginError),
+}
+
+/// Why a login's standing could not be told: the `error=` log field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginError {
+    /// The store (or the authenticator's view of it) could not be read.
+    StoreUnreadable,
+}
+
+impl LoginError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StoreUnreadable => "store_unreadable",
+        }
+    }
+}
+
+impl Login {
+    /// The standing of a (user, address) pair from the re-checks of every recent grant the
+    /// ledger holds for it. Postfix does not say which of them a session used, so one that no
+    /// longer holds refuses them all; one that cannot be checked makes the answer unknown.
+    pub fn from_rechecks(account: &str, rechecks: impl IntoIterator<Item = Decision>) -> Self {
+        let mut standing = Self::Valid { account: account.to_string() };
+        for recheck in rechecks {
+            match recheck {
+                Decision::Granted(_) => {}
+                Decision::Denied(why) => return Self::Revoked(why),
+                Decision::TempFail(_) => standing = Self::Error(LoginError::StoreUnreadable),
+            }
+        }
+        standing
+    }
 }
 
 /// The account's message counts at a counting point (once per message).
@@ -73,18 +105,26 @@ pub enum Reason {
     InternalError,
 }
 
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Unauthenticated => "unauthenticated",
+            Self::TooManyConnections => "too_many_connections",
+            Self::SessionExpired => "session_expired",
+            Self::Revoked(r) => r.as_str(),
+            Self::LoginUnknown => "login_unknown",
+            Self::RateLimited(RateWindow::Minute) => "rate_limit_minute",
+            Self::RateLimited(RateWindow::Hour) => "rate_limit_hour",
+            Self::RateLimited(RateWindow::Day) => "rate_limit_day",
+            Self::InternalError => "internal_error",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Ok => f.write_str("ok"),
-            Self::Unauthenticated => f.write_str("unauthenticated"),
-            Self::TooManyConnections => f.write_str("too_many_connections"),
-            Self::SessionExpired => f.write_str("session_expired"),
-            Self::Revoked(r) => write!(f, "{r}"),
-            Self::LoginUnknown => f.write_str("login_unknown"),
-            Self::RateLimited(w) => write!(f, "rate_limit_{}", w.as_str()),
-            Self::InternalError => f.write_str("internal_error"),
-        }
+        f.write_str(self.as_str())
     }
 }
 
@@ -218,9 +258,50 @@ mod tests {
     #[test]
     fn internal_errors_get_the_configured_fallback() {
         let fallback: Action = "DUNNO".parse().unwrap();
-        let f = Facts { login: Login::Error("disk".into()), fallback: fallback.clone(), ..facts() };
+        let f = Facts { login: Login::Error(LoginError::StoreUnreadable), fallback: fallback.clone(), ..facts() };
         let v = decide(&request("RCPT", "a@example.com", 0), &f);
         assert_eq!((v.action, v.reason), (fallback, Reason::InternalError));
+    }
+
+    #[test]
+    fn one_revoked_grant_of_a_user_and_address_refuses_them_all() {
+        let granted = || Decision::Granted(grant());
+        let revoked = Decision::Denied(DenyReason::SecretRevoked);
+        let failed = Decision::TempFail(crate::auth::TempFailReason::Task("disk".into()));
+        let valid = Login::Valid { account: "a@example.com".into() };
+        for (rechecks, want) in [
+            (vec![granted()], valid.clone()),
+            (vec![granted(), granted()], valid),
+            (vec![granted(), revoked.clone()], Login::Revoked(DenyReason::SecretRevoked)),
+            (vec![revoked.clone(), granted()], Login::Revoked(DenyReason::SecretRevoked)),
+            (vec![failed.clone(), revoked], Login::Revoked(DenyReason::SecretRevoked)),
+            (vec![granted(), failed], Login::Error(LoginError::StoreUnreadable)),
+        ] {
+            assert_eq!(Login::from_rechecks("a@example.com", rechecks.clone()), want, "{rechecks:?}");
+        }
+        let v = decide(
+            &request("MAIL", "a@example.com", 0),
+            &Facts {
+                login: Login::from_rechecks(
+                    "a@example.com",
+                    [granted(), Decision::Denied(DenyReason::AccountDisabled)],
+                ),
+                ..facts()
+            },
+        );
+        assert_eq!((code(&v), v.reason), (Some(554), Reason::Revoked(DenyReason::AccountDisabled)));
+    }
+
+    fn grant() -> crate::auth::Grant {
+        crate::auth::Grant {
+            username: "a@example.com".into(),
+            account_id: 1,
+            account: "a@example.com".into(),
+            credential: crate::auth::CredentialRef::ApiKey { id: 1, hash: "h".into() },
+            permissions: None,
+            allow: Default::default(),
+            cached: false,
+        }
     }
 
     #[test]

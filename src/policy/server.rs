@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::codec::{self, CodecError, PolicyRequest};
+use super::codec::{self, CodecError};
 use super::enforcer::Enforcer;
 use super::sessions::ConnId;
 
@@ -77,13 +77,9 @@ async fn converse(stream: &mut UnixStream, guard: &Release, shutdown: &Cancellat
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(256);
     loop {
-        match codec::decode_request(&buf) {
-            Ok(Some((attrs, used))) => {
+        match codec::decode_policy_request(&buf) {
+            Ok(Some((req, used))) => {
                 buf.drain(..used);
-                let req = match PolicyRequest::from_attributes(&attrs) {
-                    Ok(req) => req,
-                    Err(e) => return End::Malformed(e),
-                };
                 let verdict = guard.enforcer.answer(guard.conn, &req).await;
                 out.clear();
                 codec::encode_reply(&verdict.action, &mut out);

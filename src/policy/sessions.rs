@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::limits::client_group;
 use crate::restriction::canonical_ip;
 
 use super::codec::PolicyRequest;
@@ -52,6 +53,8 @@ impl SessionKey {
 #[derive(Debug)]
 struct Session {
     owner: ConnId,
+    /// The client group counted in `per_ip` (the IPv6 prefix at the time of insertion).
+    group: IpAddr,
     started: Instant,
     /// The transaction (`instance`) whose message was already counted for the rate limit, so a
     /// message seen at DATA is not counted again at END-OF-MESSAGE.
@@ -71,16 +74,34 @@ pub struct Full {
     pub live: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SessionTable {
     sessions: HashMap<SessionKey, Session>,
+    /// Live sessions per client group: an IPv4 address or an IPv6 prefix.
     per_ip: HashMap<IpAddr, u32>,
     owned: HashMap<ConnId, SessionKey>,
+    ipv6_prefix: u8,
+}
+
+impl Default for SessionTable {
+    fn default() -> Self {
+        Self { sessions: HashMap::new(), per_ip: HashMap::new(), owned: HashMap::new(), ipv6_prefix: 64 }
+    }
 }
 
 impl SessionTable {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// `[limits] ipv6_prefix`: IPv6 clients in one prefix share a count. Sessions already
+    /// counted stay in the group they were counted in.
+    pub fn set_ipv6_prefix(&mut self, bits: u8) {
+        self.ipv6_prefix = bits;
+    }
+
+    fn group(&self, ip: IpAddr) -> IpAddr {
+        client_group(ip, self.ipv6_prefix)
     }
 
     /// A CONNECT: ends whatever session `conn` held, then admits `key` if fewer than `limit`
@@ -142,14 +163,15 @@ impl SessionTable {
         key.endpoints().map_or(0, |(server, client)| alive.count_from(server, key.client, client))
     }
 
-    /// Drops the sessions from `ip` whose TCP connection the kernel no longer has. Sessions
-    /// with unknown endpoints are kept. Returns how many were dropped.
+    /// Drops the sessions from `ip`'s group whose TCP connection the kernel no longer has.
+    /// Sessions with unknown endpoints are kept. Returns how many were dropped.
     pub fn forget_dead(&mut self, ip: IpAddr, alive: &Established) -> usize {
-        let ip = canonical_ip(ip);
+        let group = self.group(ip);
         let dead: Vec<SessionKey> = self
             .sessions
-            .keys()
-            .filter(|k| k.client == ip)
+            .iter()
+            .filter(|(_, s)| s.group == group)
+            .map(|(k, _)| k)
             .filter(|k| k.endpoints().is_some_and(|(server, client)| !alive.contains(server, client)))
             .copied()
             .collect();
@@ -159,9 +181,9 @@ impl SessionTable {
         dead.len()
     }
 
-    /// Live sessions from `ip`.
+    /// Live sessions from `ip`'s group.
     pub fn live(&self, ip: IpAddr) -> u32 {
-        self.per_ip.get(&canonical_ip(ip)).copied().unwrap_or(0)
+        self.per_ip.get(&self.group(ip)).copied().unwrap_or(0)
     }
 
     /// All live sessions.
@@ -174,17 +196,18 @@ impl SessionTable {
     }
 
     fn insert(&mut self, conn: ConnId, key: SessionKey, now: Instant) {
-        self.sessions.insert(key, Session { owner: conn, started: now, counted: None });
-        *self.per_ip.entry(key.client).or_insert(0) += 1;
+        let group = self.group(key.client);
+        self.sessions.insert(key, Session { owner: conn, group, started: now, counted: None });
+        *self.per_ip.entry(group).or_insert(0) += 1;
         self.owned.insert(conn, key);
     }
 
     fn remove(&mut self, key: &SessionKey) {
         let Some(session) = self.sessions.remove(key) else { return };
-        if let Some(n) = self.per_ip.get_mut(&key.client) {
+        if let Some(n) = self.per_ip.get_mut(&session.group) {
             *n -= 1;
             if *n == 0 {
-                self.per_ip.remove(&key.client);
+                self.per_ip.remove(&session.group);
             }
         }
         if self.owned.get(&session.owner) == Some(key) {
@@ -204,6 +227,25 @@ mod tests {
             server: Some("127.0.0.1".parse().unwrap()),
             server_port: Some(25),
         }
+    }
+
+    // Issue 14 item 14: IPv6 clients of one prefix share a count.
+    #[test]
+    fn ipv6_clients_of_one_prefix_share_the_limit() {
+        let mut t = SessionTable::new();
+        let now = Instant::now();
+        t.open(1, key("2001:db8::1", 1000), 2, 0, now).unwrap();
+        t.open(2, key("2001:db8::2", 1000), 2, 0, now).unwrap();
+        assert_eq!(t.open(3, key("2001:db8::3", 1000), 2, 0, now), Err(Full { live: 2 }));
+        t.open(4, key("2001:db8:0:1::1", 1000), 2, 0, now).unwrap();
+        t.set_ipv6_prefix(128);
+        t.open(5, key("2001:db8::3", 1000), 2, 0, now).unwrap();
+        t.release_conn(1);
+        t.release_conn(2);
+        t.release_conn(5);
+        t.set_ipv6_prefix(64);
+        assert_eq!(t.live("2001:db8::9".parse().unwrap()), 0, "counts survive a prefix change");
+        assert_eq!(t.len(), 1);
     }
 
     #[test]

@@ -108,6 +108,9 @@ pub enum Reason {
     Unroutable(String),
     /// The domain's hosts could not be looked up (shown as `451 4.4.3`).
     RouteLookup(String),
+    /// Every address of the destination is loopback, link-local or private and
+    /// `allow_private_destinations` is off (shown as `550 5.7.1`: delivery not authorized).
+    PrivateDestination(String),
     /// The destination had no address to connect to.
     NoAddress,
     /// The daemon is shutting down.
@@ -124,6 +127,7 @@ impl fmt::Display for Reason {
             Self::At { host, addr, reason } => write!(f, "{host} ({addr}): {reason}"),
             Self::Unroutable(m) => write!(f, "550 5.1.2 {m}"),
             Self::RouteLookup(m) => write!(f, "451 4.4.3 {m}"),
+            Self::PrivateDestination(m) => write!(f, "550 5.7.1 {m}"),
             Self::NoAddress => f.write_str("no address to connect to"),
             Self::Closing => f.write_str("closing"),
         }

@@ -266,6 +266,7 @@ impl Runner {
             Ok(h) => h,
             Err(RouteError::Permanent(m)) => return (None, all(RcptOutcome::Permanent(Reason::Unroutable(m)))),
             Err(RouteError::Temporary(m)) => return (None, all(RcptOutcome::Temporary(Reason::RouteLookup(m)))),
+            Err(RouteError::Private(m)) => return (None, all(RcptOutcome::Permanent(Reason::PrivateDestination(m)))),
         };
         let policy = match dest {
             Destination::Smarthost => TlsPolicy::for_smarthost(relay.smarthost_tls),

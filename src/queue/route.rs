@@ -10,6 +10,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 
 use crate::config::{RelayConfig, smarthost_parts};
+use crate::ip_scope::is_internal;
 
 /// A group of recipients that is delivered over one connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -24,7 +25,9 @@ impl Destination {
             return Self::Smarthost;
         }
         let domain = recipient.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-        Self::Domain(domain.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
+        // An address literal becomes its address: `[IPv6:::1]` is `::1`.
+        let literal = crate::mailbox::parse_domain(domain).ok().flatten();
+        Self::Domain(literal.map_or_else(|| domain.to_ascii_lowercase(), |ip| ip.to_string()))
     }
 
     pub fn label(&self) -> &str {
@@ -50,6 +53,10 @@ pub enum RouteError {
     /// DNS failure: retry later.
     #[error("{0}")]
     Temporary(String),
+    /// Every address of the destination is loopback, link-local or private, and
+    /// `allow_private_destinations` is off: bounce.
+    #[error("{0}")]
+    Private(String),
 }
 
 pub struct Router {
@@ -89,7 +96,10 @@ impl Router {
                     smarthost_parts(spec).ok_or_else(|| RouteError::Permanent(format!("bad smarthost {spec:?}")))?;
                 Ok(vec![self.address(&host, port).await?])
             }
-            Destination::Domain(domain) => self.mx_hosts(domain, config.mx_port).await,
+            Destination::Domain(domain) => {
+                let hosts = self.mx_hosts(domain, config.mx_port).await?;
+                if config.allow_private_destinations { Ok(hosts) } else { public_only(domain, hosts) }
+            }
         }
     }
 
@@ -152,5 +162,60 @@ impl Router {
 
     fn resolver(&self) -> Result<&TokioResolver, RouteError> {
         self.resolver.as_ref().ok_or_else(|| RouteError::Temporary("no DNS resolver configured".into()))
+    }
+}
+
+/// Drops the addresses that lead into the host's own or a private network; hosts left without
+/// an address are dropped. Nothing left is a permanent failure: the same DNS answers would be
+/// refused on every retry.
+fn public_only(domain: &str, hosts: Vec<Host>) -> Result<Vec<Host>, RouteError> {
+    let mut refused = Vec::new();
+    let hosts: Vec<Host> = hosts
+        .into_iter()
+        .filter_map(|mut h| {
+            h.addrs.retain(|a| {
+                let internal = is_internal(a.ip());
+                if internal {
+                    refused.push(a.ip());
+                }
+                !internal
+            });
+            (!h.addrs.is_empty()).then_some(h)
+        })
+        .collect();
+    if hosts.is_empty() && !refused.is_empty() {
+        let list = refused.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ");
+        return Err(RouteError::Private(format!(
+            "{domain} leads only to loopback, link-local or private addresses ({list}); not delivered \
+             (allow_private_destinations = false)"
+        )));
+    }
+    Ok(hosts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, addrs: &[&str]) -> Host {
+        Host { name: name.into(), addrs: addrs.iter().map(|a| SocketAddr::new(a.parse().unwrap(), 25)).collect() }
+    }
+
+    #[test]
+    fn private_addresses_are_dropped_and_nothing_left_is_refused() {
+        let kept =
+            public_only("example.net", vec![host("a", &["127.0.0.1", "192.0.2.1"]), host("b", &["10.0.0.1"])]).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].addrs, vec!["192.0.2.1:25".parse().unwrap()]);
+        let all_private = public_only("example.net", vec![host("a", &["127.0.0.2"]), host("b", &["::1"])]);
+        assert!(matches!(all_private, Err(RouteError::Private(m)) if m.contains("127.0.0.2") && m.contains("::1")));
+    }
+
+    #[test]
+    fn address_literals_are_their_address() {
+        let config = RelayConfig::default();
+        assert_eq!(Destination::of(&config, "x@[IPv6:::1]"), Destination::Domain("::1".into()));
+        assert_eq!(Destination::of(&config, "x@[127.0.0.1]"), Destination::Domain("127.0.0.1".into()));
+        assert_eq!(Destination::of(&config, "x@Example.NET"), Destination::Domain("example.net".into()));
     }
 }

@@ -18,12 +18,21 @@ pub struct Trace<'a> {
     pub unix_time: u64,
 }
 
+/// A HELO name longer than a domain name can be (RFC 1035) is cut here too, whatever the
+/// caller checked, so the header stays bounded.
+const MAX_HELO: usize = 255;
+
 impl Trace<'_> {
     pub fn header(&self) -> String {
+        let mut end = self.helo.len().min(MAX_HELO);
+        while !self.helo.is_char_boundary(end) {
+            end -= 1;
+        }
+        let helo = &self.helo[..end];
         let for_clause = self.single_recipient.map(|r| format!("\r\n\tfor <{r}>")).unwrap_or_default();
         format!(
             "Received: from {} ([{}])\r\n\tby {} (relaykey) with {} id {}{};\r\n\t{}\r\n",
-            self.helo,
+            helo,
             self.client_ip,
             self.hostname,
             self.protocol,
@@ -56,5 +65,20 @@ mod tests {
         assert!(h.contains("for <b@example.net>;") && h.ends_with("+0000\r\n"));
         t.single_recipient = None;
         assert!(!t.header().contains("for <"));
+    }
+
+    #[test]
+    fn a_long_helo_is_cut_at_255_octets() {
+        let helo = format!("{}é", "a".repeat(254));
+        let t = Trace {
+            helo: &helo,
+            client_ip: "192.0.2.1".parse().unwrap(),
+            hostname: "relay.example",
+            protocol: "ESMTP",
+            id: "ABC",
+            single_recipient: None,
+            unix_time: 0,
+        };
+        assert!(t.header().starts_with(&format!("Received: from {} ([192.0.2.1])", "a".repeat(254))));
     }
 }

@@ -19,6 +19,8 @@ use nom::character::complete::space0;
 use nom::combinator::{map, rest};
 use nom::sequence::preceded;
 
+use crate::mailbox::{self, Mailbox};
+
 /// RFC 5321 §4.5.3.1.4 allows 512 octets; RFC 4954 §4 asks servers to take AUTH lines of at
 /// least 12288 octets, so the command line limit is that one.
 pub const MAX_COMMAND_LINE: usize = 12_288;
@@ -269,7 +271,8 @@ enum Path {
 }
 
 /// `<>` or `<[@route,@route:]local@domain>`. A bare `local@domain` without brackets is taken
-/// too (RFC 821 clients). The source route is dropped (RFC 5321 §4.1.1.3).
+/// too (RFC 821 clients). The source route is checked, then dropped (RFC 5321 §4.1.1.3). The
+/// mailbox is kept as the client wrote it, once [`Mailbox::parse`] has accepted it.
 fn parse_path(input: &[u8]) -> Result<(&[u8], Path), ()> {
     let (rest_, inner) = bracketed(input).map_err(|_| ())?;
     if inner.is_empty() {
@@ -280,12 +283,18 @@ fn parse_path(input: &[u8]) -> Result<(&[u8], Path), ()> {
     }
     let text = std::str::from_utf8(inner).map_err(|_| ())?;
     let mailbox = match text.strip_prefix('@') {
-        Some(route) => route.split_once(':').ok_or(())?.1,
+        Some(routed) => {
+            let (route, mailbox) = routed.split_once(':').ok_or(())?;
+            let hops =
+                route.split(',').enumerate().map(|(i, hop)| if i == 0 { Some(hop) } else { hop.strip_prefix('@') });
+            for hop in hops {
+                mailbox::parse_domain(hop.ok_or(())?).map_err(|_| ())?;
+            }
+            mailbox
+        }
         None => text,
     };
-    if !plausible_mailbox(mailbox) {
-        return Err(());
-    }
+    Mailbox::parse(mailbox).map_err(|_| ())?;
     Ok((rest_, Path::Address(mailbox.to_string())))
 }
 
@@ -311,17 +320,6 @@ fn quoted_until_gt(input: &[u8]) -> IResult<&[u8], &[u8]> {
         }
     }
     Err(nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Char)))
-}
-
-/// `local@domain` with a non-empty domain of sane characters; the local part may be quoted.
-/// Control characters are refused everywhere: the address ends up in headers and logs.
-fn plausible_mailbox(s: &str) -> bool {
-    let Some((local, domain)) = s.rsplit_once('@') else { return false };
-    !local.is_empty()
-        && !domain.is_empty()
-        && !s.chars().any(|c| c.is_control())
-        && (local.starts_with('"') || !local.contains(' '))
-        && domain.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
 }
 
 fn parse_params(input: &[u8]) -> Result<Vec<(String, Option<String>)>, CodecError> {

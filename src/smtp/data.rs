@@ -8,6 +8,7 @@
 //! only CRLF lines and the outbound client's dot-stuffing covers every line that starts with a
 //! dot. Text lines are limited to 1000 octets including CRLF (§4.5.3.1.6), the whole message
 //! to `max_size`; past either limit the reader keeps scanning for the end but stores nothing more.
+//! A NUL octet (never text, RFC 5322 §2.3) likewise stops the storing: the message is refused.
 //!
 //! # Format
 //! ```text
@@ -42,6 +43,8 @@ pub struct DataSummary {
     pub line_too_long: bool,
     /// A bare CR or LF was seen (and stored as CRLF).
     pub bare_line_break: bool,
+    /// A NUL octet was seen: the message is refused after the terminating dot.
+    pub nul: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +138,7 @@ impl DotReader {
     /// breaks made CRLF), so whatever is stored passes the same limit when it is sent on.
     fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
         for &b in bytes {
+            self.summary.nul |= b == 0;
             match b {
                 b'\n' => self.line_len = 0,
                 b'\r' => {}
@@ -150,7 +154,7 @@ impl DotReader {
         if self.summary.size > self.max_size {
             self.summary.too_big = true;
         }
-        if !self.summary.too_big && !self.summary.line_too_long {
+        if !self.summary.too_big && !self.summary.line_too_long && !self.summary.nul {
             out.extend_from_slice(bytes);
         }
     }

@@ -88,8 +88,9 @@ fn line_limit_applies_to_the_stored_form() {
     assert!(!read_all(&wire).2.line_too_long);
 }
 
+/// A text line: any octets but CR, LF and NUL (a NUL makes the message refused, see below).
 fn arb_line() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(any::<u8>().prop_filter("no line breaks", |b| *b != b'\r' && *b != b'\n'), 0..40)
+    prop::collection::vec(any::<u8>().prop_filter("no line breaks or NUL", |b| !matches!(*b, b'\r' | b'\n' | 0)), 0..40)
 }
 
 proptest! {
@@ -148,4 +149,15 @@ proptest! {
         prop_assert_eq!(done, end);
         prop_assert_eq!(out, whole);
     }
+}
+
+// Issue 14 item 11: NUL is not text; the message is read to its end, then refused.
+#[test]
+fn a_nul_octet_is_noted_and_stops_storing() {
+    let (out, end, summary) = read_all(b"Subject: a\r\n\r\nx\0y\r\nmore\r\n.\r\nQUIT\r\n");
+    assert_eq!(end, Some(28));
+    assert!(summary.nul);
+    assert!(!out.contains(&0), "a NUL was stored");
+    let (_, _, clean) = read_all(b"Subject: a\r\n\r\nxy\r\n.\r\n");
+    assert!(!clean.nul);
 }

@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info};
 
-use crate::auth::LoginPipeline;
+use crate::auth::{Authenticator, LoginPipeline};
 use crate::config::{Config, TlsMode};
 use crate::limits::ConnectionLimiter;
+use crate::message_limits::MessageLimits;
 use crate::queue::Outbox;
 
 use server::RelayContext;
@@ -37,8 +38,12 @@ pub struct RelayDeps {
     pub config: watch::Receiver<Arc<Config>>,
     /// Every AUTH goes through it (throttle, bookkeeping, the `auth` record).
     pub logins: Arc<LoginPipeline>,
+    /// Re-checks a logged-in session's grant at MAIL, RCPT and DATA.
+    pub authenticator: Arc<Authenticator>,
     /// Per-IP connection permits.
     pub limiter: ConnectionLimiter,
+    /// Per-account message counters, shared with the policy server and the API.
+    pub message_limits: Arc<MessageLimits>,
     /// Cancelled at shutdown: accept loops stop, sessions finish their transaction.
     pub shutdown: CancellationToken,
     /// Where accept loops and connections run, so that shutdown can wait for them.
@@ -51,8 +56,18 @@ pub struct RelayDeps {
 pub fn serve_relay(deps: RelayDeps, outbox: Outbox, listeners: Vec<RelayListener>) -> Result<(), TlsError> {
     let certs = Arc::new(CertStore::load(&deps.config.borrow().relay)?);
     spawn_cert_reload(&deps, certs.clone());
-    let RelayDeps { config, logins, limiter, shutdown, tasks } = deps;
-    let ctx = Arc::new(RelayContext { config, logins, limiter, shutdown, tasks, outbox, certs });
+    let RelayDeps { config, authenticator, logins, limiter, message_limits, shutdown, tasks } = deps;
+    let ctx = Arc::new(RelayContext {
+        config,
+        authenticator,
+        logins,
+        limiter,
+        message_limits,
+        shutdown,
+        tasks,
+        outbox,
+        certs,
+    });
     for l in listeners {
         ctx.tasks.spawn(server::accept_loop(ctx.clone(), l.listener, l.tls));
     }

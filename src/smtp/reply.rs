@@ -12,6 +12,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::auth::DenyReason;
+use crate::message_limits::RateWindow;
+
 /// An enhanced status code `class.subject.detail`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status(pub u8, pub u16, pub u16);
@@ -95,6 +98,10 @@ impl Reply {
     pub fn too_many_connections() -> Self {
         Self::one(421, Status(4, 7, 0), "Too many connections from your address")
     }
+    /// `[limits] max_connections` reached, all clients together.
+    pub fn server_busy() -> Self {
+        Self::one(421, Status(4, 3, 2), "Too many connections, try again later")
+    }
     pub fn command_timeout() -> Self {
         Self::one(421, Status(4, 4, 2), "Timeout exceeded, closing connection")
     }
@@ -118,6 +125,15 @@ impl Reply {
     }
     pub fn auth_temp_failure() -> Self {
         Self::one(454, Status(4, 7, 0), "Temporary authentication failure")
+    }
+    /// The login could not be re-checked (the store is unreadable): no pass on a guess.
+    pub fn login_check_failed() -> Self {
+        Self::one(451, Status(4, 3, 0), "Cannot check the login now, try again later")
+    }
+    /// The account's message limit for `window` is used up (the policy server's wording).
+    pub fn message_limit(window: RateWindow, limit: u32) -> Self {
+        let text = format!("Message rate limit exceeded ({limit} per {}), try again later", window.as_str());
+        Self::one(450, Status(4, 7, 1), text)
     }
     pub fn tls_unavailable() -> Self {
         Self::one(454, Status(4, 7, 0), "TLS not available")
@@ -169,8 +185,22 @@ impl Reply {
     pub fn auth_failed() -> Self {
         Self::one(535, Status(5, 7, 8), "Authentication credentials invalid")
     }
+    /// The session's login no longer holds (secret changed or removed, account disabled,
+    /// address outside a narrowed restriction, permission withdrawn).
+    pub fn login_revoked(why: DenyReason) -> Self {
+        Self::one(554, Status(5, 7, 1), format!("Authentication revoked ({why}), authenticate again"))
+    }
     pub fn message_too_big() -> Self {
         Self::one(552, Status(5, 3, 4), "Message size exceeds fixed maximum message size")
+    }
+    /// RFC 5321 §4.1.1.4 refusal after DATA: NUL is not text (RFC 5322 §2.3, Postfix and
+    /// chasquid refuse it too), and stripping it would alter a signed message.
+    pub fn nul_in_message() -> Self {
+        Self::one(554, Status(5, 6, 0), "Message contains NUL characters")
+    }
+    /// `[relay] allow_private_destinations = false`.
+    pub fn private_destination() -> Self {
+        Self::one(550, Status(5, 7, 1), "Recipient address literal is in a private or loopback network")
     }
     pub fn http_refused() -> Self {
         Self::one(554, Status(5, 7, 0), "This is an SMTP server")

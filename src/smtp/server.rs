@@ -15,9 +15,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::auth::mechanism::Credentials;
-use crate::auth::{FrontEnd, Login, LoginMechanism, LoginPipeline, Presented};
+use crate::auth::{Authenticator, FrontEnd, Grant, Login, LoginMechanism, LoginPipeline, Presented, Purpose};
 use crate::config::{Config, TlsMode};
-use crate::limits::ConnectionLimiter;
+use crate::limits::{ConnectionLimiter, LimitScope};
+use crate::message_limits::MessageLimits;
 use crate::queue::{EnqueueError, Incoming, Outbox, Submission, Trace};
 
 use super::codec::{Frame, MAX_COMMAND_LINE, next_line};
@@ -35,7 +36,9 @@ pub struct RelayContext {
     pub config: watch::Receiver<Arc<Config>>,
     /// Every AUTH goes through it: decision, delay, bookkeeping, the `auth` record.
     pub logins: Arc<LoginPipeline>,
+    pub authenticator: Arc<Authenticator>,
     pub limiter: ConnectionLimiter,
+    pub message_limits: Arc<MessageLimits>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     /// Where accepted messages go.
@@ -81,12 +84,12 @@ async fn connection(ctx: Arc<RelayContext>, mut stream: TcpStream, peer: SocketA
     let _permit = match ctx.limiter.try_acquire(ip) {
         Ok(p) => p,
         Err(e) => {
-            info!(proto = "smtp", decision = "reject", reason = "too_many_connections", ip = %ip, limit = e.limit, "connect");
-            let _ = tokio::time::timeout(
-                Duration::from_secs(5),
-                stream.write_all(&Reply::too_many_connections().to_bytes()),
-            )
-            .await;
+            let (reason, reply) = match e.scope {
+                LimitScope::Client => ("too_many_connections", Reply::too_many_connections()),
+                LimitScope::Total => ("max_connections", Reply::server_busy()),
+            };
+            info!(proto = "smtp", decision = "reject", reason, ip = %ip, limit = e.limit, "connect");
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&reply.to_bytes())).await;
             return;
         }
     };
@@ -100,6 +103,7 @@ async fn connection(ctx: Arc<RelayContext>, mut stream: TcpStream, peer: SocketA
         max_errors: config.relay.max_errors,
         listener: mode,
         tls_available: acceptor.is_some(),
+        allow_private_destinations: config.relay.allow_private_destinations,
     });
     let mut session = Session::new(session_config, ip, config.relay.is_trusted(ip), mode == TlsMode::Implicit);
     let mut conn = Connection { ctx: &ctx, config: &config, deadline: Instant::now() + config.limits.session_timeout };
@@ -240,6 +244,8 @@ impl Connection<'_> {
                     Step::RefuseCredentials(CredentialRefusal { username, mechanism, error }) => {
                         self.authenticate(session, mechanism, Presented::Malformed { username, error }).await
                     }
+                    Step::Recheck(grant) => self.recheck(session, grant).await,
+                    Step::CountMessage { account } => self.count_message(session, &account),
                     Step::ReceiveData(r) => {
                         r.encode(&mut io.wbuf);
                         io.flush(self.command_timeout()).await?;
@@ -317,6 +323,32 @@ impl Connection<'_> {
         let outcome = self.ctx.logins.login(login).await;
         tokio::time::sleep(outcome.delay).await;
         session.on_verdict(outcome.decision)
+    }
+}
+
+impl Connection<'_> {
+    /// Asks whether the session's login still holds; refusals are logged like the policy
+    /// server's (`decision=refuse reason=...`).
+    async fn recheck(&self, session: &mut Session, grant: Grant) -> Step {
+        let ip = session.client_ip();
+        let decision = self.ctx.authenticator.recheck(&grant, Some(ip), Purpose::Smtp).await;
+        if !decision.is_granted() {
+            info!(proto = "smtp", decision = "refuse", reason = decision.reason(), user = %grant.username,
+                  credential = %grant.credential.label(), ip = %ip, "recheck");
+        }
+        session.on_recheck(decision)
+    }
+
+    /// Takes a slot of the account's message limits (the counters the policy server and the
+    /// API use too).
+    fn count_message(&self, session: &mut Session, account: &str) -> Step {
+        let quota = self.config.message_quota();
+        let counted = self.ctx.message_limits.try_take(account, &quota, Instant::now());
+        if let Err(r) = &counted {
+            info!(proto = "smtp", decision = "refuse", reason = %format_args!("rate_limit_{}", r.window.as_str()),
+                  account = %account, ip = %session.client_ip(), retry_after = r.seconds(), "message limit");
+        }
+        session.on_message_counted(counted)
     }
 }
 

@@ -26,7 +26,14 @@ pub struct SessionConfig {
     pub listener: TlsMode,
     /// A certificate is loaded: STARTTLS can be offered.
     pub tls_available: bool,
+    /// `[relay] allow_private_destinations`: else RCPT to an address literal in a loopback,
+    /// link-local or private range is refused.
+    pub allow_private_destinations: bool,
 }
+
+/// RFC 1035 §2.3.4 limits a domain name to 255 octets; a longer HELO/EHLO argument is no name
+/// and would make the `Received:` header unbounded.
+pub const MAX_HELO_NAME: usize = 255;
 
 #[derive(Debug)]
 pub enum Input {
@@ -71,6 +78,14 @@ pub enum Step {
     ReceiveData(Reply),
     /// Store the message durably, then [`Session::on_queued`].
     Enqueue(Submission),
+    /// Ask the Authenticator whether the session's login still holds (`recheck`), then
+    /// [`Session::on_recheck`]. Asked at MAIL, RCPT and DATA of an authenticated session.
+    Recheck(Grant),
+    /// Count a message against this account's message limits, then
+    /// [`Session::on_message_counted`]. Asked at DATA of an authenticated session.
+    CountMessage {
+        account: String,
+    },
     /// Write it and hang up.
     Close(Reply),
 }
@@ -83,6 +98,10 @@ enum Phase {
     AuthLoginUser,
     AuthLoginPassword(String),
     Verifying,
+    /// Waiting for [`Step::Recheck`]'s answer before going on with a command.
+    Rechecking(Pending),
+    /// Waiting for [`Step::CountMessage`]'s answer before 354.
+    Counting,
     Data,
     Queueing,
 }
@@ -192,6 +211,9 @@ impl Session {
             return self.refuse(Reply::bad_sequence("Command out of sequence"));
         }
         match cmd {
+            Command::Helo(name) | Command::Ehlo(name) if name.len() > MAX_HELO_NAME => {
+                self.refuse(Reply::syntax("Syntax: EHLO hostname (at most 255 octets)"))
+            }
             Command::Helo(name) => {
                 self.helo = Some((name, false));
                 self.transaction = None;
@@ -279,6 +301,11 @@ impl Session {
         if mail.body == Some(Body::BinaryMime) {
             return self.refuse(Reply::parameter_unsupported());
         }
+        self.admit(Pending::Mail(mail))
+    }
+
+    /// MAIL passed every check: the transaction starts.
+    fn accept_mail(&mut self, mail: MailFrom) -> Step {
         self.transaction = Some(Transaction {
             sender: mail.sender,
             recipients: Vec::new(),
@@ -296,6 +323,17 @@ impl Session {
         if tx.recipients.len() >= max {
             return self.refuse(Reply::too_many_recipients());
         }
+        if !self.config.allow_private_destinations && is_internal_literal(&recipient) {
+            return self.refuse(Reply::private_destination());
+        }
+        self.admit(Pending::Rcpt(recipient))
+    }
+
+    /// RCPT passed every check: the recipient joins the transaction.
+    fn accept_rcpt(&mut self, recipient: String) -> Step {
+        let Some(tx) = self.transaction.as_mut() else {
+            return self.refuse(Reply::bad_sequence("Need MAIL before RCPT"));
+        };
         tx.recipients.push(recipient);
         Step::Reply(Reply::recipient_ok())
     }
@@ -304,19 +342,26 @@ impl Session {
         match &self.transaction {
             None => self.refuse(Reply::bad_sequence("Need MAIL command")),
             Some(tx) if tx.recipients.is_empty() => self.refuse(Reply::bad_sequence("Need RCPT command")),
-            Some(_) => {
-                self.phase = Phase::Data;
-                Step::ReceiveData(Reply::start_data())
-            }
+            Some(_) => self.admit(Pending::Data),
         }
+    }
+
+    /// The message may come: 354, then the body.
+    fn start_data(&mut self) -> Step {
+        self.phase = Phase::Data;
+        Step::ReceiveData(Reply::start_data())
     }
 
     /// The dot reader found the end of the message.
     pub fn on_data_end(&mut self, summary: DataSummary) -> Step {
         self.phase = Phase::Command;
-        if summary.too_big || summary.line_too_long {
+        if summary.too_big || summary.line_too_long || summary.nul {
             self.transaction = None;
-            let reply = if summary.too_big { Reply::message_too_big() } else { Reply::line_too_long() };
+            let reply = match () {
+                _ if summary.too_big => Reply::message_too_big(),
+                _ if summary.nul => Reply::nul_in_message(),
+                _ => Reply::line_too_long(),
+            };
             return self.refuse(reply);
         }
         let Some(tx) = self.transaction.take() else {
@@ -363,6 +408,12 @@ impl Session {
     }
 }
 
+/// A recipient at an address literal (`x@[127.0.0.1]`) that leads into the host's own or a
+/// private network. Names are checked at delivery, once they are resolved.
+fn is_internal_literal(recipient: &str) -> bool {
+    crate::mailbox::Mailbox::parse(recipient).ok().and_then(|m| m.literal()).is_some_and(crate::ip_scope::is_internal)
+}
+
 fn usage(verb: &'static str) -> &'static str {
     match verb {
         "HELO" => "Syntax: HELO hostname",
@@ -378,6 +429,10 @@ fn usage(verb: &'static str) -> &'static str {
 
 #[path = "session_auth.rs"]
 mod auth;
+
+#[path = "session_admission.rs"]
+mod admission;
+use admission::Pending;
 
 #[cfg(test)]
 #[path = "session_tests.rs"]

@@ -1,6 +1,7 @@
 use super::*;
 use crate::auth::mechanism::MechanismError;
 use crate::auth::{CredentialRef, DenyReason, TempFailReason};
+use crate::message_limits::{RateWindow, RetryAfter};
 use crate::restriction::AccessRestriction;
 use crate::smtp::reply::Status;
 use base64::Engine as _;
@@ -14,6 +15,7 @@ fn config(listener: TlsMode) -> Arc<SessionConfig> {
         max_errors: 10,
         listener,
         tls_available: true,
+        allow_private_destinations: false,
     })
 }
 
@@ -22,9 +24,30 @@ fn session(listener: TlsMode, trusted: bool) -> Session {
     Session::new(config(listener), "192.0.2.7".parse().unwrap(), trusted, tls)
 }
 
+/// Feeds a line and answers the server's side-steps as a server would whose login still holds
+/// and whose message limits have room (the re-check tests below answer them by hand).
 fn feed(s: &mut Session, line: &str) -> Step {
+    let step = feed_raw(s, line);
+    settle(s, step)
+}
+
+fn feed_raw(s: &mut Session, line: &str) -> Step {
     let input = s.parse_line(line.as_bytes());
     s.on_input(input)
+}
+
+fn settle(s: &mut Session, step: Step) -> Step {
+    match step {
+        Step::Recheck(grant) => {
+            let next = s.on_recheck(Decision::Granted(grant));
+            settle(s, next)
+        }
+        Step::CountMessage { .. } => {
+            let next = s.on_message_counted(Ok(()));
+            settle(s, next)
+        }
+        other => other,
+    }
 }
 
 /// The code and status of a Reply/Close step; panics on other steps.
@@ -234,6 +257,112 @@ fn vrfy_is_252_and_starttls_is_refused_where_not_offered() {
     assert_eq!(s.protocol(), "ESMTP");
 }
 
+/// An untrusted session logged in as [`grant`], its EHLO done.
+fn logged_in_session() -> Session {
+    let mut s = session(TlsMode::Implicit, false);
+    feed(&mut s, "EHLO c");
+    let step = feed(&mut s, &format!("AUTH PLAIN {}", b64(b"\0ann@example.com\0secret")));
+    assert!(matches!(step, Step::Authenticate(_)), "{step:?}");
+    assert_eq!(reply_of(s.on_verdict(Decision::Granted(grant()))).0, 235);
+    s
+}
+
+/// The re-check the session asks for; panics on any other step.
+fn recheck_of(step: Step) -> Grant {
+    match step {
+        Step::Recheck(g) => g,
+        other => panic!("expected a re-check, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_logged_in_session_rechecks_its_login_at_mail_rcpt_and_data_and_counts_at_data() {
+    let mut s = logged_in_session();
+    assert_eq!(recheck_of(feed_raw(&mut s, "MAIL FROM:<ann@example.com>")), grant());
+    assert_eq!(reply_of(s.on_recheck(Decision::Granted(grant()))), (250, Some(Status(2, 1, 0))));
+    assert_eq!(recheck_of(feed_raw(&mut s, "RCPT TO:<x@y.test>")), grant());
+    assert_eq!(reply_of(s.on_recheck(Decision::Granted(grant()))), (250, Some(Status(2, 1, 5))));
+    recheck_of(feed_raw(&mut s, "DATA"));
+    let step = s.on_recheck(Decision::Granted(grant()));
+    let Step::CountMessage { account } = step else { panic!("expected the message to be counted, got {step:?}") };
+    assert_eq!(account, "ann@example.com");
+    assert!(matches!(s.on_message_counted(Ok(())), Step::ReceiveData(r) if r.code == 354));
+    let Step::Enqueue(sub) = s.on_data_end(DataSummary::default()) else { panic!() };
+    assert_eq!(sub.auth_user.as_deref(), Some("ann@example.com"));
+}
+
+#[test]
+fn a_revoked_login_gets_554_5_7_1_and_the_session_is_no_longer_logged_in() {
+    for why in [DenyReason::SecretRevoked, DenyReason::AccountDisabled, DenyReason::IpNotAllowed] {
+        // At MAIL.
+        let mut s = logged_in_session();
+        recheck_of(feed_raw(&mut s, "MAIL FROM:<ann@example.com>"));
+        assert_eq!(reply_of(s.on_recheck(Decision::Denied(why))), (554, Some(Status(5, 7, 1))));
+        assert!(s.grant().is_none());
+        assert_eq!(reply_of(feed_raw(&mut s, "MAIL FROM:<ann@example.com>")), (530, Some(Status(5, 7, 0))));
+        assert!(ehlo_lines(&mut s).iter().any(|l| l == "AUTH PLAIN LOGIN"), "may log in again");
+
+        // At RCPT: the transaction begun under the login ends with it.
+        let mut s = logged_in_session();
+        feed(&mut s, "MAIL FROM:<ann@example.com>");
+        feed(&mut s, "RCPT TO:<x@y.test>");
+        recheck_of(feed_raw(&mut s, "RCPT TO:<z@y.test>"));
+        assert_eq!(reply_of(s.on_recheck(Decision::Denied(why))), (554, Some(Status(5, 7, 1))));
+        assert_eq!(code(&mut s, "DATA"), 503, "no message after a revoked login");
+    }
+}
+
+#[test]
+fn a_recheck_that_cannot_be_made_refuses_for_now_and_the_session_goes_on() {
+    let mut s = logged_in_session();
+    recheck_of(feed_raw(&mut s, "MAIL FROM:<ann@example.com>"));
+    assert_eq!(
+        reply_of(s.on_recheck(Decision::TempFail(TempFailReason::Store("db".into())))),
+        (451, Some(Status(4, 3, 0)))
+    );
+    assert!(s.grant().is_some(), "a store hiccup does not log the client out");
+    assert_eq!(code(&mut s, "RCPT TO:<x@y.test>"), 503, "the refused MAIL started nothing");
+    assert_eq!(code(&mut s, "MAIL FROM:<ann@example.com>"), 250);
+    recheck_of(feed_raw(&mut s, "RCPT TO:<x@y.test>"));
+    assert_eq!(
+        reply_of(s.on_recheck(Decision::TempFail(TempFailReason::Store("db".into())))),
+        (451, Some(Status(4, 3, 0)))
+    );
+    assert_eq!(code(&mut s, "DATA"), 503, "the refused RCPT added no recipient");
+}
+
+#[test]
+fn a_used_up_message_limit_gets_450_4_7_1_at_data_and_ends_the_transaction() {
+    let mut s = logged_in_session();
+    feed(&mut s, "MAIL FROM:<ann@example.com>");
+    feed(&mut s, "RCPT TO:<x@y.test>");
+    recheck_of(feed_raw(&mut s, "DATA"));
+    assert!(matches!(s.on_recheck(Decision::Granted(grant())), Step::CountMessage { .. }));
+    let full = RetryAfter { window: RateWindow::Minute, limit: 1, after: std::time::Duration::from_secs(30) };
+    let step = s.on_message_counted(Err(full));
+    let Step::Reply(r) = step else { panic!("{step:?}") };
+    assert_eq!((r.code, r.status), (450, Some(Status(4, 7, 1))));
+    assert!(r.lines[0].contains("1 per minute"), "{r:?}");
+    assert_eq!(code(&mut s, "RCPT TO:<x@y.test>"), 503);
+    assert_eq!(code(&mut s, "MAIL FROM:<ann@example.com>"), 250, "the session goes on");
+}
+
+#[test]
+fn a_trusted_session_without_login_is_neither_rechecked_nor_counted() {
+    let mut s = relaying_session();
+    assert_eq!(reply_of(feed_raw(&mut s, "MAIL FROM:<a@b.test>")).0, 250);
+    assert_eq!(reply_of(feed_raw(&mut s, "RCPT TO:<x@y.test>")).0, 250);
+    assert!(matches!(feed_raw(&mut s, "DATA"), Step::ReceiveData(r) if r.code == 354));
+}
+
+#[test]
+fn answers_out_of_turn_are_refused_without_effect() {
+    let mut s = logged_in_session();
+    assert_eq!(reply_of(s.on_recheck(Decision::Granted(grant()))).0, 451);
+    assert_eq!(reply_of(s.on_message_counted(Ok(()))).0, 451);
+    assert_eq!(code(&mut s, "DATA"), 503, "no DATA was let through");
+}
+
 proptest! {
     // Whatever an unauthenticated, untrusted client sends, nothing is queued and nothing panics.
     #[test]
@@ -245,7 +374,11 @@ proptest! {
         let mut s = session(TlsMode::Starttls, false);
         for line in lines {
             match feed(&mut s, &line) {
-                Step::Enqueue(_) | Step::Authenticate(_) | Step::RefuseCredentials(_) => {
+                Step::Enqueue(_)
+                | Step::Authenticate(_)
+                | Step::RefuseCredentials(_)
+                | Step::Recheck(_)
+                | Step::CountMessage { .. } => {
                     prop_assert!(false, "reached a privileged step")
                 }
                 Step::ReceiveData(_) => prop_assert!(false, "DATA accepted"),
@@ -254,5 +387,48 @@ proptest! {
                 Step::Reply(_) => {}
             }
         }
+    }
+}
+
+// Issue 14 item 11: a HELO/EHLO name is a domain name, at most 255 octets.
+#[test]
+fn helo_names_over_255_octets_are_refused() {
+    let mut s = session(TlsMode::None, true);
+    assert_eq!(reply_of(feed(&mut s, &format!("EHLO {}", "a".repeat(256)))), (501, Some(Status(5, 5, 4))));
+    assert_eq!(reply_of(feed(&mut s, &format!("HELO {}", "a".repeat(256)))), (501, Some(Status(5, 5, 4))));
+    assert_eq!(s.helo_name(), None);
+    assert_eq!(code(&mut s, &format!("EHLO {}", "a".repeat(255))), 250);
+}
+
+// Issue 14 item 11: NUL in DATA is refused after the dot, nothing is queued.
+#[test]
+fn a_message_with_nul_is_refused_after_the_dot() {
+    let mut s = session(TlsMode::None, true);
+    for line in ["EHLO c", "MAIL FROM:<a@example.com>", "RCPT TO:<b@example.net>"] {
+        assert_eq!(code(&mut s, line), 250, "{line}");
+    }
+    assert_eq!(code(&mut s, "DATA"), 354);
+    let step = s.on_data_end(DataSummary { size: 3, nul: true, ..DataSummary::default() });
+    assert_eq!(reply_of(step), (554, Some(Status(5, 6, 0))));
+    assert_eq!(code(&mut s, "RCPT TO:<b@example.net>"), 503, "the transaction was not reset");
+}
+
+// Issue 14 item 13: address literals in private ranges are refused at RCPT by default.
+#[test]
+fn rcpt_to_a_private_address_literal_is_refused_unless_allowed() {
+    let mut s = session(TlsMode::None, true);
+    for line in ["EHLO c", "MAIL FROM:<a@example.com>"] {
+        assert_eq!(code(&mut s, line), 250, "{line}");
+    }
+    for rcpt in ["x@[127.0.0.1]", "x@[10.1.2.3]", "x@[IPv6:::1]", "x@[169.254.169.254]", "x@[IPv6:fe80::1]"] {
+        assert_eq!(reply_of(feed(&mut s, &format!("RCPT TO:<{rcpt}>"))), (550, Some(Status(5, 7, 1))), "{rcpt}");
+    }
+    assert_eq!(code(&mut s, "RCPT TO:<x@[192.0.2.1]>"), 250, "a public literal is a destination like any other");
+    assert_eq!(code(&mut s, "RCPT TO:<x@localhost>"), 250, "names are checked when resolved, at delivery");
+
+    let allowed = Arc::new(SessionConfig { allow_private_destinations: true, ..(*config(TlsMode::None)).clone() });
+    let mut s = Session::new(allowed, "192.0.2.7".parse().unwrap(), true, false);
+    for line in ["EHLO c", "MAIL FROM:<a@example.com>", "RCPT TO:<x@[127.0.0.1]>"] {
+        assert_eq!(code(&mut s, line), 250, "{line}");
     }
 }

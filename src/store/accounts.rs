@@ -66,6 +66,15 @@ impl Store {
         Ok(Listing::read("accounts", rows, |r| r.0, to_account))
     }
 
+    /// Every account; a row that cannot be read is reported on its own, so it does not hide
+    /// the others.
+    pub fn all_accounts(&self) -> Result<Vec<Result<Account>>> {
+        let sql = format!("SELECT {COLUMNS} FROM accounts");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows.into_iter().map(to_account).collect())
+    }
+
     /// The account a login name belongs to: by its own address or by any of its SMTP usernames.
     pub fn account_for_login(&self, username: &str) -> Result<Option<Account>> {
         let sql = format!(

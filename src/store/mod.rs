@@ -152,7 +152,29 @@ impl Store {
     /// Changes whenever *another* connection commits (SQLite's `PRAGMA data_version`). The
     /// authenticator polls it to drop its cache the moment the CLI changes a secret.
     pub fn data_version(&self) -> Result<i64> {
-        Ok(self.conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
+        // Cached: it runs before every login and every policy re-check, and compiling the
+        // statement would cost more than running it.
+        Ok(self.conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
+    }
+
+    /// Another connection to the same database file.
+    pub fn open_again(&self) -> Result<Self> {
+        match self.conn.path().filter(|p| !p.is_empty()) {
+            Some(path) => Self::open(Path::new(path)),
+            None => Err(StoreError::Corrupt("an in-memory database cannot be opened again".into())),
+        }
+    }
+
+    /// Runs `f` in one read transaction, so that what it reads from several tables is one
+    /// snapshot of the database.
+    pub fn read_snapshot<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        let out = f(self);
+        // A read transaction has nothing to keep: ending it can only fail if it never began.
+        let end = self.conn.execute_batch("COMMIT");
+        let out = out?;
+        end?;
+        Ok(out)
     }
 
     /// Every stored secret hash (SMTP credentials and API keys), for the census of argon2

@@ -99,6 +99,15 @@ impl Store {
         Ok(Listing::read("smtp_credentials", rows, |r| r.0, to_cred))
     }
 
+    /// Every credential of every account; a row that cannot be read is reported on its own,
+    /// so it does not hide the others.
+    pub fn all_smtp_credentials(&self) -> Result<Vec<Result<SmtpCredential>>> {
+        let sql = format!("SELECT {COLUMNS} FROM smtp_credentials");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows.into_iter().map(to_cred).collect())
+    }
+
     pub fn smtp_credential(&self, email: &EmailAddress, id: i64) -> Result<SmtpCredential> {
         let account = account_id(&self.conn, email)?;
         self.smtp_credential_by_id(id)?
