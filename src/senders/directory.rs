@@ -113,8 +113,9 @@ impl Snapshot {
     /// The logins that may use `address`: the verified owner's logins (what Postfix's
     /// `smtpd_sender_login_maps` wants). `None` when nobody owns it.
     pub fn logins_for(&self, address: &str) -> Option<&[String]> {
-        let owner = self.owner(address)?;
-        Some(self.logins(owner.account_id)).filter(|l| !l.is_empty())
+        let Sender::Address(address) = Sender::parse(address) else { return None };
+        let decisive = ownership::owner(&address, |k| self.entries.get(k))?;
+        Some(self.logins(decisive.state.account_id)).filter(|l| !l.is_empty())
     }
 
     /// How many entries the snapshot holds.

@@ -45,7 +45,8 @@ impl Sender {
         }
         // The form account names and SMTP usernames are stored in (NFC, lower case, ASCII
         // domain), so an account's own address matches however the client spelled it.
-        let canonical = crate::address::login_name(inner);
+        // An ASCII address needs no NFC or IDNA: lower case is its canonical form (the hot path).
+        let canonical = if inner.is_ascii() { inner.to_ascii_lowercase() } else { crate::address::login_name(inner) };
         let Some((local, domain)) = canonical.rsplit_once('@') else {
             return Self::Address(SenderAddress { exact: canonical, without_extension: None, domain: None });
         };

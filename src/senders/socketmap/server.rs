@@ -90,7 +90,8 @@ pub async fn serve_connection(
             Step::Close => return served,
             Step::Reply(reply) => reply,
             Step::Lookup(address) => {
-                let reply = session.on_logins(directory.logins_for(&address));
+                let snapshot = directory.snapshot();
+                let reply = session.on_logins(snapshot.as_ref().map(|s| s.logins_for(&address)));
                 log_lookup(&address, &reply);
                 reply
             }

@@ -47,9 +47,9 @@ impl Session {
 
     /// The answer to a [`Step::Lookup`]: the logins that may use the address (`None`: nobody
     /// owns it, or only a pending entry covers it), or why the store could not say.
-    pub fn on_logins<E: std::fmt::Display>(&self, logins: Result<Option<Vec<String>>, E>) -> Reply {
+    pub fn on_logins<S: AsRef<str>, E: std::fmt::Display>(&self, logins: Result<Option<&[S]>, E>) -> Reply {
         match logins {
-            Ok(Some(logins)) => Reply::found(&logins),
+            Ok(Some(logins)) => Reply::found(logins),
             Ok(None) => Reply::NotFound,
             Err(e) => Reply::temp(&format!("sender lookup failed: {e}")),
         }
@@ -86,9 +86,12 @@ mod tests {
     #[test]
     fn answers_with_logins_notfound_or_temp() {
         let s = Session::new("senders");
-        let ok: Result<_, String> = Ok(Some(vec!["ann@example.com".to_string(), "billing@example.com".into()]));
-        assert_eq!(s.on_logins(ok), Reply::Ok("ann@example.com,billing@example.com".into()));
-        assert_eq!(s.on_logins(Ok::<_, String>(None)), Reply::NotFound);
-        assert_eq!(s.on_logins(Err::<Option<Vec<String>>, _>("database is locked")).status(), "TEMP");
+        let logins = ["ann@example.com", "billing@example.com"];
+        assert_eq!(
+            s.on_logins(Ok::<_, String>(Some(&logins[..]))),
+            Reply::Ok("ann@example.com,billing@example.com".into())
+        );
+        assert_eq!(s.on_logins(Ok::<Option<&[&str]>, String>(None)), Reply::NotFound);
+        assert_eq!(s.on_logins(Err::<Option<&[&str]>, _>("database is locked")).status(), "TEMP");
     }
 }
