@@ -66,6 +66,10 @@ async fn raw_mime_arrives_byte_for_byte_with_the_given_envelope() {
     let sink = Sink::start();
     let spool = tempfile::tempdir().unwrap();
     let server = api_to_sink(&sink, spool.path()).await;
+    // The envelope sender below is in example.com: the account must own it (sender binding).
+    let owner = relaykey::address::EmailAddress::parse(OWNER).unwrap();
+    let domain = relaykey::senders::SenderEntry::parse("example.com").unwrap();
+    server.store().add_sender(&owner, &domain, true).unwrap();
     let (_, key) = server.key(&[Send]);
     let raw = "From: Owner <owner@example.com>\r\nTo: someone@example.net\r\nSubject: raw\r\nMIME-Version: 1.0\r\n\
                Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\

@@ -211,7 +211,7 @@ impl PolicyServer {
         let authenticator = relaykey::auth::Authenticator::open(&db, &config.auth).unwrap();
         let (shared, publish) = relaykey::daemon::Shared::new(config, authenticator);
         let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-        let enforcer = Arc::new(shared.policy_enforcer());
+        let enforcer = Arc::new(shared.policy_enforcer().unwrap());
         tokio::spawn(relaykey::policy::server::run(listener, enforcer, shared.shutdown.clone(), shared.tasks.clone()));
         Self { _dir: dir, socket, _shared: shared, _publish: publish, open: Vec::new() }
     }

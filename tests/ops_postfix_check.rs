@@ -24,7 +24,9 @@ fn good_main(spool: &Path) -> String {
          P = unix:private/relaykey-policy\n\
          smtpd_client_restrictions = check_policy_service $P\n\
          smtpd_relay_restrictions = permit_mynetworks, check_policy_service {{ $P, timeout=10s }}, \
-         permit_sasl_authenticated, reject\n",
+         permit_sasl_authenticated, reject\n\
+         smtpd_sender_login_maps = socketmap:unix:private/relaykey-senders:senders\n\
+         smtpd_sender_restrictions = reject_authenticated_sender_login_mismatch\n",
         spool.display()
     )
 }
@@ -42,7 +44,7 @@ impl Setup {
         let private = dir.path().join("spool/private");
         std::fs::create_dir_all(&private).unwrap();
         let mut listeners = Vec::new();
-        for name in ["relaykey-auth", "relaykey-policy"] {
+        for name in ["relaykey-auth", "relaykey-policy", "relaykey-senders"] {
             let path = private.join(name);
             listeners.push(UnixListener::bind(&path).unwrap());
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
@@ -54,7 +56,8 @@ impl Setup {
             dir.path().join("relaykey.toml"),
             format!(
                 "database = \"{d}/relaykey.db\"\n[sasl]\nsocket = \"{d}/spool/private/relaykey-auth\"\n\
-                 [policy]\nsocket = \"{d}/spool/private/relaykey-policy\"\n",
+                 [policy]\nsocket = \"{d}/spool/private/relaykey-policy\"\n\
+                 [senders]\nsocketmap = true\nsocket = \"{d}/spool/private/relaykey-senders\"\n",
                 d = dir.path().display()
             ),
         )
@@ -179,6 +182,34 @@ fn names_a_socket_postfix_cannot_reach() {
     let (code, out) = setup.check(&good);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("does not exist (is relaykey running?)"), "{out}");
+}
+
+#[test]
+fn explains_sender_binding_and_names_what_breaks_it() {
+    if !available() {
+        return;
+    }
+    let setup = Setup::new();
+    let main = good_main(&setup.spool());
+    let (code, out) = setup.check(&main);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("note: submission/inet: senders are bound: reject_authenticated_sender_login_mismatch"),
+        "{out}"
+    );
+    for (from, to, expect) in [
+        (
+            "smtpd_sender_restrictions = reject_authenticated_sender_login_mismatch",
+            "",
+            "a login may send as any sender",
+        ),
+        (":senders\n", ":other\n", "sends the map name \"other\""),
+        ("private/relaykey-senders", "private/relaykey-sender", "does not include relaykey's senders socketmap"),
+    ] {
+        let (code, out) = setup.check(&main.replace(from, to));
+        assert_eq!(code, Some(1), "{to}: {out}");
+        assert!(out.contains(expect), "{to}: {out}");
+    }
 }
 
 #[test]

@@ -9,7 +9,13 @@ use std::process::Command;
 
 use ops_support::*;
 
-const UNITS: &[&str] = &["relaykey.service", "relaykey-sasl.socket", "relaykey-policy.socket", "relaykey-relay.socket"];
+const UNITS: &[&str] = &[
+    "relaykey.service",
+    "relaykey-sasl.socket",
+    "relaykey-policy.socket",
+    "relaykey-senders.socket",
+    "relaykey-relay.socket",
+];
 
 fn unit(name: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd").join(name)).unwrap()
@@ -52,7 +58,9 @@ fn the_service_keeps_the_daemon_contract() {
     assert!(service.lines().any(|l| l.starts_with("WatchdogSec=")));
     assert!(service.lines().any(|l| l.starts_with("CapabilityBoundingSet=CAP_")));
     // The names the daemon matches inherited sockets by.
-    for (socket, name) in [("relaykey-sasl.socket", "sasl"), ("relaykey-policy.socket", "policy")] {
+    for (socket, name) in
+        [("relaykey-sasl.socket", "sasl"), ("relaykey-policy.socket", "policy"), ("relaykey-senders.socket", "senders")]
+    {
         let text = unit(socket);
         assert!(text.lines().any(|l| l == format!("FileDescriptorName={name}")), "{socket}");
         assert!(text.lines().any(|l| l == "SocketUser=postfix") && text.lines().any(|l| l == "SocketMode=0660"));

@@ -40,7 +40,7 @@ impl Server {
         let authenticator = Authenticator::open(&db, &config.auth).unwrap();
         let (shared, publish) = Shared::new(config, authenticator);
         let listener = UnixListener::bind(&socket).unwrap();
-        let enforcer = Arc::new(shared.policy_enforcer());
+        let enforcer = Arc::new(shared.policy_enforcer().unwrap());
         tokio::spawn(relaykey::policy::server::run(listener, enforcer, shared.shutdown.clone(), shared.tasks.clone()));
         Self { _dir: dir, db, socket, shared, publish }
     }

@@ -154,6 +154,8 @@ fn restricted_credential_is_refused_from_a_disallowed_address() {
     let sink = Sink::start();
     let relay = relay_to(&sink, "", "");
     let (user, password) = relay.create_credential(&["--username", "limited@example.com", "--allow", "127.0.0.5"]);
+    // It sends as its own username: sender binding wants that address among the account's senders.
+    relay.cli(&["sender", "add", USER, "limited@example.com"]);
     let server = format!("127.0.0.1:{}", relay.implicit);
     let run = |from: &str| {
         swaks(&[

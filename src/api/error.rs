@@ -98,7 +98,11 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let message = e.to_string();
         match e {
-            StoreError::UnknownApiKey { .. } | StoreError::UnknownSmtpCredential { .. } => Self::not_found(message),
+            StoreError::UnknownApiKey { .. }
+            | StoreError::UnknownSmtpCredential { .. }
+            | StoreError::UnknownSender { .. } => Self::not_found(message),
+            StoreError::SenderTaken(_) => Self::new(StatusCode::CONFLICT, "sender_taken", message),
+            StoreError::SenderExists { .. } => Self::new(StatusCode::CONFLICT, "sender_exists", message),
             // The caller's own account vanished between authentication and the write.
             StoreError::UnknownAccount(_) => Self::unauthorized(),
             StoreError::LimitReached { .. } => Self::new(StatusCode::CONFLICT, "limit_reached", message),

@@ -18,6 +18,7 @@ mod error;
 pub mod operator;
 mod routes;
 mod send;
+mod senders;
 mod server;
 mod smtp_credentials;
 mod state;
@@ -40,6 +41,7 @@ use crate::config::Config;
 use crate::limits::ConnectionLimiter;
 use crate::message_limits::MessageLimits;
 use crate::queue::Outbox;
+use crate::senders::Directory;
 use crate::store::Store;
 use state::ApiState;
 
@@ -65,6 +67,8 @@ pub struct ApiDeps {
     pub limiter: ConnectionLimiter,
     /// Per-account message counters, shared with the relay and the policy server.
     pub message_limits: Arc<MessageLimits>,
+    /// Who owns which sender addresses (`POST /v1/email/send`, SMTP usernames).
+    pub senders: Arc<Directory>,
     /// Cancelled at shutdown: the listeners stop and connections close.
     pub shutdown: CancellationToken,
     /// Where connections run, so that shutdown can wait for them.

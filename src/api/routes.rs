@@ -5,11 +5,11 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 
 use super::error::ApiError;
 use super::state::ApiState;
-use super::{account, api_keys, assets, send, smtp_credentials};
+use super::{account, api_keys, assets, send, senders, smtp_credentials};
 
 /// The OpenAPI 3.1 description of `/v1`, kept in the repository and served as is.
 pub const OPENAPI: &str = include_str!("../../openapi/relaykey.json");
@@ -28,6 +28,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/smtp-credentials", get(smtp_credentials::list).post(smtp_credentials::create))
         .route("/v1/smtp-credentials/{id}", patch(smtp_credentials::edit).delete(smtp_credentials::remove))
         .route("/v1/smtp-credentials/{id}/change", post(smtp_credentials::change))
+        .route("/v1/senders", get(senders::list).post(senders::add))
+        .route("/v1/senders/{entry}", delete(senders::remove))
+        .route("/v1/senders/{entry}/verify", post(senders::verify))
         .route("/v1/email/send", post(send::send))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,5 +1,7 @@
 //! `POST /v1/email/send` (`send`): a message given as fields or as raw MIME, queued durably
-//! through the relay's queue; the reply is the queue id.
+//! through the relay's queue; the reply is the queue id. With `[senders] enforce`, the
+//! envelope sender and (with `check_header_from`) every `From:` address must be covered by a
+//! verified sender entry of the caller's account, or the answer is `403 sender_not_owned`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,11 +13,14 @@ use serde::{Deserialize, Serialize};
 
 use super::body::JsonBody;
 use super::caller::{Caller, perm};
-use super::compose::{Stamp, compose};
+use super::compose::{Outgoing, Stamp, compose};
 use super::enqueue::{Submitter, enqueue};
 use super::error::ApiError;
 use super::state::ApiState;
+use crate::header_from::{self, HeadCapture};
+use crate::log_text::LogText;
 use crate::queue::EnqueueError;
+use crate::senders::Directory;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +95,9 @@ pub async fn send(
             format!("the message exceeds the relay's limit of {} bytes", config.relay.max_message_size),
         ));
     }
+    if config.senders.enforce {
+        check_senders(&state.senders, caller.grant.account_id, &outgoing, config.senders.check_header_from)?;
+    }
     // Counted last, once the message is known to be acceptable: a refused request costs nothing.
     let account = &caller.grant.account;
     if let Err(r) = state.message_limits.try_take(account, &config.message_quota(), Instant::now()) {
@@ -108,6 +116,36 @@ pub async fn send(
         )),
         Err(_) => Err(ApiError::unavailable("the message could not be queued; retry later")),
     }
+}
+
+/// Sender binding: may the account send as the envelope sender and, when `header` is set, as
+/// every address of the message's `From:`?
+fn check_senders(directory: &Directory, account_id: i64, outgoing: &Outgoing, header: bool) -> Result<(), ApiError> {
+    let mut addresses = vec![outgoing.mail_from.to_string()];
+    if header {
+        let mut head = HeadCapture::new();
+        head.feed(&outgoing.message);
+        let found = head.head().and_then(header_from::from_addresses).map_err(|e| ApiError::invalid(e.to_string()))?;
+        addresses.extend(found.iter().map(|m| m.to_string()));
+    }
+    for address in &addresses {
+        match directory.may_send(account_id, address) {
+            Ok(check) if check.is_allowed() => {}
+            Ok(check) => {
+                tracing::info!(proto = "api", decision = "reject", reason = check.kind(), sender = %LogText::new(address), "sender");
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "sender_not_owned",
+                    format!("this account may not send as {address}: add and verify its domain first (/v1/senders)"),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "api: sender directory unavailable");
+                return Err(ApiError::unavailable("the sender directory is temporarily unavailable; retry later"));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]

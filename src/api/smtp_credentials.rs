@@ -17,6 +17,7 @@ use super::error::ApiError;
 use super::state::{ApiState, account_address};
 use super::views::{Removed, SmtpCredentialOut, WithSecret};
 use crate::address::EmailAddress;
+use crate::senders::Directory;
 use crate::store::{NewSmtpCredential, SmtpCredentialEdit};
 
 #[derive(Debug, Deserialize)]
@@ -58,7 +59,7 @@ pub async fn create(
         .transpose()?;
     let allow = req.allow.as_deref().map(restriction).transpose()?.unwrap_or_else(|| authority.reach().clone());
     if let Some(username) = &username {
-        may_use_username(&email, username)?;
+        may_use_username(&email, username, &state.senders, caller.grant.account_id)?;
     }
     authority.may_give_reach(&allow)?;
     let new = NewSmtpCredential { username, allow };
@@ -69,17 +70,31 @@ pub async fn create(
 }
 
 /// An account owner may name credentials only inside what the account already is: its own
-/// address or its own domain. Anything else would squat a name that belongs to another tenant
-/// (`postmaster@victim.example` blocks `relaykey account add postmaster@victim.example`); only
-/// the operator, through the CLI, may hand out other names.
-fn may_use_username(account: &EmailAddress, username: &EmailAddress) -> Result<(), ApiError> {
+/// address, its own domain, or an address its verified senders cover (a domain it proved by
+/// DNS, an address the operator gave it). Anything else would squat a name that belongs to
+/// another tenant (`postmaster@victim.example` blocks `relaykey account add
+/// postmaster@victim.example`); only the operator, through the CLI, may hand out other names.
+fn may_use_username(
+    account: &EmailAddress,
+    username: &EmailAddress,
+    senders: &Directory,
+    account_id: i64,
+) -> Result<(), ApiError> {
     if username == account || username.domain() == account.domain() {
         return Ok(());
     }
-    Err(ApiError::forbidden(format!(
-        "an SMTP username must be the account's address or an address in its domain {} (the operator can set others)",
-        account.domain()
-    )))
+    match senders.may_send(account_id, username.as_str()) {
+        Ok(check) if check.is_allowed() => Ok(()),
+        Ok(_) => Err(ApiError::forbidden(format!(
+            "an SMTP username must be the account's address, an address in its domain {} or in one of its verified \
+             senders (/v1/senders; the operator can set others)",
+            account.domain()
+        ))),
+        Err(e) => {
+            tracing::error!(error = %e, "api: sender directory unavailable");
+            Err(ApiError::unavailable("the sender directory is temporarily unavailable; retry later"))
+        }
+    }
 }
 
 pub async fn edit(

@@ -13,6 +13,7 @@ use crate::config::{Config, LimitsConfig};
 use crate::limits::ConnectionLimiter;
 use crate::message_limits::MessageLimits;
 use crate::queue::Outbox;
+use crate::senders::Directory;
 use crate::store::{Store, StoreError};
 
 use super::ApiDeps;
@@ -23,6 +24,8 @@ pub struct ApiState {
     /// Every request's API key goes through it: decision, delay, bookkeeping, the `auth` record.
     pub logins: Arc<LoginPipeline>,
     pub message_limits: Arc<MessageLimits>,
+    /// Who owns which sender addresses.
+    pub senders: Arc<Directory>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     pub store: StoreHandle,
@@ -37,11 +40,12 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(deps: ApiDeps, store: Store, outbox: Option<Outbox>) -> Self {
         let current = deps.config.borrow().clone();
-        let ApiDeps { config, logins, limiter, message_limits, shutdown, tasks, authenticator: _ } = deps;
+        let ApiDeps { config, logins, limiter, message_limits, senders, shutdown, tasks, authenticator: _ } = deps;
         Self {
             config,
             logins,
             message_limits,
+            senders,
             shutdown,
             tasks,
             requests: ConnectionLimiter::new(&request_limits(&current)),

@@ -10,6 +10,7 @@ mod docs;
 mod output;
 mod postfix_check;
 mod queue;
+mod sender;
 mod smtp;
 
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub enum Command {
     /// Manage SMTP credentials
     #[command(subcommand)]
     Smtp(smtp::SmtpCmd),
+    /// Manage the domains and addresses an account may send as
+    #[command(subcommand)]
+    Sender(sender::SenderCmd),
     /// Test a login through the daemon's decision path
     #[command(subcommand)]
     Auth(auth::AuthCmd),
@@ -157,6 +161,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Account(cmd) => account::run(cmd, &config()?, json),
         Command::Apikey(cmd) => apikey::run(cmd, &config()?, json),
         Command::Smtp(cmd) => smtp::run(cmd, &config()?, json),
+        Command::Sender(cmd) => sender::run(cmd, &config()?, json),
         Command::Auth(cmd) => auth::run(cmd, &config()?, json),
         Command::Config(cmd) => config_cmd::run(cmd, path.as_ref(), json),
         Command::Postfix(cmd) => postfix_check::run(cmd, &config()?, json),

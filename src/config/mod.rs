@@ -9,6 +9,7 @@ mod limits;
 mod policy;
 mod relay;
 mod sasl;
+mod senders;
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,7 @@ pub use limits::{LimitOverride, LimitsConfig};
 pub use policy::{PolicyConfig, UnknownLogin};
 pub use relay::{ListenConfig, RelayConfig, TlsMode, smarthost_parts};
 pub use sasl::SaslConfig;
+pub use senders::SendersConfig;
 
 /// Where the config is read from when neither `--config` nor `RELAYKEY_CONFIG` is given.
 pub const DEFAULT_PATH: &str = "/etc/relaykey/relaykey.toml";
@@ -40,6 +42,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub relay: RelayConfig,
     pub api: ApiConfig,
+    pub senders: SendersConfig,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             relay: RelayConfig::default(),
             api: ApiConfig::default(),
+            senders: SendersConfig::default(),
         }
     }
 }
@@ -111,6 +115,7 @@ impl Config {
         self.limits.validate()?;
         self.relay.validate()?;
         self.api.validate()?;
+        self.senders.validate()?;
         self.validate_message_quota()?;
         Ok(())
     }

@@ -30,6 +30,10 @@ pub struct PolicyConfig {
     pub revocation: bool,
     /// What to do when the login of a session is not known (relaykey restarted since the AUTH).
     pub unknown_login: UnknownLogin,
+    /// At MAIL (and later states) of an authenticated session, refuse an envelope sender the
+    /// login's account does not own (`553 5.7.1`), for hosts that wire only the policy
+    /// service and not `smtpd_sender_login_maps`.
+    pub sender_binding: bool,
     /// The older place of `[limits] messages_per_*` (the limits now apply to the relay and the
     /// API too); still read, see [`super::Config::message_quota`].
     pub messages_per_minute: u32,
@@ -62,6 +66,7 @@ impl Default for PolicyConfig {
             session_limit: true,
             revocation: true,
             unknown_login: UnknownLogin::CheckAccount,
+            sender_binding: false,
             messages_per_minute: 0,
             messages_per_hour: 0,
             messages_per_day: 0,
@@ -88,6 +93,7 @@ mod tests {
         assert!(c.connection_limit && c.tcp_table && c.session_limit && c.revocation);
         assert_eq!((c.messages_per_minute, c.messages_per_hour, c.messages_per_day), (0, 0, 0));
         assert_eq!(c.unknown_login, UnknownLogin::CheckAccount);
+        assert!(!c.sender_binding);
         assert_eq!(c.fallback_action, Action::temporary_failure());
     }
 
@@ -95,13 +101,14 @@ mod tests {
     fn every_key_parses() {
         let c = Config::parse(
             "[policy]\nfallback_action = \"DUNNO\"\nconnection_limit = false\ntcp_table = false\n\
-             session_limit = false\nrevocation = false\nunknown_login = \"defer\"\n\
+             session_limit = false\nrevocation = false\nunknown_login = \"defer\"\nsender_binding = true\n\
              messages_per_minute = 1\nmessages_per_hour = 2\nmessages_per_day = 3\n",
         )
         .unwrap()
         .policy;
         assert_eq!(c.fallback_action, Action::Dunno);
         assert_eq!(c.unknown_login, UnknownLogin::Defer);
+        assert!(c.sender_binding);
         assert_eq!((c.messages_per_minute, c.messages_per_hour, c.messages_per_day), (1, 2, 3));
     }
 

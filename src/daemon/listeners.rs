@@ -4,8 +4,8 @@
 //! systemd passes sockets as fds 3.. with `LISTEN_FDS` and names them with `LISTEN_FDNAMES`
 //! (`FileDescriptorName=` in the socket unit). They are taken once, before any thread starts
 //! (the variables are then removed so no child inherits them), into a process-wide table that
-//! `listen_unix` / `listen_tcp` consult first. A front end's name is `sasl`, `policy`, `api`,
-//! or `relay:ADDRESS`; systemd names cannot hold `:`, so a TCP socket is matched by the part
+//! `listen_unix` / `listen_tcp` consult first. A front end's name is `sasl`, `policy`, `senders`,
+//! `api`, or `relay:ADDRESS`; systemd names cannot hold `:`, so a TCP socket is matched by the part
 //! before the first `:` and then by its address.
 
 use std::io;
@@ -70,7 +70,7 @@ pub fn bound_unix() -> Vec<BoundUnix> {
     BOUND_UNIX.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// The Unix listener for front end `name` (`sasl`, `policy`): the socket systemd passed under
+/// The Unix listener for front end `name` (`sasl`, `policy`, `senders`): the socket systemd passed under
 /// that name, else one bound at `path` with `mode` and `group`.
 pub fn listen_unix(name: &str, path: &Path, mode: u32, group: Option<&str>) -> io::Result<UnixListener> {
     if let Some(fd) = claim(name, is_unix) {

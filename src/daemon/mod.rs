@@ -14,7 +14,7 @@ mod unix_socket;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -35,8 +35,10 @@ use crate::message_limits::MessageLimits;
 use crate::policy::enforcer::Enforcer;
 use crate::queue::{Outbox, SpoolError};
 use crate::sasl::server::SaslServer;
+use crate::senders::Directory;
 use crate::smtp::RelayDeps;
 use crate::smtp::tls::TlsError;
+use crate::store::StoreError;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,8 @@ pub enum ServeError {
     Config(#[from] crate::config::Invalid),
     #[error(transparent)]
     Privileges(#[from] privileges::PrivilegeError),
+    #[error("senders: cannot read the store: {0}")]
+    Senders(StoreError),
 }
 
 /// What every front end shares: one config, one authenticator, one limits table.
@@ -79,6 +83,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Every listener and connection task, so that shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Who may send as which address; opened on first use ([`Shared::sender_directory`]).
+    senders: OnceLock<Arc<Directory>>,
 }
 
 impl Shared {
@@ -103,6 +109,7 @@ impl Shared {
             message_limits: Arc::new(MessageLimits::new()),
             shutdown: CancellationToken::new(),
             tasks,
+            senders: OnceLock::new(),
         };
         (Arc::new(shared), tx)
     }
@@ -112,14 +119,31 @@ impl Shared {
         self.config.borrow().clone()
     }
 
+    /// The sender directory every front end that binds senders shares (the socketmap, the
+    /// policy server, the relay, the API): one store connection, one snapshot. Opened on
+    /// first use on the configured database; later calls return the same one.
+    pub fn sender_directory(&self) -> Result<Arc<Directory>, StoreError> {
+        if let Some(d) = self.senders.get() {
+            return Ok(d.clone());
+        }
+        let opened = Arc::new(Directory::open(&self.config().database)?);
+        Ok(self.senders.get_or_init(|| opened).clone())
+    }
+
     /// The SASL front end, on this daemon's login pipeline.
     pub fn sasl_server(&self) -> SaslServer {
         SaslServer::new(self.config.clone(), self.logins.clone(), self.shutdown.clone(), self.tasks.clone())
     }
 
     /// The policy front end's decision maker.
-    pub fn policy_enforcer(&self) -> Enforcer {
-        Enforcer::new(self.config.clone(), self.authenticator.clone(), self.ledger.clone(), self.message_limits.clone())
+    pub fn policy_enforcer(&self) -> Result<Enforcer, StoreError> {
+        Ok(Enforcer::new(
+            self.config.clone(),
+            self.authenticator.clone(),
+            self.ledger.clone(),
+            self.message_limits.clone(),
+            self.sender_directory()?,
+        ))
     }
 
     /// Opens the relay's spool and starts the queue's delivery runner.
@@ -129,29 +153,31 @@ impl Shared {
     }
 
     /// What the relay needs.
-    pub fn relay_deps(&self) -> RelayDeps {
-        RelayDeps {
+    pub fn relay_deps(&self) -> Result<RelayDeps, StoreError> {
+        Ok(RelayDeps {
             config: self.config.clone(),
             logins: self.logins.clone(),
             authenticator: self.authenticator.clone(),
             limiter: self.limiter.clone(),
             message_limits: self.message_limits.clone(),
+            senders: self.sender_directory()?,
             shutdown: self.shutdown.clone(),
             tasks: self.tasks.clone(),
-        }
+        })
     }
 
     /// What the HTTP API needs.
-    pub fn api_deps(&self) -> ApiDeps {
-        ApiDeps {
+    pub fn api_deps(&self) -> Result<ApiDeps, StoreError> {
+        Ok(ApiDeps {
             config: self.config.clone(),
             authenticator: self.authenticator.clone(),
             logins: self.logins.clone(),
             limiter: self.limiter.clone(),
             message_limits: self.message_limits.clone(),
+            senders: self.sender_directory()?,
             shutdown: self.shutdown.clone(),
             tasks: self.tasks.clone(),
-        }
+        })
     }
 }
 
@@ -197,7 +223,7 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         let p = &config.policy;
         let listener = listen_unix("policy", &p.socket, p.socket_mode, p.socket_group.as_deref())
             .map_err(|source| ServeError::Listen { front_end: "policy", source })?;
-        let enforcer = Arc::new(shared.policy_enforcer());
+        let enforcer = Arc::new(shared.policy_enforcer().map_err(ServeError::Senders)?);
         shared.tasks.spawn(crate::policy::server::run(
             listener,
             enforcer,
@@ -205,6 +231,20 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
             shared.tasks.clone(),
         ));
         started.push("policy");
+    }
+    if config.senders.socketmap {
+        let s = &config.senders;
+        let listener = listen_unix("senders", &s.socket, s.socket_mode, s.socket_group.as_deref())
+            .map_err(|source| ServeError::Listen { front_end: "senders", source })?;
+        let directory = shared.sender_directory().map_err(ServeError::Senders)?;
+        shared.tasks.spawn(crate::senders::socketmap::server::run(
+            listener,
+            directory,
+            s.map_name.clone(),
+            shared.shutdown.clone(),
+            shared.tasks.clone(),
+        ));
+        started.push("senders");
     }
     if config.sasl.enabled {
         let s = &config.sasl;
@@ -224,7 +264,7 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         }
         // The queue first: the relay and the API both put messages into it.
         let queue = shared.start_queue().await?;
-        crate::smtp::serve_relay(shared.relay_deps(), queue.clone(), listeners)?;
+        crate::smtp::serve_relay(shared.relay_deps().map_err(ServeError::Senders)?, queue.clone(), listeners)?;
         outbox = Some(queue);
         started.push("relay");
     }
@@ -243,7 +283,7 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
             ),
             None => None,
         };
-        crate::api::start(shared.api_deps(), outbox, listener, operator)?;
+        crate::api::start(shared.api_deps().map_err(ServeError::Senders)?, outbox, listener, operator)?;
         started.push("api");
     }
     if started.is_empty() {
@@ -330,8 +370,14 @@ fn reload(shared: &Shared, path: Option<&Path>, publish: &watch::Sender<Arc<Conf
         }
     };
     let old = shared.config();
-    if new.database != old.database || new.sasl.socket != old.sasl.socket || new.policy.socket != old.policy.socket {
-        warn!("reload: database or socket paths changed; restart required for those");
+    if new.database != old.database
+        || new.sasl.socket != old.sasl.socket
+        || new.policy.socket != old.policy.socket
+        || new.senders.socket != old.senders.socket
+        || new.senders.socketmap != old.senders.socketmap
+        || new.senders.map_name != old.senders.map_name
+    {
+        warn!("reload: database, socket paths or the socketmap changed; restart required for those");
     }
     let (r, o) = (&new.relay, &old.relay);
     if r.enabled != o.enabled || r.listen != o.listen || r.spool != o.spool || r.nameservers != o.nameservers {

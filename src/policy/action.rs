@@ -114,6 +114,15 @@ impl Action {
         ))
     }
 
+    /// Sender binding: the session's login may not use the envelope sender. smtpd puts
+    /// `<addr>: Sender address rejected: ` before the text of an access action returned to
+    /// its sender restrictions (`check_table_result` in `smtpd_check.c`), so the client reads
+    /// `553 5.7.1 <addr>: Sender address rejected: not owned by user <login>`: the very line
+    /// `reject_authenticated_sender_login_mismatch` writes, whichever of the two enforces it.
+    pub fn sender_not_owned(login: &str) -> Self {
+        Self::Refuse(Refusal::new(553, Status(5, 7, 1), &format!("not owned by user {login}")))
+    }
+
     /// The default fallback for internal errors.
     pub fn temporary_failure() -> Self {
         Self::Refuse(Refusal::new(451, Status(4, 3, 0), "Temporary policy failure, try again later"))
@@ -226,6 +235,7 @@ mod tests {
             (Action::session_expired(), 421, Status(4, 4, 2)),
             (Action::login_revoked(DenyReason::SecretRevoked), 554, Status(5, 7, 1)),
             (Action::rate_limited(RateWindow::Hour, 5), 450, Status(4, 7, 1)),
+            (Action::sender_not_owned("c@d.example"), 553, Status(5, 7, 1)),
         ];
         for (action, code, status) in cases {
             let Action::Refuse(r) = &action else { panic!("{action:?} is not a refusal") };

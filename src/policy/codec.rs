@@ -118,6 +118,9 @@ pub struct PolicyRequest {
     pub server_address: Option<IpAddr>,
     pub server_port: Option<u16>,
     pub sasl_username: Option<String>,
+    /// The envelope sender as the client gave it, without `<>`; `None` for the null sender
+    /// (Postfix sends `sender=` empty) and before MAIL.
+    pub sender: Option<String>,
     /// Non-zero only at DATA and END-OF-MESSAGE.
     pub recipient_count: u32,
     /// Per mail transaction; empty before RCPT (reference §1.2).
@@ -146,6 +149,7 @@ struct Known<'a> {
     server_address: Option<Cow<'a, str>>,
     server_port: Option<Cow<'a, str>>,
     sasl_username: Option<Cow<'a, str>>,
+    sender: Option<Cow<'a, str>>,
     recipient_count: Option<Cow<'a, str>>,
     instance: Option<Cow<'a, str>>,
     policy_context: Option<Cow<'a, str>>,
@@ -162,6 +166,7 @@ impl<'a> Known<'a> {
             b"server_address" => &mut self.server_address,
             b"server_port" => &mut self.server_port,
             b"sasl_username" => &mut self.sasl_username,
+            b"sender" => &mut self.sender,
             b"recipient_count" => &mut self.recipient_count,
             b"instance" => &mut self.instance,
             b"policy_context" => &mut self.policy_context,
@@ -187,6 +192,7 @@ impl<'a> Known<'a> {
             server_address: ip(&self.server_address),
             server_port: port(&self.server_port),
             sasl_username: text(&self.sasl_username),
+            sender: text(&self.sender),
             recipient_count: trimmed(&self.recipient_count).parse().unwrap_or(0),
             instance: text(&self.instance),
             policy_context: text(&self.policy_context),

@@ -1,5 +1,6 @@
 //! Answers one policy request: gathers the facts the rules need (session slot and age, the
-//! login's standing from the ledger and the authenticator, the account's message counts),
+//! login's standing from the ledger and the authenticator, whether the login may use the
+//! envelope sender (the sender directory), the account's message counts),
 //! calls [`rules::decide`], records what the verdict implies, and logs the decision. Nothing
 //! is decided here.
 
@@ -13,10 +14,11 @@ use tracing::{Level, debug, info, warn};
 use crate::auth::{Authenticator, LoginLedger, Purpose};
 use crate::config::{Config, UnknownLogin};
 use crate::message_limits::MessageLimits;
+use crate::senders::Directory;
 
 use super::action::Action;
 use super::codec::{PolicyRequest, ProtocolState};
-use super::rules::{self, Facts, Login, LoginError, RateFact, Reason, Slot, Verdict};
+use super::rules::{self, Facts, Login, LoginError, RateFact, Reason, SenderFact, Slot, Verdict};
 use super::sessions::{ConnId, SessionKey, SessionTable};
 use super::settings::{Settings, TcpCheck};
 use super::tcp_table::Established;
@@ -31,6 +33,8 @@ pub struct Enforcer {
     sessions: Mutex<SessionTable>,
     /// Per-account message counters, shared with the relay and the API.
     message_limits: Arc<MessageLimits>,
+    /// Who may send as which address (`[policy] sender_binding`).
+    senders: Arc<Directory>,
     started: Instant,
 }
 
@@ -69,6 +73,7 @@ impl Enforcer {
         authenticator: Arc<Authenticator>,
         ledger: Arc<LoginLedger>,
         message_limits: Arc<MessageLimits>,
+        senders: Arc<Directory>,
     ) -> Self {
         let settings = RwLock::new(Arc::new(Settings::new(config.borrow().clone())));
         Self {
@@ -78,6 +83,7 @@ impl Enforcer {
             ledger,
             sessions: Mutex::new(SessionTable::new()),
             message_limits,
+            senders,
             started: Instant::now(),
         }
     }
@@ -92,11 +98,15 @@ impl Enforcer {
             session_age: None,
             session_timeout: settings.session_timeout(),
             login: Login::NotChecked,
+            sender: SenderFact::NotChecked,
             rate: None,
             fallback: settings.fallback().clone(),
         };
         let session = self.follow_session(conn, req, &settings, now, &mut facts).await;
         let account = self.check_login(req, &settings, now, &mut facts).await;
+        if settings.policy().sender_binding {
+            facts.sender = self.check_sender(req);
+        }
         let verdict = self.decide_and_count(req, &settings, &mut facts, account.as_deref(), &session, now);
         if let Some(key) = session.key {
             // smtpd hangs up after a 421: free the slot now rather than at its next CONNECT.
@@ -107,7 +117,7 @@ impl Enforcer {
                 lock(&self.sessions).mark_counted(&key, req.instance.as_deref());
             }
         }
-        log_decision(req, &verdict, &facts.login);
+        log_decision(req, &verdict, &facts);
         verdict
     }
 
@@ -240,6 +250,26 @@ impl Enforcer {
         Some(account)
     }
 
+    /// May the session's login use the envelope sender? Like Postfix's
+    /// `smtpd_sender_login_maps`, the login decides (its account's verified entries); the
+    /// null sender and requests without a login are not checked.
+    fn check_sender(&self, req: &PolicyRequest) -> SenderFact {
+        let (Some(login), Some(sender)) = (req.sasl_username.as_deref(), req.sender.as_deref()) else {
+            return SenderFact::NotChecked;
+        };
+        if !rules::checks_sender(&req.protocol_state) {
+            return SenderFact::NotChecked;
+        }
+        match self.senders.may_login_send(login, sender) {
+            Ok(check) if check.is_allowed() => SenderFact::Allowed,
+            Ok(_) => SenderFact::NotOwned { login: login.to_string() },
+            Err(e) => {
+                warn!(proto = "policy", error = %e, "cannot read the sender directory");
+                SenderFact::Unreadable
+            }
+        }
+    }
+
     /// Decides, holding the rate table while the message counts are read, compared and
     /// updated, so that concurrent messages of one account cannot both take the last slot.
     fn decide_and_count(
@@ -268,7 +298,7 @@ impl Enforcer {
 }
 
 /// One line per decision: `decision=dunno|refuse action=... reason=...`.
-fn log_decision(req: &PolicyRequest, verdict: &Verdict, login: &Login) {
+fn log_decision(req: &PolicyRequest, verdict: &Verdict, facts: &Facts) {
     crate::metrics::record_policy(verdict.action.kind(), verdict.reason.as_str());
     let level = decision_level(verdict);
     let enabled = match level {
@@ -278,8 +308,9 @@ fn log_decision(req: &PolicyRequest, verdict: &Verdict, login: &Login) {
     if !enabled {
         return;
     }
-    let error = LogText::or_dash(match login {
-        Login::Error(e) => Some(e.as_str()),
+    let error = LogText::or_dash(match (&facts.login, &facts.sender) {
+        (Login::Error(e), _) => Some(e.as_str()),
+        (_, SenderFact::Unreadable) => Some("sender_directory_unreadable"),
         _ => None,
     });
     let ip = req.client_address.map(|ip| ip.to_string()).unwrap_or_default();

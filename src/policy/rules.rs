@@ -1,8 +1,10 @@
 //! The policy decision: a pure function of one request and the facts the server gathered for
-//! it (session slot and age, the login's current standing, the account's message counts).
+//! it (session slot and age, the login's current standing, whether the login may use the
+//! envelope sender, the account's message counts).
 //!
 //! Order: session limit at CONNECT, then the session time limit, then the login's standing,
-//! then the message rate. Anything else, including unauthenticated traffic, gets `DUNNO`.
+//! then sender binding, then the message rate. Anything else, including unauthenticated
+//! traffic, gets `DUNNO`.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -70,6 +72,21 @@ impl Login {
     }
 }
 
+/// Whether the session's login may use the envelope sender (`[policy] sender_binding`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderFact {
+    /// Not asked: binding off, no login, the null sender, or a state without a sender.
+    NotChecked,
+    Allowed,
+    /// The login's account owns no verified entry covering the sender (another account does,
+    /// nobody does, or only a pending entry does).
+    NotOwned {
+        login: String,
+    },
+    /// The sender directory could not be read; the fallback answers.
+    Unreadable,
+}
+
 /// The account's message counts at a counting point (once per message).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateFact {
@@ -86,6 +103,7 @@ pub struct Facts {
     pub session_age: Option<Duration>,
     pub session_timeout: Duration,
     pub login: Login,
+    pub sender: SenderFact,
     /// Set at the message's counting point when a rate limit is on and the login is known.
     pub rate: Option<RateFact>,
     /// The answer to internal errors.
@@ -102,6 +120,7 @@ pub enum Reason {
     Revoked(DenyReason),
     LoginUnknown,
     RateLimited(RateWindow),
+    SenderNotOwned,
     InternalError,
 }
 
@@ -117,6 +136,7 @@ impl Reason {
             Self::RateLimited(RateWindow::Minute) => "rate_limit_minute",
             Self::RateLimited(RateWindow::Hour) => "rate_limit_hour",
             Self::RateLimited(RateWindow::Day) => "rate_limit_day",
+            Self::SenderNotOwned => "sender_not_owned",
             Self::InternalError => "internal_error",
         }
     }
@@ -148,6 +168,12 @@ pub fn checks_login(state: &ProtocolState) -> bool {
     matches!(state, ProtocolState::Mail | ProtocolState::Rcpt | ProtocolState::Data | ProtocolState::EndOfMessage)
 }
 
+/// The states whose requests carry the envelope sender of an open transaction: with
+/// `smtpd_delay_reject = no` the sender list runs at MAIL; with the default `yes`, at RCPT.
+pub fn checks_sender(state: &ProtocolState) -> bool {
+    checks_login(state)
+}
+
 /// The states at which a message may be counted: DATA (BDAT too) is sent once per message;
 /// END-OF-MESSAGE counts only a message that DATA did not (when only end-of-data
 /// restrictions ask us).
@@ -172,6 +198,13 @@ pub fn decide(req: &PolicyRequest, facts: &Facts) -> Verdict {
         Login::Unknown => return Verdict::new(Action::login_unknown(), Reason::LoginUnknown),
         Login::Error(_) => return Verdict::new(facts.fallback.clone(), Reason::InternalError),
         Login::Valid { .. } | Login::NotChecked => {}
+    }
+    match &facts.sender {
+        SenderFact::NotOwned { login } => {
+            return Verdict::new(Action::sender_not_owned(login), Reason::SenderNotOwned);
+        }
+        SenderFact::Unreadable => return Verdict::new(facts.fallback.clone(), Reason::InternalError),
+        SenderFact::NotChecked | SenderFact::Allowed => {}
     }
     if let Some(rate) = &facts.rate {
         for window in RateWindow::ALL {
@@ -213,6 +246,7 @@ mod tests {
             session_age: Some(Duration::from_secs(1)),
             session_timeout: Duration::from_secs(600),
             login: Login::NotChecked,
+            sender: SenderFact::NotChecked,
             rate: None,
             fallback: Action::temporary_failure(),
         }
@@ -309,6 +343,25 @@ mod tests {
         let f = Facts { login: Login::Anonymous, ..facts() };
         let v = decide(&request("RCPT", "", 0), &f);
         assert_eq!((v.action, v.reason), (Action::Dunno, Reason::Unauthenticated));
+    }
+
+    #[test]
+    fn a_sender_the_login_does_not_own_gets_553_5_7_1_in_postfix_words() {
+        // smtpd writes `<x@other.example>: Sender address rejected: ` before the text.
+        let f = Facts { sender: SenderFact::NotOwned { login: "ann@example.com".into() }, ..facts() };
+        let v = decide(&request("MAIL", "ann@example.com", 0), &f);
+        let Action::Refuse(r) = &v.action else { panic!("{v:?}") };
+        assert_eq!((r.code(), r.status().map(|s| s.to_string())), (553, Some("5.7.1".into())));
+        assert_eq!(r.text(), "not owned by user ann@example.com");
+        assert_eq!(v.reason.to_string(), "sender_not_owned");
+        let allowed = Facts { sender: SenderFact::Allowed, ..facts() };
+        assert_eq!(decide(&request("MAIL", "ann@example.com", 0), &allowed).action, Action::Dunno);
+        let unreadable = Facts { sender: SenderFact::Unreadable, ..facts() };
+        let v = decide(&request("MAIL", "ann@example.com", 0), &unreadable);
+        assert_eq!((v.action, v.reason), (Action::temporary_failure(), Reason::InternalError));
+        // A revoked login is told so first: its sender does not matter any more.
+        let revoked = Facts { login: Login::Revoked(DenyReason::SecretRevoked), ..f };
+        assert_eq!(decide(&request("MAIL", "ann@example.com", 0), &revoked).reason.to_string(), "secret_revoked");
     }
 
     #[test]

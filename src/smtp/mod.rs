@@ -22,6 +22,7 @@ use crate::config::{Config, TlsMode};
 use crate::limits::ConnectionLimiter;
 use crate::message_limits::MessageLimits;
 use crate::queue::Outbox;
+use crate::senders::Directory;
 
 use server::RelayContext;
 use tls::{CertStore, TlsError};
@@ -44,6 +45,8 @@ pub struct RelayDeps {
     pub limiter: ConnectionLimiter,
     /// Per-account message counters, shared with the policy server and the API.
     pub message_limits: Arc<MessageLimits>,
+    /// Who owns which sender addresses (sender binding of authenticated sessions).
+    pub senders: Arc<Directory>,
     /// Cancelled at shutdown: accept loops stop, sessions finish their transaction.
     pub shutdown: CancellationToken,
     /// Where accept loops and connections run, so that shutdown can wait for them.

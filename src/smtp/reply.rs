@@ -126,6 +126,10 @@ impl Reply {
     pub fn auth_temp_failure() -> Self {
         Self::one(454, Status(4, 7, 0), "Temporary authentication failure")
     }
+    /// The sender directory could not answer (Postfix: `451 4.3.0 Temporary lookup failure`).
+    pub fn sender_lookup_failed() -> Self {
+        Self::one(451, Status(4, 3, 0), "Temporary lookup failure")
+    }
     /// The login could not be re-checked (the store is unreadable): no pass on a guess.
     pub fn login_check_failed() -> Self {
         Self::one(451, Status(4, 3, 0), "Cannot check the login now, try again later")
@@ -184,6 +188,18 @@ impl Reply {
     }
     pub fn auth_failed() -> Self {
         Self::one(535, Status(5, 7, 8), "Authentication credentials invalid")
+    }
+    /// Sender binding at MAIL, in Postfix's words (`reject_authenticated_sender_login_mismatch`).
+    pub fn sender_not_owned(address: &str, login: &str) -> Self {
+        Self::one(553, Status(5, 7, 1), format!("<{address}>: Sender address rejected: not owned by user {login}"))
+    }
+    /// Sender binding after DATA: an address of the `From:` header.
+    pub fn header_from_not_owned(address: &str, login: &str) -> Self {
+        Self::one(550, Status(5, 7, 1), format!("<{address}>: From header address rejected: not owned by user {login}"))
+    }
+    /// Sender binding after DATA: the `From:` header could not be read, so it cannot be allowed.
+    pub fn header_from_unreadable(why: &crate::header_from::FromHeaderError) -> Self {
+        Self::one(550, Status(5, 7, 1), format!("Message rejected: {why}"))
     }
     /// The session's login no longer holds (secret changed or removed, account disabled,
     /// address outside a narrowed restriction, permission withdrawn).

@@ -15,13 +15,16 @@ use crate::auth::mechanism::Credentials;
 use crate::auth::{FrontEnd, Grant, Login, LoginMechanism, Presented, Purpose};
 use crate::config::{Config, TlsMode};
 use crate::limits::LimitScope;
+use crate::log_text::LogText;
 use crate::queue::{EnqueueError, Incoming, Outbox, Submission, Trace};
 
 use super::RelayDeps;
 use super::codec::{Frame, MAX_COMMAND_LINE, next_line};
 use super::data::{DotReader, Feed};
 use super::reply::Reply;
-use super::session::{AuthAttempt, CredentialRefusal, Input, Session, SessionConfig, Step};
+use super::session::{
+    AuthAttempt, CredentialRefusal, Input, SenderAnswer, SenderBinding, SenderQuery, Session, SessionConfig, Step,
+};
 use super::tls::CertStore;
 
 /// Body bytes collected before they are handed to the spool file.
@@ -95,6 +98,11 @@ async fn connection(ctx: Arc<RelayContext>, mut stream: TcpStream, peer: SocketA
         listener: mode,
         tls_available: acceptor.is_some(),
         allow_private_destinations: config.relay.allow_private_destinations,
+        sender_binding: match (config.senders.enforce, config.senders.check_header_from) {
+            (false, _) => SenderBinding::Off,
+            (true, false) => SenderBinding::MailFrom,
+            (true, true) => SenderBinding::MailFromAndHeader,
+        },
     });
     let mut session = Session::new(session_config, ip, config.relay.is_trusted(ip), mode == TlsMode::Implicit);
     let mut conn = Connection { ctx: &ctx, config: &config, deadline: Instant::now() + config.limits.session_timeout };
@@ -237,6 +245,7 @@ impl Connection<'_> {
                     }
                     Step::Recheck(grant) => self.recheck(session, grant).await,
                     Step::CountMessage { account } => self.count_message(session, &account),
+                    Step::CheckSenders(check) => session.on_senders_checked(self.check_senders(&check)),
                     Step::ReceiveData(r) => {
                         r.encode(&mut io.wbuf);
                         io.flush(self.command_timeout()).await?;
@@ -305,6 +314,26 @@ impl Connection<'_> {
                 Err(_) => Ok(Wait::Input(Input::Timeout)),
             },
         }
+    }
+
+    /// Asks the sender directory whether the login's account may use every address, and logs
+    /// a refusal (the session makes the reply).
+    fn check_senders(&self, query: &SenderQuery) -> SenderAnswer {
+        for address in &query.addresses {
+            match self.ctx.deps.senders.may_send(query.account_id, address) {
+                Ok(check) if check.is_allowed() => {}
+                Ok(check) => {
+                    info!(proto = "smtp", decision = "reject", reason = check.kind(), user = %LogText::new(&query.login),
+                          sender = %LogText::new(address), "sender");
+                    return SenderAnswer::NotOwned(address.clone());
+                }
+                Err(e) => {
+                    warn!(proto = "smtp", error = %e, "sender directory unavailable");
+                    return SenderAnswer::Unavailable;
+                }
+            }
+        }
+        SenderAnswer::Allowed
     }
 
     /// Asks the login pipeline, holds a failure back as long as it says, reports the verdict.

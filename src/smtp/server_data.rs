@@ -3,6 +3,7 @@
 //! session may say 250.
 
 use super::*;
+use crate::header_from::HeadCapture;
 
 impl Connection<'_> {
     /// Streams the body into the spool; `None` when the connection is gone.
@@ -15,12 +16,15 @@ impl Connection<'_> {
         // here saves two thread hand-offs per message. Only the fsyncs go to the blocking pool.
         let mut incoming = self.ctx.outbox.begin();
         let mut reader = DotReader::new(self.config.relay.max_message_size);
+        let mut head = HeadCapture::new();
         let mut body = Vec::with_capacity(READ_CHUNK);
         if let Ok(inc) = &incoming {
             body.extend_from_slice(self.trace(session, inc.id()).as_bytes());
         }
         loop {
+            let before = body.len();
             let fed = reader.feed(&io.rbuf, &mut body);
+            head.feed(&body[before..]);
             match fed {
                 Feed::Done { consumed } => {
                     io.rbuf.drain(..consumed);
@@ -44,15 +48,19 @@ impl Connection<'_> {
                 }
             }
         }
-        let summary = reader.summary();
-        match session.on_data_end(summary) {
-            Step::Enqueue(submission) => {
-                let result = self.commit(incoming, body, submission).await;
-                Ok(Some(session.on_queued(result)))
-            }
-            other => {
-                self.spool_abort(incoming).await;
-                Ok(Some(other))
+        let mut step = session.on_data_end(reader.summary(), &head);
+        loop {
+            step = match step {
+                Step::CheckSenders(check) => session.on_senders_checked(self.check_senders(&check)),
+                Step::Enqueue(submission) => {
+                    let result = self.commit(incoming, body, submission).await;
+                    return Ok(Some(session.on_queued(result)));
+                }
+                other => {
+                    // Refused after DATA: nothing of the message is kept.
+                    self.spool_abort(incoming).await;
+                    return Ok(Some(other));
+                }
             }
         }
     }

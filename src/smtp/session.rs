@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::auth::mechanism::MechanismError;
 use crate::auth::{Decision, Grant, LoginMechanism};
 use crate::config::TlsMode;
+use crate::header_from::HeadCapture;
 use crate::queue::{EnqueueError, Submission};
 use crate::secret::Secret;
 
@@ -29,6 +30,8 @@ pub struct SessionConfig {
     /// `[relay] allow_private_destinations`: else RCPT to an address literal in a loopback,
     /// link-local or private range is refused.
     pub allow_private_destinations: bool,
+    /// Which addresses an authenticated session may only use if its account owns them.
+    pub sender_binding: SenderBinding,
 }
 
 /// RFC 1035 §2.3.4 limits a domain name to 255 octets; a longer HELO/EHLO argument is no name
@@ -86,6 +89,8 @@ pub enum Step {
     CountMessage {
         account: String,
     },
+    /// Ask the sender directory, then [`Session::on_senders_checked`].
+    CheckSenders(SenderQuery),
     /// Write it and hang up.
     Close(Reply),
 }
@@ -102,7 +107,11 @@ enum Phase {
     Rechecking(Pending),
     /// Waiting for [`Step::CountMessage`]'s answer before 354.
     Counting,
+    /// The MAIL FROM address is being checked; the transaction starts if it is allowed.
+    CheckingMailFrom(Transaction),
     Data,
+    /// The header From: addresses are being checked; the message is queued if they are allowed.
+    CheckingHeaderFrom(Submission),
     Queueing,
 }
 
@@ -304,14 +313,22 @@ impl Session {
         self.admit(Pending::Mail(mail))
     }
 
-    /// MAIL passed every check: the transaction starts.
+    /// MAIL passed every check: the transaction starts, once the sender directory agrees that
+    /// the login may use the sender (the null sender, for bounces, is never bound).
     fn accept_mail(&mut self, mail: MailFrom) -> Step {
-        self.transaction = Some(Transaction {
+        let tx = Transaction {
             sender: mail.sender,
             recipients: Vec::new(),
             smtputf8: mail.smtputf8,
             eight_bit: mail.body == Some(Body::EightBitMime),
-        });
+        };
+        if let Some(sender) = tx.sender.clone()
+            && let Some(query) = self.sender_query(vec![sender])
+        {
+            self.phase = Phase::CheckingMailFrom(tx);
+            return Step::CheckSenders(query);
+        }
+        self.transaction = Some(tx);
         Step::Reply(Reply::sender_ok())
     }
 
@@ -352,8 +369,8 @@ impl Session {
         Step::ReceiveData(Reply::start_data())
     }
 
-    /// The dot reader found the end of the message.
-    pub fn on_data_end(&mut self, summary: DataSummary) -> Step {
+    /// The dot reader found the end of the message; `head` holds its header section.
+    pub fn on_data_end(&mut self, summary: DataSummary, head: &HeadCapture) -> Step {
         self.phase = Phase::Command;
         if summary.too_big || summary.line_too_long || summary.nul {
             self.transaction = None;
@@ -367,15 +384,15 @@ impl Session {
         let Some(tx) = self.transaction.take() else {
             return self.refuse(Reply::bad_sequence("Need MAIL command"));
         };
-        self.phase = Phase::Queueing;
-        Step::Enqueue(Submission {
+        let submission = Submission {
             sender: tx.sender,
             recipients: tx.recipients,
             smtputf8: tx.smtputf8,
             eight_bit: tx.eight_bit,
             auth_user: self.grant.as_ref().map(|g| g.username.clone()),
             client_ip: Some(self.client_ip),
-        })
+        };
+        self.check_header_from(submission, head)
     }
 
     /// The spool's answer: 250 only now, after the message and envelope are on disk.
@@ -434,6 +451,14 @@ mod auth;
 mod admission;
 use admission::Pending;
 
+#[path = "session_senders.rs"]
+mod senders;
+pub use senders::{SenderAnswer, SenderBinding, SenderQuery};
+
 #[cfg(test)]
 #[path = "session_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "session_senders_tests.rs"]
+mod senders_tests;

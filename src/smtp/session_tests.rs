@@ -16,6 +16,7 @@ fn config(listener: TlsMode) -> Arc<SessionConfig> {
         listener,
         tls_available: true,
         allow_private_destinations: false,
+        sender_binding: SenderBinding::Off,
     })
 }
 
@@ -201,7 +202,10 @@ fn several_messages_per_session_each_acknowledged_after_queueing() {
         feed(&mut s, "MAIL FROM:<a@b.test> BODY=8BITMIME");
         feed(&mut s, "RCPT TO:<x@y.test>");
         assert!(matches!(feed(&mut s, "DATA"), Step::ReceiveData(r) if r.code == 354));
-        let Step::Enqueue(sub) = s.on_data_end(DataSummary { size: 10, ..Default::default() }) else { panic!() };
+        let Step::Enqueue(sub) = s.on_data_end(DataSummary { size: 10, ..Default::default() }, &HeadCapture::new())
+        else {
+            panic!()
+        };
         assert_eq!(sub.sender.as_deref(), Some("a@b.test"));
         assert_eq!(sub.recipients, vec!["x@y.test".to_string()]);
         assert!(sub.eight_bit);
@@ -220,12 +224,12 @@ fn data_end_errors_and_spool_failures() {
     };
     start(&mut s);
     let big = DataSummary { size: 2000, too_big: true, ..Default::default() };
-    assert_eq!(reply_of(s.on_data_end(big)), (552, Some(Status(5, 3, 4))));
+    assert_eq!(reply_of(s.on_data_end(big, &HeadCapture::new())), (552, Some(Status(5, 3, 4))));
     start(&mut s);
     let long = DataSummary { size: 20, line_too_long: true, ..Default::default() };
-    assert_eq!(reply_of(s.on_data_end(long)), (500, Some(Status(5, 5, 0))));
+    assert_eq!(reply_of(s.on_data_end(long, &HeadCapture::new())), (500, Some(Status(5, 5, 0))));
     start(&mut s);
-    let Step::Enqueue(sub) = s.on_data_end(DataSummary::default()) else { panic!() };
+    let Step::Enqueue(sub) = s.on_data_end(DataSummary::default(), &HeadCapture::new()) else { panic!() };
     assert_eq!(sub.sender, None, "null sender kept");
     assert_eq!(reply_of(s.on_queued(Err(EnqueueError::DiskFull))), (452, Some(Status(4, 3, 1))));
     assert_eq!(code(&mut s, "RCPT TO:<x@y.test>"), 503, "transaction ends with the DATA reply");
@@ -287,7 +291,7 @@ fn a_logged_in_session_rechecks_its_login_at_mail_rcpt_and_data_and_counts_at_da
     let Step::CountMessage { account } = step else { panic!("expected the message to be counted, got {step:?}") };
     assert_eq!(account, "ann@example.com");
     assert!(matches!(s.on_message_counted(Ok(())), Step::ReceiveData(r) if r.code == 354));
-    let Step::Enqueue(sub) = s.on_data_end(DataSummary::default()) else { panic!() };
+    let Step::Enqueue(sub) = s.on_data_end(DataSummary::default(), &HeadCapture::new()) else { panic!() };
     assert_eq!(sub.auth_user.as_deref(), Some("ann@example.com"));
 }
 
@@ -378,7 +382,8 @@ proptest! {
                 | Step::Authenticate(_)
                 | Step::RefuseCredentials(_)
                 | Step::Recheck(_)
-                | Step::CountMessage { .. } => {
+                | Step::CountMessage { .. }
+                | Step::CheckSenders(_) => {
                     prop_assert!(false, "reached a privileged step")
                 }
                 Step::ReceiveData(_) => prop_assert!(false, "DATA accepted"),
@@ -408,7 +413,7 @@ fn a_message_with_nul_is_refused_after_the_dot() {
         assert_eq!(code(&mut s, line), 250, "{line}");
     }
     assert_eq!(code(&mut s, "DATA"), 354);
-    let step = s.on_data_end(DataSummary { size: 3, nul: true, ..DataSummary::default() });
+    let step = s.on_data_end(DataSummary { size: 3, nul: true, ..DataSummary::default() }, &HeadCapture::new());
     assert_eq!(reply_of(step), (554, Some(Status(5, 6, 0))));
     assert_eq!(code(&mut s, "RCPT TO:<b@example.net>"), 503, "the transaction was not reset");
 }

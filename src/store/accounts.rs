@@ -18,8 +18,9 @@ fn to_account((id, email, enabled, created_at): (i64, String, bool, i64)) -> Res
 const COLUMNS: &str = "id, email, enabled, created_at";
 
 impl Store {
-    /// Adds an account. Refused when the address is an account already or another account's
-    /// SMTP username (usernames are unique across the whole system).
+    /// Adds an account with its own address as a verified sender entry. Refused when the
+    /// address is an account already, another account's SMTP username (usernames are unique
+    /// across the whole system) or another account's sender entry.
     pub fn add_account(&mut self, email: &EmailAddress) -> Result<Account> {
         let tx = self.write()?;
         let exists: i64 =
@@ -38,6 +39,8 @@ impl Store {
             params![email.as_str(), created_at],
         )?;
         let id = tx.last_insert_rowid();
+        // In the same transaction: an account exists only with its own address as a sender.
+        super::senders::bind_own_address(&tx, id, email)?;
         tx.commit()?;
         Ok(Account { id, email: email.clone(), enabled: true, created_at })
     }

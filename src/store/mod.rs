@@ -8,6 +8,7 @@ mod accounts;
 mod api_keys;
 mod listing;
 mod schema;
+mod senders;
 mod smtp_credentials;
 
 use std::fs::OpenOptions;
@@ -42,6 +43,13 @@ pub enum StoreError {
     LimitReached { account: String, what: &'static str, max: usize },
     #[error("username {0} is already used by another SMTP credential or account")]
     UsernameTaken(String),
+    /// Another account holds this sender entry (a domain or address has one owner).
+    #[error("sender {0} belongs to another account")]
+    SenderTaken(String),
+    #[error("account {account} already has sender {entry}")]
+    SenderExists { account: String, entry: String },
+    #[error("account {account} has no sender {entry}")]
+    UnknownSender { account: String, entry: String },
     #[error(transparent)]
     Name(#[from] NameError),
     #[error("an API key needs at least one permission")]
@@ -130,8 +138,11 @@ impl Store {
         if version == target {
             return Ok(());
         }
-        for sql in &schema::MIGRATIONS[version as usize..] {
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql)?;
+            if i + 1 == schema::SENDERS_BACKFILL_AT {
+                senders::bind_own_addresses(&tx)?;
+            }
         }
         tx.pragma_update(None, "user_version", target)?;
         tx.commit()?;

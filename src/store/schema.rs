@@ -37,4 +37,24 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX smtp_credentials_account ON smtp_credentials(account_id);
     "#,
+    // 2: sender entries (domains and addresses an account may send as). `entry` is unique
+    // system-wide: one owner per name. Existing accounts get their own address by
+    // `SENDERS_BACKFILL_AT` (in Rust: the domain goes through IDNA).
+    r#"
+    CREATE TABLE senders (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        entry       TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+        account_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        kind        TEXT    NOT NULL CHECK (kind IN ('domain', 'address')),
+        verified    INTEGER NOT NULL DEFAULT 0,
+        token       TEXT,
+        unicode     TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX senders_account ON senders(account_id);
+    "#,
 ];
+
+/// The migration after which every existing account gets its own address as a verified
+/// sender entry.
+pub const SENDERS_BACKFILL_AT: usize = 2;

@@ -65,13 +65,13 @@ impl TestServer {
         // With `[relay] enabled`, the relay (no listeners: only its queue and delivery) runs too.
         let outbox = if config.relay.enabled {
             let outbox = shared.start_queue().await.unwrap();
-            relaykey::smtp::serve_relay(shared.relay_deps(), outbox.clone(), Vec::new()).unwrap();
+            relaykey::smtp::serve_relay(shared.relay_deps().unwrap(), outbox.clone(), Vec::new()).unwrap();
             Some(outbox)
         } else {
             None
         };
         let spool = outbox.as_ref().map(|o| o.spool().clone());
-        let api = Api::new(shared.api_deps(), outbox).unwrap();
+        let api = Api::new(shared.api_deps().unwrap(), outbox).unwrap();
         let requests = api.requests_in_progress();
         shared.tasks.spawn(api.serve(listener));
         let ops = TcpListener::bind("127.0.0.1:0").await.unwrap();

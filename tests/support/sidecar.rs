@@ -1,6 +1,6 @@
 //! relaykey as deployed next to Postfix 3.7: a throwaway Postfix configured from the very files
 //! `postfix/main.cf.relaykey` and `postfix/master.cf.relaykey`, and a `relaykey serve` whose
-//! sockets sit where those files point (`$queue_directory/private/relaykey-{auth,policy}`).
+//! sockets sit where those files point (`$queue_directory/private/relaykey-{auth,policy,senders}`).
 
 use super::daemon::{Daemon, serve};
 use super::postfix::{Postfix, postfix};
@@ -34,7 +34,8 @@ impl Sidecar {
         let relaykey = serve()
             .toml(&format!(
                 "[sasl]\nsocket = \"{p}/relaykey-auth\"\nsocket_mode = \"0666\"\n\
-                 [policy]\nsocket = \"{p}/relaykey-policy\"\nsocket_mode = \"0666\"\n",
+                 [policy]\nsocket = \"{p}/relaykey-policy\"\nsocket_mode = \"0666\"\n\
+                 [senders]\nsocketmap = true\nsocket = \"{p}/relaykey-senders\"\nsocket_mode = \"0666\"\n",
                 p = private.display()
             ))
             .table("policy", policy_toml)

@@ -150,16 +150,67 @@
     }
   }
 
+  // The TXT record a pending domain must publish, each part labelled, with a copy button.
+  function recordCell(s) {
+    const cell = document.createElement("td");
+    cell.dataset.label = "DNS record";
+    if (!s.dns) {
+      cell.textContent = s.verified ? "" : "ask the operator";
+      return cell;
+    }
+    const box = document.createElement("div");
+    box.className = "record";
+    for (const [name, value, cls] of [["Name", s.dns.name, "record-name"], ["Type", s.dns.type, "record-type"], ["Value", s.dns.value, "record-value"]]) {
+      const label = document.createElement("span");
+      label.textContent = name;
+      const code = document.createElement("code");
+      code.className = cls;
+      code.textContent = value;
+      box.append(label, code);
+    }
+    box.appendChild(button("Copy value", `Copy the TXT value for ${s.unicode}`, () => copyText(s.dns.value, `The TXT value for ${s.unicode} is on the clipboard.`), "secondary copy-record"));
+    cell.appendChild(box);
+    return cell;
+  }
+
+  function renderSenders(senders) {
+    const body = $("senders-table").tBodies[0];
+    body.replaceChildren();
+    $("senders-count").textContent = `(${senders.length})`;
+    for (const s of senders) {
+      const row = document.createElement("tr");
+      row.dataset.entry = s.entry;
+      const shown = s.unicode === s.entry ? s.entry : `${s.unicode} (${s.entry})`;
+      const status = td("Status", s.verified ? "Verified" : "Pending");
+      status.className = s.verified ? "status-verified" : "status-pending";
+      row.append(td(s.kind === "domain" ? "Domain" : "Address", shown), status, recordCell(s));
+      const buttons = [];
+      if (!s.verified && s.dns) {
+        buttons.push(button("Verify", `Verify ${s.unicode} now`, () => verifySender(s), "secondary verify"));
+      }
+      const del = button("Remove", `Remove sender ${s.unicode}`, () => confirmRemoveSender(s), "danger delete");
+      if (state.account && s.entry === state.account.email) {
+        del.disabled = true;
+        del.title = "The account's own address stays";
+      }
+      buttons.push(del);
+      row.appendChild(actions(buttons));
+      body.appendChild(row);
+    }
+  }
+
   async function refresh() {
-    const [account, keys, creds] = await Promise.all([
+    const [account, keys, creds, senders] = await Promise.all([
       api("GET", "/v1/account"),
       api("GET", "/v1/api-keys"),
       api("GET", "/v1/smtp-credentials"),
+      api("GET", "/v1/senders"),
     ]);
     state.account = account;
     $("account-email").textContent = account.email;
     renderKeys(keys);
     renderCredentials(creds);
+    renderSenders(senders);
   }
 
   function showSettings(visible) {
@@ -167,6 +218,8 @@
     $("account-line").hidden = !visible;
     $("apikeys-section").hidden = !visible;
     $("smtp-section").hidden = !visible;
+    $("senders-section").hidden = !visible;
+    $("senders-status").textContent = "";
   }
 
   // A 401 means the pasted key is gone (changed or deleted): back to the sign-in form.
@@ -213,6 +266,15 @@
       document.execCommand("copy");
     }
     $("copy-status").textContent = "Copied to the clipboard.";
+  }
+
+  async function copyText(text, done) {
+    try {
+      await navigator.clipboard.writeText(text);
+      $("senders-status").textContent = done;
+    } catch (e) {
+      $("senders-status").textContent = "The clipboard is not available: select the value and copy it.";
+    }
   }
 
   let pending = null;
@@ -286,6 +348,42 @@
       showSecret(`Password for ${created.username}`, created.password);
     }
     await refresh();
+  }
+
+  function openSenderDialog() {
+    $("sender-form").reset();
+    openDialog($("sender-dialog"), $("sender-domain"));
+  }
+
+  async function saveSender() {
+    const added = await api("POST", "/v1/senders", { domain: $("sender-domain").value.trim() });
+    $("sender-dialog").close();
+    await refresh();
+    $("senders-status").textContent = `${added.unicode} is pending: publish its TXT record, then press Verify.`;
+    const copy = document.querySelector(`#senders-table tr[data-entry="${CSS.escape(added.entry)}"] button.copy-record`);
+    if (copy) copy.focus();
+  }
+
+  async function verifySender(s) {
+    $("senders-status").textContent = `Looking up ${s.dns.name}…`;
+    try {
+      const result = await api("POST", `/v1/senders/${encodeURIComponent(s.entry)}/verify`);
+      await refresh();
+      $("senders-status").textContent = result.verified
+        ? `${result.unicode} is verified: you can send from it now.`
+        : `${result.unicode} is not verified yet: ${result.check ? result.check.message : "no matching record"}.`;
+    } catch (e) {
+      handleFailure(e, $("error"));
+      $("senders-status").textContent = "";
+    }
+  }
+
+  function confirmRemoveSender(s) {
+    confirmAction(`Remove sender ${s.unicode}?`, "Mail from it is refused at once, and another account may claim it.", "Remove", async () => {
+      await api("DELETE", `/v1/senders/${encodeURIComponent(s.entry)}`);
+      $("confirm-dialog").close();
+      await refresh();
+    });
   }
 
   function confirmChangeKey(k) {
@@ -370,12 +468,14 @@
     $("disconnect").addEventListener("click", () => forget(""));
     $("new-apikey").addEventListener("click", () => openKeyDialog(null));
     $("new-smtp").addEventListener("click", () => openSmtpDialog(null));
+    $("new-sender").addEventListener("click", openSenderDialog);
     $("copy-secret").addEventListener("click", copySecret);
     $("secret-dialog").addEventListener("close", () => {
       $("secret-value").value = "";
     });
     onSubmit("apikey-dialog", $("apikey-form"), saveKey);
     onSubmit("smtp-dialog", $("smtp-form"), saveCredential);
+    onSubmit("sender-dialog", $("sender-form"), saveSender);
     onSubmit("confirm-dialog", $("confirm-dialog").querySelector("form"), async () => {
       if (pending) await pending();
     });

@@ -3,6 +3,7 @@
 
 mod reach;
 mod rules;
+mod senders;
 mod settings;
 
 use std::path::PathBuf;
@@ -32,13 +33,15 @@ pub fn run(cmd: PostfixCmd, config: &Config, json: bool) -> CliResult {
     let postfix = PostfixSettings::read(config_dir.as_deref()).map_err(CliError::refused)?;
     let mut findings = analyze(&postfix, config);
     findings.extend(reachability(&postfix, config));
+    let notes = senders::binding_notes(&postfix, config);
     let instance = config_dir.as_ref().map(|d| format!("Postfix ({})", d.display())).unwrap_or("Postfix".into());
     if json {
         let list: Vec<_> =
             findings.iter().map(|f| serde_json::json!({ "place": f.place, "problem": f.problem })).collect();
-        print_json(&serde_json::json!({ "ok": findings.is_empty(), "problems": list }));
+        print_json(&serde_json::json!({ "ok": findings.is_empty(), "problems": list, "notes": notes }));
     } else if findings.is_empty() {
         println!("ok: {instance} is set up to use relaykey");
+        notes.iter().for_each(|n| println!("note: {n}"));
     } else {
         for f in &findings {
             println!("problem: {f}");
@@ -61,8 +64,11 @@ fn reachability(postfix: &PostfixSettings, config: &Config) -> Vec<Finding> {
     let Some(who) = Principal::of_user(user) else {
         return vec![Finding { place: "main.cf".into(), problem: format!("mail_owner {user:?} is not a user here") }];
     };
-    let sockets =
-        [("sasl", config.sasl.enabled, &config.sasl.socket), ("policy", config.policy.enabled, &config.policy.socket)];
+    let sockets = [
+        ("sasl", config.sasl.enabled, &config.sasl.socket),
+        ("policy", config.policy.enabled, &config.policy.socket),
+        ("senders", config.senders.socketmap, &config.senders.socket),
+    ];
     sockets
         .into_iter()
         .filter(|(_, enabled, _)| *enabled)

@@ -110,6 +110,7 @@ pub fn analyze(postfix: &PostfixSettings, config: &Config) -> Vec<Finding> {
         for service in &sasl_services {
             check_sasl(postfix, service, &config.sasl.socket, &mut findings);
         }
+        findings.extend(super::senders::check_sender_binding(postfix, &sasl_services, config));
     }
     if config.policy.enabled {
         // The policy service matters where logins happen; without SASL, on every service.
