@@ -3,14 +3,12 @@
 //! may not use (`403 sender_not_owned`, nothing queued).
 
 mod api_common;
-#[path = "support/relay_sink.rs"]
-mod relay_sink;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use api_common::relay_sink::Sink;
 use api_common::{OWNER, TestServer, wait_until};
-use relay_sink::Sink;
 use relaykey::address::EmailAddress;
 use relaykey::model::Permission::{Manage, Send, View};
 use relaykey::senders::SenderEntry;
