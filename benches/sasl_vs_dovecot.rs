@@ -285,6 +285,30 @@ async fn login(c: &mut Client, id: u32, u: &User) -> bool {
     matches!(c.plain(id, &u.name, &u.password, Some("127.0.0.1")).await, Reply::Ok { .. })
 }
 
+/// One load task's logins: their latencies, how many failed, and the last request id.
+#[derive(Default)]
+struct Tally {
+    lat: Vec<Duration>,
+    failed: usize,
+    id: u32,
+}
+
+impl Tally {
+    /// Logs in once on `c` under the next request id and records the outcome.
+    async fn login(&mut self, c: &mut Client, name: &str, password: &str) {
+        self.id += 1;
+        let t = Instant::now();
+        let ok = login(c, self.id, &User { name: name.to_owned(), password: password.to_owned() }).await;
+        self.lat.push(t.elapsed());
+        self.failed += usize::from(!ok);
+    }
+
+    /// What [`collect`] sums over the tasks.
+    fn into_parts(self) -> (Vec<Duration>, usize) {
+        (self.lat, self.failed)
+    }
+}
+
 /// Every credential in `batch` logs in once, spread over `conns` connections.
 async fn run_cold(socket: &Path, conns: usize, batch: &[User], pids: (Vec<u32>, Vec<u32>)) -> Stats {
     let users: Arc<Vec<(String, String)>> =
@@ -297,17 +321,13 @@ async fn run_cold(socket: &Path, conns: usize, batch: &[User], pids: (Vec<u32>, 
     for mut c in clients {
         let (users, next) = (users.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
-            let (mut lat, mut failed, mut id) = (Vec::new(), 0, 0u32);
+            let mut tally = Tally::default();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some((name, password)) = users.get(i) else { break };
-                id += 1;
-                let t = Instant::now();
-                let ok = login(&mut c, id, &User { name: name.clone(), password: password.clone() }).await;
-                lat.push(t.elapsed());
-                failed += usize::from(!ok);
+                tally.login(&mut c, name, password).await;
             }
-            (lat, failed)
+            tally.into_parts()
         }));
     }
     collect(tasks, started, sampler).await
@@ -342,16 +362,12 @@ async fn run_warm(socket: &Path, conns: usize, users: &[User], secs: Duration, p
     for (k, mut c) in clients.into_iter().enumerate() {
         let users = users.clone();
         tasks.push(tokio::spawn(async move {
-            let (mut lat, mut failed, mut id) = (Vec::new(), 0, 0u32);
+            let mut tally = Tally::default();
             while started.elapsed() < secs {
-                let (name, password) = &users[(k + id as usize) % users.len()];
-                id += 1;
-                let t = Instant::now();
-                let ok = login(&mut c, id, &User { name: name.clone(), password: password.clone() }).await;
-                lat.push(t.elapsed());
-                failed += usize::from(!ok);
+                let (name, password) = &users[(k + tally.id as usize) % users.len()];
+                tally.login(&mut c, name, password).await;
             }
-            (lat, failed)
+            tally.into_parts()
         }));
     }
     collect(tasks, started, sampler).await

@@ -3,38 +3,21 @@
 //! trace header), with the envelope the API was given.
 
 mod api_common;
-#[path = "support/relay_sink.rs"]
-mod relay_sink;
 
 use std::time::Duration;
 
-use api_common::{OWNER, TestServer};
+use api_common::OWNER;
+use api_common::relay_sink::Sink;
+use api_common::send::{api_to_sink, wait_for};
 use base64::Engine;
-use relay_sink::{Delivered, Sink};
 use relaykey::model::Permission::Send;
 use serde_json::json;
-
-async fn relay_server(sink: &Sink, spool: &std::path::Path) -> TestServer {
-    TestServer::start(&format!(
-        "[relay]\nenabled = true\nhostname = \"relay.test\"\nspool = {spool:?}\nsmarthost = \"127.0.0.1:{}\"\n\
-         smarthost_tls = \"none\"\nlisten = []\n",
-        sink.port
-    ))
-    .await
-}
-
-async fn wait_for(sink: &Sink, n: usize) -> Vec<Delivered> {
-    let sink = sink.clone();
-    let got = tokio::task::spawn_blocking(move || sink.wait_for(n, Duration::from_secs(60))).await.unwrap();
-    assert!(got.len() >= n, "only {} of {n} messages reached the smarthost", got.len());
-    got
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_composed_message_reaches_the_smarthost_intact() {
     let sink = Sink::start();
     let spool = tempfile::tempdir().unwrap();
-    let server = relay_server(&sink, spool.path()).await;
+    let server = api_to_sink(&sink, spool.path()).await;
     let (_, key) = server.key(&[Send]);
     let text = "Hello from the API.\r\n.a line with a leading dot\r\nGrüße";
     let reply = server
@@ -82,7 +65,7 @@ async fn a_composed_message_reaches_the_smarthost_intact() {
 async fn raw_mime_arrives_byte_for_byte_with_the_given_envelope() {
     let sink = Sink::start();
     let spool = tempfile::tempdir().unwrap();
-    let server = relay_server(&sink, spool.path()).await;
+    let server = api_to_sink(&sink, spool.path()).await;
     let (_, key) = server.key(&[Send]);
     let raw = "From: Owner <owner@example.com>\r\nTo: someone@example.net\r\nSubject: raw\r\nMIME-Version: 1.0\r\n\
                Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
@@ -110,7 +93,7 @@ async fn raw_mime_arrives_byte_for_byte_with_the_given_envelope() {
 async fn send_refusals_are_400_and_nothing_is_queued() {
     let sink = Sink::start();
     let spool = tempfile::tempdir().unwrap();
-    let server = relay_server(&sink, spool.path()).await;
+    let server = api_to_sink(&sink, spool.path()).await;
     let (_, key) = server.key(&[Send]);
     for body in [
         json!({"to": ["a@example.net"], "text": "no from"}),

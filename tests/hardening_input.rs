@@ -4,22 +4,19 @@
 //! the fix.
 
 mod api_common;
-#[path = "support/relay_sink.rs"]
-mod relay_sink;
 mod support;
 
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_common::{OWNER, TestServer};
+use api_common::OWNER;
+use api_common::relay_sink::Sink;
+use api_common::send::{api_to_sink, wait_for};
 use base64::Engine as _;
-use relay_sink::{Delivered, Sink};
 use relaykey::model::Permission::Send;
 use serde_json::json;
-use support::peers::{needs, which};
-use support::ports::{free_port, wait_listening};
+use support::dns::dnsmasq;
 use support::relay::{Options, Relay, USER};
 use support::smtp::Dialog;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,22 +71,6 @@ fn item_11_relay_limits_the_ehlo_name_to_255_octets() {
     assert!(d.reply().starts_with("501 5.5.4 "));
     d.send(&format!("EHLO {}\r\n", "c".repeat(255)));
     assert!(d.reply().starts_with("250"));
-}
-
-async fn api_to_sink(sink: &Sink, spool: &std::path::Path) -> TestServer {
-    TestServer::start(&format!(
-        "[relay]\nenabled = true\nhostname = \"relay.test\"\nspool = {spool:?}\nsmarthost = \"127.0.0.1:{}\"\n\
-         smarthost_tls = \"none\"\nlisten = []\n",
-        sink.port
-    ))
-    .await
-}
-
-async fn wait_for(sink: &Sink, n: usize) -> Vec<Delivered> {
-    let sink = sink.clone();
-    let got = tokio::task::spawn_blocking(move || sink.wait_for(n, WAIT)).await.unwrap();
-    assert!(got.len() >= n, "only {} of {n} messages reached the smarthost", got.len());
-    got
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -158,28 +139,6 @@ async fn item_13_send_api_refuses_a_loopback_address_literal() {
     assert_eq!((reply.status, reply.code()), (422, "private_destination"), "{}", reply.text);
 }
 
-struct Dnsmasq(Child);
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn dnsmasq(port: u16, records: &[&str]) -> Dnsmasq {
-    let mut cmd = Command::new(which("dnsmasq").unwrap());
-    cmd.args(["--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces"])
-        .args(["--listen-address=127.0.0.1", &format!("--port={port}"), "--user=root", "--pid-file="])
-        .args(records)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = Dnsmasq(cmd.spawn().unwrap());
-    wait_listening(port, "dnsmasq");
-    child
-}
-
 /// Waits until the relay's log holds `n` lines containing every part of `want`.
 fn wait_for_log(relay: &Relay, want: &[&str], n: usize) -> String {
     let start = Instant::now();
@@ -196,25 +155,20 @@ fn wait_for_log(relay: &Relay, want: &[&str], n: usize) -> String {
 
 #[test]
 fn item_13_an_mx_that_resolves_to_loopback_bounces_without_a_connection() {
-    if !needs().programs(&["dnsmasq"]).root().met() {
+    let Some(dns) = dnsmasq(&[
+        "--mx-host=inside.example,mx.inside.example,10",
+        "--host-record=mx.inside.example,127.0.0.2",
+        "--host-record=a-only.example,127.0.0.1",
+        // The sender's domain too, so the DSN would go to the sink if anything did.
+        "--mx-host=example.com,mx.inside.example,10",
+        "--local=/example/",
+    ]) else {
         return;
-    }
+    };
     let sink = Sink::start();
-    let dns_port = free_port();
-    let _dns = dnsmasq(
-        dns_port,
-        &[
-            "--mx-host=inside.example,mx.inside.example,10",
-            "--host-record=mx.inside.example,127.0.0.2",
-            "--host-record=a-only.example,127.0.0.1",
-            // The sender's domain too, so the DSN would go to the sink if anything did.
-            "--mx-host=example.com,mx.inside.example,10",
-            "--local=/example/",
-        ],
-    );
     // Default: allow_private_destinations = false.
     let relay = Relay::start(Options {
-        relay: format!("nameservers = [\"127.0.0.1:{dns_port}\"]\nmx_port = {}\n", sink.port),
+        relay: format!("nameservers = [\"127.0.0.1:{}\"]\nmx_port = {}\n", dns.port, sink.port),
         ..Options::default()
     });
     let mut d = authenticated_transaction(&relay);

@@ -7,16 +7,14 @@
 //!   a removed credential stops the session that is already logged in.
 
 mod api_common;
-#[path = "support/relay_sink.rs"]
-mod relay_sink;
 mod support;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use api_common::relay_sink::Sink;
 use base64::Engine as _;
-use relay_sink::Sink;
 use serde_json::{Value, json};
 use support::relay::{Options, Relay, USER};
 use support::smtp::Dialog;

@@ -8,12 +8,10 @@
 mod sink;
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sink::Sink;
-use support::peers::{needs, which};
-use support::ports::{free_port, wait_listening};
+use support::dns::dnsmasq;
 use support::relay::{Options, Relay, USER};
 use support::smtp::Dialog;
 
@@ -145,51 +143,24 @@ fn bare_lf_and_bare_cr_cannot_smuggle_a_second_message() {
     assert_eq!(sink.all().len(), 1, "a second message was delivered");
 }
 
-struct Dnsmasq(Child);
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn dnsmasq(port: u16, records: &[&str]) -> Dnsmasq {
-    let mut cmd = Command::new(which("dnsmasq").unwrap());
-    cmd.args(["--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces"])
-        .args(["--listen-address=127.0.0.1", &format!("--port={port}"), "--user=root", "--pid-file="])
-        .args(records)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = Dnsmasq(cmd.spawn().unwrap());
-    wait_listening(port, "dnsmasq");
-    child
-}
-
 #[test]
 fn mx_mode_follows_mx_records_and_falls_back_to_a_records() {
-    if !needs().programs(&["dnsmasq"]).root().met() {
+    let Some(dns) = dnsmasq(&[
+        "--mx-host=mx-test.example,mx1.mx-test.example,10",
+        "--host-record=mx1.mx-test.example,127.0.0.1",
+        "--host-record=a-only.example,127.0.0.1",
+        "--mx-host=example.com,mx1.mx-test.example,10",
+        // Authoritative for .example: names it lacks are NXDOMAIN, types it lacks are NODATA.
+        "--local=/example/",
+    ]) else {
         return;
-    }
+    };
     let sink = Sink::start();
-    let dns_port = free_port();
-    let _dns = dnsmasq(
-        dns_port,
-        &[
-            "--mx-host=mx-test.example,mx1.mx-test.example,10",
-            "--host-record=mx1.mx-test.example,127.0.0.1",
-            "--host-record=a-only.example,127.0.0.1",
-            "--mx-host=example.com,mx1.mx-test.example,10",
-            // Authoritative for .example: names it lacks are NXDOMAIN, types it lacks are NODATA.
-            "--local=/example/",
-        ],
-    );
     let relay = Relay::start(Options {
         // The sink is on loopback: this test delivers by MX to a private address on purpose.
         relay: format!(
-            "nameservers = [\"127.0.0.1:{dns_port}\"]\nmx_port = {}\nallow_private_destinations = true\n",
-            sink.port
+            "nameservers = [\"127.0.0.1:{}\"]\nmx_port = {}\nallow_private_destinations = true\n",
+            dns.port, sink.port
         ),
         ..Options::default()
     });

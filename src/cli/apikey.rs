@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::output::{ApiKeyView, SHOW_ONCE, allow_text, escape, permissions_text, print_json, warn_unreadable};
-use super::{CliError, CliResult, open_store, parse_allow, parse_email};
+use super::output::{
+    ApiKeyView, SHOW_ONCE, allow_text, escape, permissions_text, print_json, print_list, print_removed,
+};
+use super::{CliError, CliResult, open_store, parse_allow, parse_allow_edit, parse_email};
 use crate::config::Config;
 use crate::model::{ApiKey, Permission, PermissionSet};
 use crate::secret::Secret;
@@ -96,34 +98,18 @@ pub fn run(cmd: ApiKeyCmd, config: &Config, json: bool) -> CliResult {
         }
         ApiKeyCmd::List { email } => {
             let keys = store.api_keys(&parse_email(&email)?)?;
-            warn_unreadable(&keys.unreadable);
-            if json {
-                print_json(&keys.iter().map(|k| ApiKeyView::new(k, None)).collect::<Vec<_>>());
-            } else {
-                for k in &keys {
-                    let v = ApiKeyView::new(k, None);
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}",
-                        v.id,
-                        v.masked,
-                        escape(v.name),
-                        permissions_text(v.permissions),
-                        allow_text(&v.allow)
-                    );
-                }
-            }
+            let line = |v: &ApiKeyView| {
+                let (name, permissions, allow) =
+                    (escape(v.name), permissions_text(v.permissions), allow_text(&v.allow));
+                format!("{}\t{}\t{name}\t{permissions}\t{allow}", v.id, v.masked)
+            };
+            print_list(&keys, |k| ApiKeyView::new(k, None), line, json);
         }
         ApiKeyCmd::Edit { email, id, name, permissions, allow, no_allow } => {
             let edit = ApiKeyEdit {
                 name,
                 permissions: parse_permissions(&permissions)?,
-                allow: if no_allow {
-                    Some(Default::default())
-                } else if allow.is_empty() {
-                    None
-                } else {
-                    Some(parse_allow(&allow)?)
-                },
+                allow: parse_allow_edit(no_allow, &allow)?,
             };
             let key = store.edit_api_key(&parse_email(&email)?, id, edit)?;
             print_one(&key, None, json);
@@ -134,11 +120,7 @@ pub fn run(cmd: ApiKeyCmd, config: &Config, json: bool) -> CliResult {
         }
         ApiKeyCmd::Remove { email, id } => {
             store.remove_api_key(&parse_email(&email)?, id)?;
-            if json {
-                print_json(&serde_json::json!({ "removed": id }));
-            } else {
-                println!("removed API key {id}");
-            }
+            print_removed(id, "API key", json);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -142,6 +142,18 @@ pub(crate) fn parse_allow(items: &[String]) -> Result<AccessRestriction, CliErro
     Ok(AccessRestriction::parse_all(items)?)
 }
 
+/// The restriction an `edit` asks for: `--no-allow` clears it, no `--allow` keeps it, and
+/// `--allow` items replace it.
+pub(crate) fn parse_allow_edit(no_allow: bool, items: &[String]) -> Result<Option<AccessRestriction>, CliError> {
+    if no_allow {
+        Ok(Some(AccessRestriction::default()))
+    } else if items.is_empty() {
+        Ok(None)
+    } else {
+        parse_allow(items).map(Some)
+    }
+}
+
 pub fn run(cli: Cli) -> CliResult {
     let Cli { config: path, json, command } = cli;
     let config = || load_config(path.as_ref());

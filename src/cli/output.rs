@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::invisible::is_invisible;
 use crate::model::{Account, ApiKey, PermissionSet, SmtpCredential};
 use crate::secret::{self, API_KEY_LEN, SMTP_PASSWORD_LEN, Secret};
-use crate::store::UnreadableRow;
+use crate::store::{Listing, UnreadableRow};
 
 /// The one escaping rule for text bound for the operator's terminal.
 pub fn escape(text: &str) -> Cow<'_, str> {
@@ -114,6 +114,34 @@ impl<'a> AccountView<'a> {
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
     // Serializing these plain structs cannot fail.
     println!("{}", json_text(&serde_json::to_string_pretty(value).unwrap_or_default()));
+}
+
+/// What a `list` prints: a warning for each row it skipped, then the rows' views as one JSON
+/// array, or one text line each.
+pub fn print_list<'a, T, V: Serialize>(
+    listing: &'a Listing<T>,
+    view: impl Fn(&'a T) -> V,
+    line: impl Fn(&V) -> String,
+    json: bool,
+) {
+    warn_unreadable(&listing.unreadable);
+    let views: Vec<V> = listing.iter().map(view).collect();
+    if json {
+        print_json(&views);
+    } else {
+        for v in &views {
+            println!("{}", line(v));
+        }
+    }
+}
+
+/// What a `remove` prints: `{"removed": id}` in JSON, a sentence naming `what` otherwise.
+pub fn print_removed(id: i64, what: &str, json: bool) {
+    if json {
+        print_json(&serde_json::json!({ "removed": id }));
+    } else {
+        println!("removed {what} {id}");
+    }
 }
 
 /// serde_json escapes C0 controls but writes DEL, C1 controls (U+009B is a CSI) and bidi

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::output::{SHOW_ONCE, SmtpCredentialView, allow_text, escape, print_json, warn_unreadable};
-use super::{CliResult, open_store, parse_allow, parse_email};
+use super::output::{SHOW_ONCE, SmtpCredentialView, allow_text, escape, print_json, print_list, print_removed};
+use super::{CliResult, open_store, parse_allow, parse_allow_edit, parse_email};
 use crate::config::Config;
 use crate::model::SmtpCredential;
 use crate::secret::Secret;
@@ -75,26 +75,13 @@ pub fn run(cmd: SmtpCmd, config: &Config, json: bool) -> CliResult {
         }
         SmtpCmd::List { email } => {
             let creds = store.smtp_credentials(&parse_email(&email)?)?;
-            warn_unreadable(&creds.unreadable);
-            if json {
-                print_json(&creds.iter().map(|c| SmtpCredentialView::new(c, None)).collect::<Vec<_>>());
-            } else {
-                for c in &creds {
-                    let v = SmtpCredentialView::new(c, None);
-                    println!("{}\t{}\t{}\t{}", v.id, escape(v.username), v.masked, allow_text(&v.allow));
-                }
-            }
+            let line = |v: &SmtpCredentialView| {
+                format!("{}\t{}\t{}\t{}", v.id, escape(v.username), v.masked, allow_text(&v.allow))
+            };
+            print_list(&creds, |c| SmtpCredentialView::new(c, None), line, json);
         }
         SmtpCmd::Edit { email, id, allow, no_allow } => {
-            let edit = SmtpCredentialEdit {
-                allow: if no_allow {
-                    Some(Default::default())
-                } else if allow.is_empty() {
-                    None
-                } else {
-                    Some(parse_allow(&allow)?)
-                },
-            };
+            let edit = SmtpCredentialEdit { allow: parse_allow_edit(no_allow, &allow)? };
             let cred = store.edit_smtp_credential(&parse_email(&email)?, id, edit)?;
             print_one(&cred, None, json);
         }
@@ -104,11 +91,7 @@ pub fn run(cmd: SmtpCmd, config: &Config, json: bool) -> CliResult {
         }
         SmtpCmd::Remove { email, id } => {
             store.remove_smtp_credential(&parse_email(&email)?, id)?;
-            if json {
-                print_json(&serde_json::json!({ "removed": id }));
-            } else {
-                println!("removed SMTP credential {id}");
-            }
+            print_removed(id, "SMTP credential", json);
         }
     }
     Ok(ExitCode::SUCCESS)

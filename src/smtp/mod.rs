@@ -56,20 +56,9 @@ pub struct RelayDeps {
 pub fn serve_relay(deps: RelayDeps, outbox: Outbox, listeners: Vec<RelayListener>) -> Result<(), TlsError> {
     let certs = Arc::new(CertStore::load(&deps.config.borrow().relay)?);
     spawn_cert_reload(&deps, certs.clone());
-    let RelayDeps { config, authenticator, logins, limiter, message_limits, shutdown, tasks } = deps;
-    let ctx = Arc::new(RelayContext {
-        config,
-        authenticator,
-        logins,
-        limiter,
-        message_limits,
-        shutdown,
-        tasks,
-        outbox,
-        certs,
-    });
+    let ctx = Arc::new(RelayContext { deps, outbox, certs });
     for l in listeners {
-        ctx.tasks.spawn(server::accept_loop(ctx.clone(), l.listener, l.tls));
+        ctx.deps.tasks.spawn(server::accept_loop(ctx.clone(), l.listener, l.tls));
     }
     Ok(())
 }

@@ -9,18 +9,15 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::auth::mechanism::Credentials;
-use crate::auth::{Authenticator, FrontEnd, Grant, Login, LoginMechanism, LoginPipeline, Presented, Purpose};
+use crate::auth::{FrontEnd, Grant, Login, LoginMechanism, Presented, Purpose};
 use crate::config::{Config, TlsMode};
-use crate::limits::{ConnectionLimiter, LimitScope};
-use crate::message_limits::MessageLimits;
+use crate::limits::LimitScope;
 use crate::queue::{EnqueueError, Incoming, Outbox, Submission, Trace};
 
+use super::RelayDeps;
 use super::codec::{Frame, MAX_COMMAND_LINE, next_line};
 use super::data::{DotReader, Feed};
 use super::reply::Reply;
@@ -31,16 +28,10 @@ use super::tls::CertStore;
 const SPOOL_CHUNK: usize = 256 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
 
-/// What every relay connection shares (see [`super::RelayDeps`]).
+/// What every relay connection shares: the daemon's [`RelayDeps`], and what `serve_relay`
+/// adds to them.
 pub struct RelayContext {
-    pub config: watch::Receiver<Arc<Config>>,
-    /// Every AUTH goes through it: decision, delay, bookkeeping, the `auth` record.
-    pub logins: Arc<LoginPipeline>,
-    pub authenticator: Arc<Authenticator>,
-    pub limiter: ConnectionLimiter,
-    pub message_limits: Arc<MessageLimits>,
-    pub shutdown: CancellationToken,
-    pub tasks: TaskTracker,
+    pub deps: RelayDeps,
     /// Where accepted messages go.
     pub outbox: Outbox,
     pub certs: Arc<CertStore>,
@@ -49,23 +40,23 @@ pub struct RelayContext {
 impl RelayContext {
     /// A snapshot of the current config.
     fn config(&self) -> Arc<Config> {
-        self.config.borrow().clone()
+        self.deps.config.borrow().clone()
     }
 }
 
-/// Runs one listener's accept loop until shutdown; connections run on `ctx.tasks`.
+/// Runs one listener's accept loop until shutdown; connections run on `ctx.deps.tasks`.
 pub async fn accept_loop(ctx: Arc<RelayContext>, listener: TcpListener, mode: TlsMode) {
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     info!(proto = "smtp", listen = %local, tls = ?mode, "relay listening");
     loop {
         let accepted = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
+            _ = ctx.deps.shutdown.cancelled() => return,
             r = listener.accept() => r,
         };
         match accepted {
             Ok((stream, peer)) => {
                 let ctx2 = ctx.clone();
-                ctx.tasks.spawn(async move {
+                ctx.deps.tasks.spawn(async move {
                     let _open = crate::metrics::OpenConnection::new("relay");
                     connection(ctx2, stream, peer, mode).await
                 });
@@ -81,7 +72,7 @@ pub async fn accept_loop(ctx: Arc<RelayContext>, listener: TcpListener, mode: Tl
 
 async fn connection(ctx: Arc<RelayContext>, mut stream: TcpStream, peer: SocketAddr, mode: TlsMode) {
     let ip = crate::restriction::canonical_ip(peer.ip());
-    let _permit = match ctx.limiter.try_acquire(ip) {
+    let _permit = match ctx.deps.limiter.try_acquire(ip) {
         Ok(p) => p,
         Err(e) => {
             let (reason, reply) = match e.scope {
@@ -305,7 +296,7 @@ impl Connection<'_> {
         let limit = self.command_timeout().min(remaining);
         let session_bound = remaining <= self.command_timeout();
         tokio::select! {
-            _ = self.ctx.shutdown.cancelled() => Ok(Wait::Input(Input::ShuttingDown)),
+            _ = self.ctx.deps.shutdown.cancelled() => Ok(Wait::Input(Input::ShuttingDown)),
             r = tokio::time::timeout(limit, io.fill()) => match r {
                 Ok(Ok(true)) => Ok(Wait::Line),
                 Ok(Ok(false)) => Ok(Wait::Eof),
@@ -320,7 +311,7 @@ impl Connection<'_> {
     async fn authenticate(&self, session: &mut Session, mechanism: LoginMechanism, presented: Presented) -> Step {
         let client_ip = Some(session.client_ip());
         let login = Login { front_end: FrontEnd::Relay, mechanism, client_ip, presented };
-        let outcome = self.ctx.logins.login(login).await;
+        let outcome = self.ctx.deps.logins.login(login).await;
         tokio::time::sleep(outcome.delay).await;
         session.on_verdict(outcome.decision)
     }
@@ -331,7 +322,7 @@ impl Connection<'_> {
     /// server's (`decision=refuse reason=...`).
     async fn recheck(&self, session: &mut Session, grant: Grant) -> Step {
         let ip = session.client_ip();
-        let decision = self.ctx.authenticator.recheck(&grant, Some(ip), Purpose::Smtp).await;
+        let decision = self.ctx.deps.authenticator.recheck(&grant, Some(ip), Purpose::Smtp).await;
         if !decision.is_granted() {
             info!(proto = "smtp", decision = "refuse", reason = decision.reason(), user = %grant.username,
                   credential = %grant.credential.label(), ip = %ip, "recheck");
@@ -343,7 +334,7 @@ impl Connection<'_> {
     /// API use too).
     fn count_message(&self, session: &mut Session, account: &str) -> Step {
         let quota = self.config.message_quota();
-        let counted = self.ctx.message_limits.try_take(account, &quota, Instant::now());
+        let counted = self.ctx.deps.message_limits.try_take(account, &quota, Instant::now());
         if let Err(r) = &counted {
             info!(proto = "smtp", decision = "refuse", reason = %format_args!("rate_limit_{}", r.window.as_str()),
                   account = %account, ip = %session.client_ip(), retry_after = r.seconds(), "message limit");

@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Listing, Result, Store, StoreError, account_id, now};
+use super::{Listing, Result, Store, StoreError, account_id, now, query_all};
 use crate::address::EmailAddress;
 use crate::model::Account;
 
@@ -60,18 +60,14 @@ impl Store {
     }
 
     pub fn accounts(&self) -> Result<Listing<Account>> {
-        let sql = format!("SELECT {COLUMNS} FROM accounts ORDER BY email");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = query_all(&self.conn, &format!("SELECT {COLUMNS} FROM accounts ORDER BY email"), [], from_row)?;
         Ok(Listing::read("accounts", rows, |r| r.0, to_account))
     }
 
     /// Every account; a row that cannot be read is reported on its own, so it does not hide
     /// the others.
     pub fn all_accounts(&self) -> Result<Vec<Result<Account>>> {
-        let sql = format!("SELECT {COLUMNS} FROM accounts");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = query_all(&self.conn, &format!("SELECT {COLUMNS} FROM accounts"), [], from_row)?;
         Ok(rows.into_iter().map(to_account).collect())
     }
 

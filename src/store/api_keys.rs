@@ -1,8 +1,8 @@
 //! Queries on the `api_keys` table.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{Listing, Result, Store, StoreError, account_id, now};
+use super::{Listing, Result, Store, StoreError, account_id, now, query_all};
 use crate::address::EmailAddress;
 use crate::model::{ApiKey, MAX_PER_ACCOUNT, PermissionSet, key_name};
 use crate::restriction::AccessRestriction;
@@ -128,18 +128,19 @@ impl Store {
 
     pub fn api_keys(&self, email: &EmailAddress) -> Result<Listing<ApiKey>> {
         let account = account_id(&self.conn, email)?;
-        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = ?1 ORDER BY id");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([account], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = query_all(
+            &self.conn,
+            &format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = ?1 ORDER BY id"),
+            [account],
+            from_row,
+        )?;
         Ok(Listing::read("api_keys", rows, |r| r.0, to_key))
     }
 
     /// Every key of every account; a row that cannot be read is reported on its own, so it
     /// does not hide the others.
     pub fn all_api_keys(&self) -> Result<Vec<Result<ApiKey>>> {
-        let sql = format!("SELECT {COLUMNS} FROM api_keys");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = query_all(&self.conn, &format!("SELECT {COLUMNS} FROM api_keys"), [], from_row)?;
         Ok(rows.into_iter().map(to_key).collect())
     }
 
@@ -164,23 +165,14 @@ impl Store {
     /// The keys, across all accounts, whose locator matches (see [`Secret::locator`]); for a
     /// real key that is exactly one.
     pub fn api_keys_by_locator(&self, locator: &str) -> Result<Vec<ApiKey>> {
-        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE locator = ?1");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([locator], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows =
+            query_all(&self.conn, &format!("SELECT {COLUMNS} FROM api_keys WHERE locator = ?1"), [locator], from_row)?;
         rows.into_iter().map(to_key).collect()
     }
 
     pub fn edit_api_key(&mut self, email: &EmailAddress, id: i64, edit: ApiKeyEdit) -> Result<ApiKey> {
         let tx = self.write()?;
-        let account = account_id(&tx, email)?;
-        let owned: i64 = tx.query_row(
-            "SELECT count(*) FROM api_keys WHERE id = ?1 AND account_id = ?2",
-            params![id, account],
-            |r| r.get(0),
-        )?;
-        if owned == 0 {
-            return Err(StoreError::UnknownApiKey { account: email.to_string(), id });
-        }
+        owner_of_key(&tx, email, id)?;
         if let Some(name) = &edit.name {
             tx.execute("UPDATE api_keys SET name = ?1 WHERE id = ?2", params![clean_name(name)?, id])?;
         }
@@ -201,15 +193,7 @@ impl Store {
     /// stops working with this commit.
     pub fn change_api_key(&mut self, email: &EmailAddress, id: i64, params: &HashParams) -> Result<(ApiKey, Secret)> {
         let tx = self.write()?;
-        let account = account_id(&tx, email)?;
-        let owned: i64 = tx.query_row(
-            "SELECT count(*) FROM api_keys WHERE id = ?1 AND account_id = ?2",
-            params![id, account],
-            |r| r.get(0),
-        )?;
-        if owned == 0 {
-            return Err(StoreError::UnknownApiKey { account: email.to_string(), id });
-        }
+        let account = owner_of_key(&tx, email, id)?;
         let secret = draw_unique(&tx, account, Some(id))?;
         let hash = params.hash(&secret).map_err(|e| StoreError::Hash(e.to_string()))?;
         tx.execute(
@@ -242,4 +226,18 @@ impl Store {
         self.conn.execute("UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2", params![now(), id])?;
         Ok(())
     }
+}
+
+/// The id of `email`'s account, if it owns key `id`; otherwise `UnknownAccount` or
+/// `UnknownApiKey`, so that one account can neither see nor touch another's keys.
+fn owner_of_key(tx: &Connection, email: &EmailAddress, id: i64) -> Result<i64> {
+    let account = account_id(tx, email)?;
+    let owned: i64 =
+        tx.query_row("SELECT count(*) FROM api_keys WHERE id = ?1 AND account_id = ?2", params![id, account], |r| {
+            r.get(0)
+        })?;
+    if owned == 0 {
+        return Err(StoreError::UnknownApiKey { account: email.to_string(), id });
+    }
+    Ok(account)
 }

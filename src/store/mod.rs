@@ -196,6 +196,18 @@ impl Store {
     }
 }
 
+/// Runs `sql` with `params` and reads every row it returns with `read`.
+fn query_all<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params, read)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 /// Looks up an account id by address inside a transaction, or fails with `UnknownAccount`.
 fn account_id(tx: &Connection, email: &EmailAddress) -> Result<i64> {
     use rusqlite::OptionalExtension;

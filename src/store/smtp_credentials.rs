@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Listing, Result, Store, StoreError, account_id, now, username_is_free};
+use super::{Listing, Result, Store, StoreError, account_id, now, query_all, username_is_free};
 use crate::address::EmailAddress;
 use crate::model::{MAX_PER_ACCOUNT, SmtpCredential};
 use crate::restriction::AccessRestriction;
@@ -93,18 +93,19 @@ impl Store {
 
     pub fn smtp_credentials(&self, email: &EmailAddress) -> Result<Listing<SmtpCredential>> {
         let account = account_id(&self.conn, email)?;
-        let sql = format!("SELECT {COLUMNS} FROM smtp_credentials WHERE account_id = ?1 ORDER BY id");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([account], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = query_all(
+            &self.conn,
+            &format!("SELECT {COLUMNS} FROM smtp_credentials WHERE account_id = ?1 ORDER BY id"),
+            [account],
+            from_row,
+        )?;
         Ok(Listing::read("smtp_credentials", rows, |r| r.0, to_cred))
     }
 
     /// Every credential of every account; a row that cannot be read is reported on its own,
     /// so it does not hide the others.
     pub fn all_smtp_credentials(&self) -> Result<Vec<Result<SmtpCredential>>> {
-        let sql = format!("SELECT {COLUMNS} FROM smtp_credentials");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = query_all(&self.conn, &format!("SELECT {COLUMNS} FROM smtp_credentials"), [], from_row)?;
         Ok(rows.into_iter().map(to_cred).collect())
     }
 

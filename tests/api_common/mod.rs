@@ -2,6 +2,10 @@
 //! functions the CLI uses, and a small HTTP client that can pick its source address.
 #![allow(dead_code)]
 
+#[path = "../support/relay_sink.rs"]
+pub mod relay_sink;
+pub mod send;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;

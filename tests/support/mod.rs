@@ -2,10 +2,11 @@
 //! skip rule ([`peers`]), one port allocator ([`ports`]), one way to run `relaykey serve`
 //! ([`daemon`]), one throwaway Postfix ([`postfix`]), and what is built on them: relaykey next
 //! to Postfix as documented ([`sidecar`]), the relay with its test certificate ([`relay`]),
-//! and SMTP clients ([`smtp`]). A test includes it with `mod support;`.
+//! SMTP clients ([`smtp`]), and a loopback DNS server ([`dns`]). A test includes it with `mod support;`.
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod dns;
 pub mod peers;
 pub mod ports;
 pub mod postfix;
