@@ -5,8 +5,6 @@
 use std::net::{IpAddr, SocketAddr};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 
 use crate::config::{RelayConfig, smarthost_parts};
@@ -67,23 +65,7 @@ impl Router {
     /// A resolver on `nameservers` (UDP and TCP), else on /etc/resolv.conf. Smarthost mode needs
     /// DNS only for the smarthost's name.
     pub fn new(config: &RelayConfig) -> Self {
-        let builder = if config.nameservers.is_empty() {
-            TokioResolver::builder_tokio().ok()
-        } else {
-            let mut rc = ResolverConfig::from_parts(None, Vec::new(), Vec::new());
-            for ns in &config.nameservers {
-                let conn = |mut c: ConnectionConfig| {
-                    c.port = ns.port();
-                    c
-                };
-                rc.add_name_server(NameServerConfig::new(
-                    ns.ip(),
-                    true,
-                    vec![conn(ConnectionConfig::udp()), conn(ConnectionConfig::tcp())],
-                ));
-            }
-            Some(TokioResolver::builder_with_config(rc, TokioRuntimeProvider::default()))
-        };
+        let builder = crate::dns::resolver_builder(&config.nameservers).ok();
         Self { resolver: builder.and_then(|b| b.build().ok()) }
     }
 

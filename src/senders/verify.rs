@@ -5,8 +5,6 @@
 //! the domain is neither proven nor disproven, and the entry stays pending to be checked again.
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use subtle::ConstantTimeEq;
 
@@ -81,22 +79,9 @@ pub async fn verify_domain(config: &SendersConfig, ascii_domain: &str, token: &s
 }
 
 fn resolver(config: &SendersConfig) -> Result<TokioResolver, String> {
-    let mut builder = match config.resolver {
-        None => TokioResolver::builder_tokio().map_err(|e| format!("cannot read the system resolver: {e}"))?,
-        Some(ns) => {
-            let mut rc = ResolverConfig::from_parts(None, Vec::new(), Vec::new());
-            let conn = |mut c: ConnectionConfig| {
-                c.port = ns.port();
-                c
-            };
-            rc.add_name_server(NameServerConfig::new(
-                ns.ip(),
-                true,
-                vec![conn(ConnectionConfig::udp()), conn(ConnectionConfig::tcp())],
-            ));
-            TokioResolver::builder_with_config(rc, TokioRuntimeProvider::default())
-        }
-    };
+    let nameservers: Vec<_> = config.resolver.into_iter().collect();
+    let mut builder =
+        crate::dns::resolver_builder(&nameservers).map_err(|e| format!("cannot read the system resolver: {e}"))?;
     let options = builder.options_mut();
     options.timeout = config.dns_timeout;
     options.attempts = 1;
