@@ -305,7 +305,8 @@ impl Runner {
         .await;
         match committed {
             Ok(Ok(env)) => {
-                info!(id = %env.id, original, to = %LogText::new(&env.recipients[0].address.to_string()), "dsn queued");
+                let to = env.recipients.first().map(|r| r.address.to_string()).unwrap_or_default();
+                info!(id = %env.id, original, to = %LogText::new(&to), "dsn queued");
                 let _ = self.requeue.send(env);
             }
             Ok(Err(e)) => warn!(original, error = %e, "delivery: cannot queue a DSN"),
