@@ -8,7 +8,7 @@ mod support;
 
 use support::peers::available;
 use support::sidecar::Sidecar;
-use support::smtp::swaks;
+use support::smtp::swaks_message_from;
 
 /// The reply to MAIL FROM in a swaks transcript (`250 2.1.0 Ok`, `553 5.7.1 …`); after
 /// STARTTLS swaks marks lines `~>` and `<~`.
@@ -24,24 +24,7 @@ fn mail_reply(transcript: &str) -> String {
 /// One message over the submission service (STARTTLS), AUTH PLAIN as `user`, from `from`
 /// (`<>`: the null sender).
 fn send(sc: &Sidecar, user: &str, password: &str, from: &str) -> (bool, String) {
-    let server = format!("127.0.0.1:{}", sc.ports.submission);
-    swaks(&[
-        "--server",
-        &server,
-        "--tls",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        user,
-        "--auth-password",
-        password,
-        "--from",
-        from,
-        "--to",
-        "rcpt@example.org",
-        "--timeout",
-        "60",
-    ])
+    swaks_message_from(sc.ports.submission, "--tls", user, password, from, &["rcpt@example.org"])
 }
 
 #[test]

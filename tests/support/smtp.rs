@@ -275,6 +275,11 @@ pub fn swaks_auth(target: &[String], mech: &str, user: &str, password: &str) -> 
 /// Sends one message from `user` (AUTH PLAIN) to `to` through 127.0.0.1:`port`, with `tls`
 /// (`--tls` or `--tls-on-connect`); returns (success, transcript).
 pub fn swaks_message(port: u16, tls: &str, user: &str, password: &str, to: &[&str]) -> (bool, String) {
+    swaks_message_from(port, tls, user, password, user, to)
+}
+
+/// As [`swaks_message`], with the envelope sender `from` (`<>`: the null sender).
+pub fn swaks_message_from(port: u16, tls: &str, user: &str, password: &str, from: &str, to: &[&str]) -> (bool, String) {
     let server = format!("127.0.0.1:{port}");
     let to = to.join(",");
     swaks(&[
@@ -288,7 +293,7 @@ pub fn swaks_message(port: u16, tls: &str, user: &str, password: &str, to: &[&st
         "--auth-password",
         password,
         "--from",
-        user,
+        from,
         "--to",
         &to,
         "--timeout",
