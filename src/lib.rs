@@ -31,3 +31,4 @@ pub mod senders;
 pub mod smtp;
 pub mod store;
 pub mod tls_provider;
+pub mod unix_accept;

@@ -19,28 +19,16 @@ use super::sessions::ConnId;
 /// Serves `listener` with `enforcer` until `shutdown` is cancelled; connections run on `tasks`.
 pub async fn run(listener: UnixListener, enforcer: Arc<Enforcer>, shutdown: CancellationToken, tasks: TaskTracker) {
     let next_id = AtomicU64::new(1);
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let conn = next_id.fetch_add(1, Ordering::Relaxed);
-                let guard = Release { enforcer: enforcer.clone(), conn };
-                let shutdown = shutdown.clone();
-                tasks.spawn(async move {
-                    let _open = crate::metrics::OpenConnection::new("policy");
-                    handle(stream, guard, shutdown).await
-                });
-            }
-            Err(e) => {
-                // Out of descriptors, typically: back off instead of spinning.
-                warn!(proto = "policy", error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
+    crate::unix_accept::accept_until_shutdown(&listener, "policy", &shutdown, |stream| {
+        let conn = next_id.fetch_add(1, Ordering::Relaxed);
+        let guard = Release { enforcer: enforcer.clone(), conn };
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let _open = crate::metrics::OpenConnection::new("policy");
+            handle(stream, guard, shutdown).await
+        });
+    })
+    .await;
 }
 
 /// Frees the connection's sessions however its task ends, a panic included.

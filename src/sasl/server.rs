@@ -65,27 +65,14 @@ impl SaslServer {
 
     /// Accepts until shutdown; each connection runs on the task tracker.
     pub async fn run(self: Arc<Self>, listener: UnixListener) {
-        loop {
-            let accepted = tokio::select! {
-                _ = self.shutdown.cancelled() => break,
-                a = listener.accept() => a,
-            };
-            match accepted {
-                Ok((stream, _)) => {
-                    let me = self.clone();
-                    self.tasks.spawn(async move {
-                        let _open = crate::metrics::OpenConnection::new("sasl");
-                        me.drive(stream).await
-                    });
-                }
-                Err(e) => {
-                    // Out of descriptors and the like: back off instead of spinning.
-                    warn!(proto = "sasl", error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-        debug!(proto = "sasl", "accept loop stopped");
+        crate::unix_accept::accept_until_shutdown(&listener, "sasl", &self.shutdown, |stream| {
+            let me = self.clone();
+            self.tasks.spawn(async move {
+                let _open = crate::metrics::OpenConnection::new("sasl");
+                me.drive(stream).await
+            });
+        })
+        .await;
     }
 
     async fn drive(self: Arc<Self>, stream: UnixStream) {

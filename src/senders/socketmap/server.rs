@@ -24,28 +24,16 @@ pub async fn run(
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let (directory, shutdown) = (directory.clone(), shutdown.clone());
-                let session = Session::new(map_name.clone());
-                tasks.spawn(async move {
-                    let _open = crate::metrics::OpenConnection::new("socketmap");
-                    let served = serve_connection(stream, session, &directory, &shutdown).await;
-                    debug!(proto = "socketmap", requests = served, "socketmap connection closed");
-                });
-            }
-            Err(e) => {
-                // Out of descriptors, typically: back off instead of spinning.
-                warn!(proto = "socketmap", error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
+    crate::unix_accept::accept_until_shutdown(&listener, "socketmap", &shutdown, |stream| {
+        let (directory, shutdown) = (directory.clone(), shutdown.clone());
+        let session = Session::new(map_name.clone());
+        tasks.spawn(async move {
+            let _open = crate::metrics::OpenConnection::new("socketmap");
+            let served = serve_connection(stream, session, &directory, &shutdown).await;
+            debug!(proto = "socketmap", requests = served, "socketmap connection closed");
+        });
+    })
+    .await;
 }
 
 /// Answers requests on one connection until the peer hangs up, sends garbage, or shutdown;
