@@ -180,7 +180,15 @@ fn tokenize(value: &str) -> Result<Vec<Token>, FromHeaderError> {
                 loop {
                     match chars.next() {
                         None => return Err(malformed("a domain literal is not closed")),
-                        Some('\\') => s.push(chars.next().ok_or(malformed("a domain literal is not closed"))?),
+                        // Kept in its written form: a quoted-pair of a character dtext
+                        // excludes stays escaped, so the literal reads back the same.
+                        Some('\\') => {
+                            let c = chars.next().ok_or(malformed("a domain literal is not closed"))?;
+                            if matches!(c, '\\' | '[' | ']') {
+                                s.push('\\');
+                            }
+                            s.push(c);
+                        }
                         Some(']') => break,
                         Some('[') => return Err(malformed("'[' inside a domain literal")),
                         Some(c) => s.push(c),
