@@ -145,6 +145,11 @@ impl Sink {
     pub fn all(&self) -> Vec<Delivered> {
         self.store.0.lock().unwrap().clone()
     }
+
+    /// Forgets the messages kept so far (a bench keeps thousands).
+    pub fn clear(&self) {
+        self.store.0.lock().unwrap().clear();
+    }
 }
 
 fn path(line: &str) -> String {
