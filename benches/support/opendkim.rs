@@ -7,9 +7,11 @@
 //! per-key algorithm came upstream only in 2024, PR #202). So a host that signs with both runs
 //! one instance per algorithm and lists both in `smtpd_milters`; this does the same.
 //!
-//! Each instance runs in the foreground on a loopback port out of a private directory (0700;
-//! `RequireSafeKeys no` only because that directory lies under the world-writable /tmp, which
-//! OpenDKIM would otherwise refuse); killed on drop.
+//! Each instance runs in the foreground out of a private directory (0700; `RequireSafeKeys no`
+//! only because it lies under the world-writable /tmp, which OpenDKIM would otherwise refuse)
+//! and listens on a unix socket next to it, as Debian's package does (`local:` socket; over
+//! loopback TCP the milter dialog's small writes can stall on delayed ACKs, which would charge
+//! Postfix for a setup detail); killed on drop.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -17,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 
 use base64::Engine;
 
-use super::support::ports::{free_port, wait_listening};
+use std::time::Duration;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub enum Algorithm {
@@ -49,30 +51,33 @@ const OVERSIGN_HEADERS: &str =
 /// One OpenDKIM process per algorithm.
 pub struct OpenDkim {
     children: Vec<Child>,
-    /// The milter ports, in the order the algorithms were given.
-    pub ports: Vec<u16>,
+    /// The milter sockets, in the order the algorithms were given.
+    pub sockets: Vec<std::path::PathBuf>,
     /// (`selector._domainkey.domain`, TXT value) of each key, for a verifier.
     pub records: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl OpenDkim {
     pub fn start(domain: &str, algorithms: &[Algorithm]) -> Self {
         let dir = tempfile::Builder::new().prefix("relaykey-opendkim").tempdir().expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        let mut me = Self { children: Vec::new(), ports: Vec::new(), records: Vec::new(), _dir: dir };
+        // Postfix's smtpd (user postfix) reaches the sockets in here; the keys are a level down.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut me = Self { children: Vec::new(), sockets: Vec::new(), records: Vec::new(), dir: dir };
         for &algorithm in algorithms {
-            let (port, record) = me.start_one(domain, algorithm);
-            me.ports.push(port);
+            let (socket, record) = me.start_one(domain, algorithm);
+            me.sockets.push(socket);
             me.records.push(record);
         }
         me
     }
 
-    fn start_one(&mut self, domain: &str, algorithm: Algorithm) -> (u16, (String, String)) {
+    fn start_one(&mut self, domain: &str, algorithm: Algorithm) -> (std::path::PathBuf, (String, String)) {
         let (selector, genpkey, k, signalg) = algorithm.params();
-        let d = self._dir.path().join(selector);
+        let d = self.dir.path().join(selector);
         std::fs::create_dir(&d).expect("instance dir");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let socket = self.dir.path().join(format!("{selector}.sock"));
         let key = d.join("key.pem");
         openssl(&[&["genpkey"], genpkey, &["-out", &key.display().to_string()]].concat());
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
@@ -80,16 +85,16 @@ impl OpenDkim {
         std::fs::write(d.join("KeyTable"), format!("{name} {domain}:{selector}:{}\n", key.display()))
             .expect("KeyTable");
         std::fs::write(d.join("SigningTable"), format!("*@{domain} {name}\n")).expect("SigningTable");
-        let port = free_port();
         let conf = d.join("opendkim.conf");
         std::fs::write(
             &conf,
             format!(
                 "Mode s\nCanonicalization relaxed/relaxed\nSignatureAlgorithm {signalg}\nKeyTable file:{d}/KeyTable\n\
-                 SigningTable refile:{d}/SigningTable\nSocket inet:{port}@127.0.0.1\nInternalHosts 127.0.0.1\n\
-                 Syslog no\nRequireSafeKeys no\nUMask 077\nPidFile {d}/opendkim.pid\n\
+                 SigningTable refile:{d}/SigningTable\nSocket local:{socket}\nInternalHosts 127.0.0.1\n\
+                 Syslog no\nRequireSafeKeys no\nUMask 000\nPidFile {d}/opendkim.pid\n\
                  SignHeaders {SIGN_HEADERS}\nOversignHeaders {OVERSIGN_HEADERS}\n",
-                d = d.display()
+                d = d.display(),
+                socket = socket.display(),
             ),
         )
         .expect("opendkim.conf");
@@ -102,8 +107,8 @@ impl OpenDkim {
             .spawn()
             .expect("start opendkim");
         self.children.push(child);
-        wait_listening(port, "opendkim");
-        (port, (name, format!("v=DKIM1; k={k}; p={}", public_key(&key, k))))
+        wait_socket(&socket);
+        (socket, (name, format!("v=DKIM1; k={k}; p={}", public_key(&key, k))))
     }
 
     pub fn pids(&self) -> Vec<u32> {
@@ -112,7 +117,7 @@ impl OpenDkim {
 
     /// `smtpd_milters` naming every instance.
     pub fn milters(&self) -> String {
-        self.ports.iter().map(|p| format!("inet:127.0.0.1:{p}")).collect::<Vec<_>>().join(", ")
+        self.sockets.iter().map(|s| format!("unix:{}", s.display())).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -123,6 +128,16 @@ impl Drop for OpenDkim {
             let _ = child.wait();
         }
     }
+}
+
+fn wait_socket(path: &Path) {
+    for _ in 0..500 {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("opendkim does not listen on {}", path.display());
 }
 
 fn openssl(args: &[&str]) -> Vec<u8> {
