@@ -18,22 +18,15 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use base64::Engine;
+use relaykey::dkim::Algorithm;
 
 use std::time::Duration;
 
-#[derive(Clone, Copy, PartialEq, Debug)]
-pub enum Algorithm {
-    Rsa,
-    Ed25519,
-}
-
-impl Algorithm {
-    /// (selector, `openssl genpkey` arguments, DNS `k=`, `SignatureAlgorithm`).
-    fn params(self) -> (&'static str, &'static [&'static str], &'static str, &'static str) {
-        match self {
-            Self::Rsa => ("odrsa", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"], "rsa", "rsa-sha256"),
-            Self::Ed25519 => ("oded", &["-algorithm", "ED25519"], "ed25519", "ed25519-sha256"),
-        }
+/// (selector, `openssl genpkey` arguments, DNS `k=`, `SignatureAlgorithm`).
+fn params(algorithm: Algorithm) -> (&'static str, &'static [&'static str], &'static str, &'static str) {
+    match algorithm {
+        Algorithm::Rsa => ("odrsa", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"], "rsa", "rsa-sha256"),
+        Algorithm::Ed25519 => ("oded", &["-algorithm", "ED25519"], "ed25519", "ed25519-sha256"),
     }
 }
 
@@ -73,7 +66,7 @@ impl OpenDkim {
     }
 
     fn start_one(&mut self, domain: &str, algorithm: Algorithm) -> (std::path::PathBuf, (String, String)) {
-        let (selector, genpkey, k, signalg) = algorithm.params();
+        let (selector, genpkey, k, signalg) = params(algorithm);
         let d = self.dir.path().join(selector);
         std::fs::create_dir(&d).expect("instance dir");
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).expect("chmod");

@@ -99,16 +99,7 @@ impl Conn {
         self.command(format!("MAIL FROM:<{}>\r\n", load.mail_from).as_bytes(), "250").await?;
         self.command(format!("RCPT TO:<{}>\r\n", load.rcpt_to).as_bytes(), "250").await?;
         self.command(b"DATA\r\n", "354").await?;
-        let d = &load.from_domain;
-        let head = format!(
-            "From: Bench Sender <{from}>\r\nTo: <{to}>\r\nSubject: relay bench {run} message {n}\r\n\
-             Date: {date}\r\nMessage-ID: <{n}.{run}@{d}>\r\nMIME-Version: 1.0\r\n\
-             Content-Type: text/plain; charset=us-ascii\r\n\r\n",
-            from = format_args!("bench@{d}"),
-            to = load.rcpt_to,
-            run = load.run,
-            date = relaykey::mail_date::rfc5322_date(unix_now()),
-        );
+        let head = head(load, n);
         self.write(head.as_bytes()).await?;
         self.write(&load.body).await?;
         self.command(b".\r\n", "250").await
@@ -148,6 +139,19 @@ impl Conn {
             Err(format!("{what}: expected {code}, got {:?}", self.line.trim_end()))
         }
     }
+}
+
+/// The header section of message `n` of `load`, with the empty line that ends it.
+pub fn head(load: &Load, n: usize) -> String {
+    let d = &load.from_domain;
+    format!(
+        "From: Bench Sender <bench@{d}>\r\nTo: <{to}>\r\nSubject: relay bench {run} message {n}\r\n\
+         Date: {date}\r\nMessage-ID: <{n}.{run}@{d}>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\r\n",
+        to = load.rcpt_to,
+        run = load.run,
+        date = relaykey::mail_date::rfc5322_date(unix_now()),
+    )
 }
 
 fn unix_now() -> u64 {
