@@ -83,7 +83,8 @@ const VARIANTS: [Variant; 4] =
     [Variant::RelaykeySigned, Variant::RelaykeyUnsigned, Variant::PostfixOpenDkim, Variant::PostfixNoMilter];
 
 impl Variant {
-    fn from_domain(self) -> &'static str {
+    /// The domain of MAIL FROM and `From:`.
+    fn sender_domain(self) -> &'static str {
         match self {
             Self::RelaykeySigned | Self::PostfixOpenDkim => SIGNED,
             Self::RelaykeyUnsigned => UNSIGNED,
@@ -314,7 +315,7 @@ milter_protocol = 6
     }
 
     fn load(&self, variant: Variant, sessions: usize, messages: usize, run: &str) -> Load {
-        let domain = variant.from_domain();
+        let domain = variant.sender_domain();
         Load {
             port: self.port(variant),
             sessions,

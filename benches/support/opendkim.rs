@@ -56,7 +56,7 @@ impl OpenDkim {
         let dir = tempfile::Builder::new().prefix("relaykey-opendkim").tempdir().expect("tempdir");
         // Postfix's smtpd (user postfix) reaches the sockets in here; the keys are a level down.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let mut me = Self { children: Vec::new(), sockets: Vec::new(), records: Vec::new(), dir: dir };
+        let mut me = Self { children: Vec::new(), sockets: Vec::new(), records: Vec::new(), dir };
         for &algorithm in algorithms {
             let (socket, record) = me.start_one(domain, algorithm);
             me.sockets.push(socket);
