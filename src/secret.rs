@@ -99,6 +99,10 @@ fn last_chars(s: &str, n: usize) -> String {
     s.chars().skip(count.saturating_sub(n)).collect()
 }
 
+/// The mask of an imported credential before its first login: its last 5 characters are not
+/// known (only its hash was imported), so it shows none.
+pub const IMPORTED_MASK: &str = "*****";
+
 /// The masked form shown after creation: every character hidden but the last five.
 pub fn mask(last5: &str, total_len: usize) -> String {
     let hidden = total_len.saturating_sub(last5.chars().count());

@@ -28,6 +28,8 @@ pub use ledger::LoginLedger;
 pub use mechanism::normalize_username;
 pub use pipeline::{FrontEnd, Login, LoginMechanism, LoginOutcome, LoginPipeline, Presented};
 pub use throttle::{ClientBucket, FailureThrottle};
+/// The argon2 memory cost above which a stored hash is refused rather than computed.
+pub use verifier::MAX_MEMORY_KIB as MAX_ARGON2_MEMORY_KIB;
 
 use cache::LoginCache;
 use dummy::DummyHashes;
