@@ -185,9 +185,9 @@ impl Scheme {
     pub fn value_kind(self) -> ValueKind {
         match self.hasher() {
             None => ValueKind::Crypt,
-            Some(_) => ValueKind::Digest {
-                salted: matches!(self, Self::Smd5 | Self::Ssha | Self::Ssha256 | Self::Ssha512),
-            },
+            Some(_) => {
+                ValueKind::Digest { salted: matches!(self, Self::Smd5 | Self::Ssha | Self::Ssha256 | Self::Ssha512) }
+            }
         }
     }
 

@@ -6,12 +6,24 @@ const PASSWORD: &str = "correct horse";
 
 /// Made with Dovecot 2.3's `doveadm pw -s SCHEME -p 'correct horse'`.
 const DOVEADM: &[(&str, &str)] = &[
-    ("ARGON2ID", "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$w4WqDH3+0EW13y7AudwF7g$4Vd56YNAEqu3K1TTZoT9PqQXNXcED1YbFUnLL2ZZ1WQ"),
-    ("ARGON2I", "{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$ooopcHI4Neq1SV9pMqnSvg$5jaMhjXRImZ4K2Ocd/KKk5vqdJZkEh+9LpZ3B6gD7mg"),
+    (
+        "ARGON2ID",
+        "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$w4WqDH3+0EW13y7AudwF7g$4Vd56YNAEqu3K1TTZoT9PqQXNXcED1YbFUnLL2ZZ1WQ",
+    ),
+    (
+        "ARGON2I",
+        "{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$ooopcHI4Neq1SV9pMqnSvg$5jaMhjXRImZ4K2Ocd/KKk5vqdJZkEh+9LpZ3B6gD7mg",
+    ),
     ("BLF-CRYPT", "{BLF-CRYPT}$2y$05$r6Rt3bDKSM0lDhH9JB7wQeu4G.vQecrsLIh2rfj17IMe4mgwcHMSG"),
     ("BLF-CRYPT", "{BLF-CRYPT}$2y$08$/WtmeRStQDAfTFk86FH/q.shP2XL.4xXKtHNJtgTuj86LNz/m6ymC"),
-    ("SHA512-CRYPT", "{SHA512-CRYPT}$6$wT6e/JV5dTXSpPFp$g8wVbmRt90zrKhPuA8QFaU4rg62DR.8PGn19aPjbZjVBUOYIyOr026oK43NBEbkRjutQ6wkitM.Xq2YCFdEVV1"),
-    ("SHA512-CRYPT", "{SHA512-CRYPT}$6$rounds=6000$0qyC5pyo29WEAlqf$Ea.Gu2E5/qx2s9jY3tOr281ldSCMyiDBshE7oTmfYmBjBQtc816VH.4iL7/az4xe4AqpPzXn71sMVuUM6Ig8J/"),
+    (
+        "SHA512-CRYPT",
+        "{SHA512-CRYPT}$6$wT6e/JV5dTXSpPFp$g8wVbmRt90zrKhPuA8QFaU4rg62DR.8PGn19aPjbZjVBUOYIyOr026oK43NBEbkRjutQ6wkitM.Xq2YCFdEVV1",
+    ),
+    (
+        "SHA512-CRYPT",
+        "{SHA512-CRYPT}$6$rounds=6000$0qyC5pyo29WEAlqf$Ea.Gu2E5/qx2s9jY3tOr281ldSCMyiDBshE7oTmfYmBjBQtc816VH.4iL7/az4xe4AqpPzXn71sMVuUM6Ig8J/",
+    ),
     ("SHA256-CRYPT", "{SHA256-CRYPT}$5$cnu8ELJSvy7QP7yY$1pOJIIeIIoPLzPeiXWuf3GGlFx7kDVXnG51YjTuuQnD"),
     ("MD5-CRYPT", "{MD5-CRYPT}$1$zH.E.V.O$Z9Rqvzy4UbZTVW8BtLzbo0"),
     ("DES-CRYPT", "{DES-CRYPT}Alm0.Ydz53ZjE"),
@@ -25,10 +37,16 @@ const DOVEADM: &[(&str, &str)] = &[
     ("SHA256", "{SHA256}QQTTb42iwlQ0n4WDZ5Pr4CngyVcGOjTJHC6SAxh7VjE="),
     ("SSHA256", "{SSHA256}AvVdLR20MYugCM8eBMRJl69Rm+FAqchxOg8AJu70LN2dEWSS"),
     ("SHA512", "{SHA512}VraY3v7bWkNbY0r+MyC7rz/c2SC2xQOkRvx7endrKY1HnRumqLYXgI6wv1ec6aldZoNHvKtxSQhayTyyeZUZew=="),
-    ("SSHA512", "{SSHA512}O77Q0+VztUth/yfv56ktdrV4mpbKwZnlo7ciDvZdp81E5oVjZRk7QFhEKHWjCH4O1krcobJ4rOyOYmlfAqFWwdZfVEM="),
+    (
+        "SSHA512",
+        "{SSHA512}O77Q0+VztUth/yfv56ktdrV4mpbKwZnlo7ciDvZdp81E5oVjZRk7QFhEKHWjCH4O1krcobJ4rOyOYmlfAqFWwdZfVEM=",
+    ),
     // CRYPT is crypt(3): the prefix tells (doveadm's CRYPT writes bcrypt).
     ("BLF-CRYPT", "{CRYPT}$2y$05$r6Rt3bDKSM0lDhH9JB7wQeu4G.vQecrsLIh2rfj17IMe4mgwcHMSG"),
-    ("SHA512-CRYPT", "$6$wT6e/JV5dTXSpPFp$g8wVbmRt90zrKhPuA8QFaU4rg62DR.8PGn19aPjbZjVBUOYIyOr026oK43NBEbkRjutQ6wkitM.Xq2YCFdEVV1"),
+    (
+        "SHA512-CRYPT",
+        "$6$wT6e/JV5dTXSpPFp$g8wVbmRt90zrKhPuA8QFaU4rg62DR.8PGn19aPjbZjVBUOYIyOr026oK43NBEbkRjutQ6wkitM.Xq2YCFdEVV1",
+    ),
 ];
 
 fn hash_of(field: &str) -> LegacyHash {
@@ -80,7 +98,10 @@ fn costs_above_the_ceilings_are_refused() {
     let bcrypt_31 = "$2y$31$r6Rt3bDKSM0lDhH9JB7wQeu4G.vQecrsLIh2rfj17IMe4mgwcHMSG";
     assert_eq!(LegacyHash::crypt(Scheme::BlfCrypt, bcrypt_31, MAX_KIB), Err(HashFormatError::BcryptCost(31)));
     let rounds = "$6$rounds=999999999$0qyC5pyo29WEAlqf$Ea.Gu2E5/qx2s9jY3tOr281ldSCMyiDBshE7oTmfYmBjBQtc816VH.4iL7/az4xe4AqpPzXn71sMVuUM6Ig8J/";
-    assert_eq!(LegacyHash::crypt(Scheme::Sha512Crypt, rounds, MAX_KIB), Err(HashFormatError::ShaCryptRounds(999_999_999)));
+    assert_eq!(
+        LegacyHash::crypt(Scheme::Sha512Crypt, rounds, MAX_KIB),
+        Err(HashFormatError::ShaCryptRounds(999_999_999))
+    );
     let argon = "$argon2id$v=19$m=65536,t=3,p=1$w4WqDH3+0EW13y7AudwF7g$4Vd56YNAEqu3K1TTZoT9PqQXNXcED1YbFUnLL2ZZ1WQ";
     assert_eq!(LegacyHash::crypt(Scheme::Argon2id, argon, 1024), Err(HashFormatError::Argon2Memory(65536, 1024)));
     assert!(LegacyHash::parse_stored(&format!("{{BLF-CRYPT}}{bcrypt_31}"), MAX_KIB).is_none(), "nor verified");
@@ -89,7 +110,10 @@ fn costs_above_the_ceilings_are_refused() {
 #[test]
 fn a_value_of_another_scheme_or_form_is_refused() {
     let sha256 = "$5$cnu8ELJSvy7QP7yY$1pOJIIeIIoPLzPeiXWuf3GGlFx7kDVXnG51YjTuuQnD";
-    assert!(matches!(LegacyHash::crypt(Scheme::Sha512Crypt, sha256, MAX_KIB), Err(HashFormatError::WrongScheme { .. })));
+    assert!(matches!(
+        LegacyHash::crypt(Scheme::Sha512Crypt, sha256, MAX_KIB),
+        Err(HashFormatError::WrongScheme { .. })
+    ));
     assert!(LegacyHash::crypt(Scheme::BlfCrypt, "$2y$05$short", MAX_KIB).is_err());
     assert!(LegacyHash::digest(Scheme::Sha1, vec![0; 19]).is_err());
     assert!(LegacyHash::digest(Scheme::Ssha, vec![0; 20]).is_err(), "a salted digest needs a salt");

@@ -3,11 +3,11 @@
 //! (over the SASL socket, and end to end through a real Postfix with hashes made by Dovecot's
 //! own `doveadm pw`), and the refusals that leave the other users imported.
 
-mod support;
 #[path = "support/sasl_client.rs"]
 mod sasl_client;
 #[path = "support/sasl_fixture.rs"]
 mod sasl_fixture;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -41,7 +41,10 @@ impl Env {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("relaykey.db");
-        let config = format!("database = {:?}\n[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n", db.display().to_string());
+        let config = format!(
+            "database = {:?}\n[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n",
+            db.display().to_string()
+        );
         std::fs::write(dir.path().join("relaykey.toml"), config).unwrap();
         Self { dir }
     }
@@ -83,15 +86,17 @@ fn import_with(config: &Path, file: &Path, args: &[&str]) -> (i32, Value) {
     let mut all = vec!["--json", "import", "dovecot-passwd", file];
     all.extend_from_slice(args);
     let out = cli_output(config, &all);
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
     (out.status.code().unwrap_or(-1), report)
 }
 
 /// Every SMTP credential row, in id order: what "changes nothing" compares.
 fn credential_rows(db: &Path) -> Vec<(i64, i64, String, String, String)> {
     let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn.prepare("SELECT id, account_id, username, last5, hash FROM smtp_credentials ORDER BY id").unwrap();
+    let mut stmt =
+        conn.prepare("SELECT id, account_id, username, last5, hash FROM smtp_credentials ORDER BY id").unwrap();
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
         .unwrap()
         .collect::<Result<_, _>>()
@@ -138,8 +143,14 @@ fn outcomes(report: &Value) -> Vec<(u64, String, String)> {
         .collect()
 }
 
-fn reason_of<'a>(report: &'a Value, line: u64) -> &'a str {
-    report["users"].as_array().unwrap().iter().find(|u| u["line"] == line).and_then(|u| u["reason"].as_str()).unwrap_or("")
+fn reason_of(report: &Value, line: u64) -> &str {
+    report["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["line"] == line)
+        .and_then(|u| u["reason"].as_str())
+        .unwrap_or("")
 }
 
 /// The refusals: a weak scheme without --allow-weak, a malformed line, a 16th credential for
@@ -165,7 +176,10 @@ fn refusals_are_reported_per_user_and_the_rest_go_on() {
 
     let (code, report) = env.import(&file, &["--account", "team@example.com"]);
     assert_eq!(code, SOME_REFUSED, "{report}");
-    assert_eq!((report["imported"].as_u64(), report["skipped"].as_u64(), report["refused"].as_u64()), (Some(15), Some(0), Some(4)));
+    assert_eq!(
+        (report["imported"].as_u64(), report["skipped"].as_u64(), report["refused"].as_u64()),
+        (Some(15), Some(0), Some(4))
+    );
     let refused: Vec<_> = outcomes(&report).into_iter().filter(|(_, _, o)| o == "refused").collect();
     assert_eq!(
         refused,
@@ -185,7 +199,10 @@ fn refusals_are_reported_per_user_and_the_rest_go_on() {
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 15);
     for cred in listed {
-        assert_eq!((cred["imported"].as_bool(), cred["last5"].as_str(), cred["masked"].as_str()), (Some(true), Some(""), Some("*****")));
+        assert_eq!(
+            (cred["imported"].as_bool(), cred["last5"].as_str(), cred["masked"].as_str()),
+            (Some(true), Some(""), Some("*****"))
+        );
     }
     let other = env.ok(&["smtp", "list", "other@example.com"]);
     assert_eq!(other[0]["username"], "taken@example.com");
@@ -247,7 +264,8 @@ async fn an_imported_hash_verifies_and_is_rehashed_at_the_first_login_over_the_s
     let fx = sasl_fixture::start(|_| {}).await;
     let db = fx.dir.path().join("relaykey.db");
     let config = fx.dir.path().join("relaykey.toml");
-    let toml = format!("database = {:?}\n[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n", db.display().to_string());
+    let toml =
+        format!("database = {:?}\n[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n", db.display().to_string());
     std::fs::write(&config, toml).unwrap();
     let file = fx.dir.path().join("users");
     let text = format!("bcrypt@example.com:{BCRYPT}\nsha512@example.com:{SHA512_CRYPT}\nmd5@example.com:{MD5_CRYPT}\n");
@@ -265,7 +283,8 @@ async fn an_imported_hash_verifies_and_is_rehashed_at_the_first_login_over_the_s
         assert!(matches!(wrong, Reply::Fail { .. }), "{wrong:?}");
         let right = c.plain(n + 2, user, PASSWORD, ip).await;
         assert_eq!(right, Reply::Ok { id: n + 2, user: user.into() });
-        let grant = fx.shared.ledger.lookup(user, Some("192.0.2.7".parse().unwrap()), Instant::now()).expect("recorded");
+        let grant =
+            fx.shared.ledger.lookup(user, Some("192.0.2.7".parse().unwrap()), Instant::now()).expect("recorded");
 
         let (hash, last5) = tokio::task::spawn_blocking({
             let db = db.clone();
@@ -290,7 +309,10 @@ async fn an_imported_hash_verifies_and_is_rehashed_at_the_first_login_over_the_s
 }
 
 fn doveadm_pw(scheme: &str, password: &str) -> String {
-    let out = Command::new("doveadm").args(["-c", "/dev/null", "pw", "-s", scheme, "-p", password]).output().expect("doveadm");
+    let out = Command::new("doveadm")
+        .args(["-c", "/dev/null", "pw", "-s", scheme, "-p", password])
+        .output()
+        .expect("doveadm");
     assert!(out.status.success(), "doveadm pw -s {scheme}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

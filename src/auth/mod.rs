@@ -253,7 +253,9 @@ impl Authenticator {
             let written = match key {
                 (true, id) => st.store.update_api_key_hash(id, old, &new)?,
                 // The secret is known now: its last 5 characters are filled in with the hash.
-                (false, id) if imported => st.store.finish_imported_smtp_credential(id, old, &new, &job.secret.last5())?,
+                (false, id) if imported => {
+                    st.store.finish_imported_smtp_credential(id, old, &new, &job.secret.last5())?
+                }
                 (false, id) => st.store.update_smtp_credential_hash(id, old, &new)?,
             };
             if written {

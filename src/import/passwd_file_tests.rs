@@ -56,7 +56,8 @@ fn malformed_lines_are_refused_with_their_line_number() {
 
 #[test]
 fn schemes_are_case_insensitive_and_encodings_decode() {
-    for field in ["{plain}pw", "{CLEAR}pw", "{Cleartext}pw", "{PLAIN.B64}cHc=", "{PLAIN.HEX}7077", "{plain.base64}cHc="] {
+    for field in ["{plain}pw", "{CLEAR}pw", "{Cleartext}pw", "{PLAIN.B64}cHc=", "{PLAIN.HEX}7077", "{plain.base64}cHc="]
+    {
         match password(field, &DefaultScheme::default(), MAX_KIB) {
             Ok(Password::Plain(s)) => assert_eq!(s.expose(), "pw", "{field}"),
             other => panic!("{field}: {other:?}"),
@@ -83,15 +84,21 @@ fn unknown_unverifiable_and_mismatched_schemes_are_told_apart() {
 #[test]
 fn a_bare_password_is_in_the_default_scheme() {
     let bare = "$1$zH.E.V.O$Z9Rqvzy4UbZTVW8BtLzbo0";
-    assert!(matches!(password(bare, &DefaultScheme::default(), MAX_KIB), Ok(Password::Hash(h)) if h.scheme == Scheme::Md5Crypt));
+    assert!(
+        matches!(password(bare, &DefaultScheme::default(), MAX_KIB), Ok(Password::Hash(h)) if h.scheme == Scheme::Md5Crypt)
+    );
     assert!(matches!(password("pw", &DefaultScheme::new("PLAIN"), MAX_KIB), Ok(Password::Plain(_))));
     assert_eq!(
         password("pw", &DefaultScheme::new("bogus"), MAX_KIB).err(),
         Some(LineProblem::UnknownScheme("bogus".into()))
     );
     // libpam-pwdfile's suffixes: [13] is CRYPT (here DES), [34] PLAIN-MD5.
-    assert!(matches!(password("Alm0.Ydz53ZjE[13]", &DefaultScheme::default(), MAX_KIB), Ok(Password::Hash(h)) if h.scheme == Scheme::DesCrypt));
-    assert!(matches!(password("3cb4e732631f47e6eb961f34554b7cde[34]", &DefaultScheme::default(), MAX_KIB), Ok(Password::Hash(h)) if h.scheme == Scheme::PlainMd5));
+    assert!(
+        matches!(password("Alm0.Ydz53ZjE[13]", &DefaultScheme::default(), MAX_KIB), Ok(Password::Hash(h)) if h.scheme == Scheme::DesCrypt)
+    );
+    assert!(
+        matches!(password("3cb4e732631f47e6eb961f34554b7cde[34]", &DefaultScheme::default(), MAX_KIB), Ok(Password::Hash(h)) if h.scheme == Scheme::PlainMd5)
+    );
 }
 
 proptest! {

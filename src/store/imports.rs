@@ -29,11 +29,16 @@ pub struct ImportedCredential {
 /// What the store did with one [`ImportedCredential`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportWritten {
-    Imported { id: i64, account_created: bool },
+    Imported {
+        id: i64,
+        account_created: bool,
+    },
     /// The account already has a credential with this username: left as it is (imported
     /// before, and perhaps rehashed or changed since), so importing a file again changes
     /// nothing.
-    AlreadyPresent { id: i64 },
+    AlreadyPresent {
+        id: i64,
+    },
 }
 
 impl Store {
@@ -89,11 +94,9 @@ fn import_one(tx: &Connection, cred: &ImportedCredential) -> Result<ImportWritte
         None => return Err(StoreError::UnknownAccount(cred.account.to_string())),
     };
     let present: Option<(i64, i64)> = tx
-        .query_row(
-            "SELECT id, account_id FROM smtp_credentials WHERE username = ?1",
-            [cred.username.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT id, account_id FROM smtp_credentials WHERE username = ?1", [cred.username.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     match present {
         Some((id, owner)) if owner == account => return Ok(ImportWritten::AlreadyPresent { id }),
@@ -169,8 +172,7 @@ mod tests {
     fn caps_and_usernames_hold_and_a_refusal_undoes_only_itself() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("db")).unwrap();
-        let mut batch: Vec<_> =
-            (0..16).map(|i| cred(&format!("u{i}@example.com"), "team@example.com", true)).collect();
+        let mut batch: Vec<_> = (0..16).map(|i| cred(&format!("u{i}@example.com"), "team@example.com", true)).collect();
         batch.push(cred("team@example.com", "other@example.com", true));
         let out = store.import_smtp_credentials(&batch, false).unwrap();
         assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 15);
@@ -179,6 +181,9 @@ mod tests {
         let other = EmailAddress::parse("other@example.com").unwrap();
         assert!(store.find_account(&other).unwrap().is_none(), "the refused user's account was not left behind");
         let unknown = [cred("x@example.com", "nobody@example.com", false)];
-        assert!(matches!(store.import_smtp_credentials(&unknown, false).unwrap()[0], Err(StoreError::UnknownAccount(_))));
+        assert!(matches!(
+            store.import_smtp_credentials(&unknown, false).unwrap()[0],
+            Err(StoreError::UnknownAccount(_))
+        ));
     }
 }
