@@ -3,6 +3,7 @@
 //! (over the SASL socket, and end to end through a real Postfix with hashes made by Dovecot's
 //! own `doveadm pw`), and the refusals that leave the other users imported.
 
+mod api_common;
 #[path = "support/sasl_client.rs"]
 mod sasl_client;
 #[path = "support/sasl_fixture.rs"]
@@ -13,9 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use relaykey::auth::{Decision, Purpose};
+use relaykey::address::EmailAddress;
+use relaykey::auth::mechanism::Credentials;
+use relaykey::auth::{Decision, FrontEnd, Login, LoginMechanism, Presented, Purpose};
+use relaykey::model::Permission;
 use relaykey::sasl::codec::Reply;
-use relaykey::secret::HashParams;
+use relaykey::secret::{HashParams, Secret};
+use relaykey::store::ImportedCredential;
 use sasl_client::Client;
 use serde_json::Value;
 use support::daemon::{cli_output, sasl_only};
@@ -372,4 +377,45 @@ fn doveadm_hashes_log_in_through_postfix_and_become_argon2id() {
     for (_, password, _) in &users {
         assert!(!log.contains(password.as_str()), "a password reached the log");
     }
+}
+
+/// The HTTP API lists an imported credential as imported, with an empty `last5` and the mask
+/// `*****`, until its first login; then with its last 5 and without the flag.
+#[tokio::test]
+async fn the_api_lists_an_imported_credential_as_imported_until_its_first_login() {
+    let server = api_common::TestServer::start("").await;
+    let user = "imported@example.com";
+    let imported = ImportedCredential {
+        username: EmailAddress::parse(user).unwrap(),
+        account: EmailAddress::parse(api_common::OWNER).unwrap(),
+        create_account: false,
+        hash: BCRYPT.into(),
+        last5: String::new(),
+    };
+    let written = server.store().import_smtp_credentials(&[imported], false).unwrap();
+    assert!(written[0].is_ok(), "{written:?}");
+    let (_, key) = server.key(&[Permission::View]);
+    let listed = server.call("GET", "/v1/smtp-credentials", Some(&key), None).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let cred = &listed.json[0];
+    assert_eq!(
+        (cred["imported"].as_bool(), cred["last5"].as_str(), cred["masked"].as_str()),
+        (Some(true), Some(""), Some("*****")),
+        "{cred}"
+    );
+
+    let login = Login {
+        front_end: FrontEnd::Sasl,
+        mechanism: LoginMechanism::Plain,
+        client_ip: Some("192.0.2.9".parse().unwrap()),
+        presented: Presented::Smtp(Credentials { username: user.into(), secret: Secret::from_presented(PASSWORD) }),
+    };
+    assert!(server.shared.logins.login(login).await.decision.is_granted());
+    let db = server.db.clone();
+    let (hash, _) = tokio::task::spawn_blocking(move || wait_for_rehash(&db, user)).await.unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let listed = server.call("GET", "/v1/smtp-credentials", Some(&key), None).await;
+    let cred = &listed.json[0];
+    assert_eq!((cred.get("imported"), cred["last5"].as_str()), (None, Some("horse")), "{cred}");
+    assert_eq!(cred["masked"].as_str().map(str::len), Some(40));
 }
