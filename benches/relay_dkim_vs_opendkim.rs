@@ -213,7 +213,7 @@ fn print_sign_cost(bench: &Bench) {
         signs.join(", "),
     );
     println!(
-        "rebuilding the keyring snapshot (after any store write) costs {:.1} µs per domain with these keys",
+        "loading a domain's keys into ring (the keyring does it when the active keys change) costs {:.1} µs",
         cost.reload_us
     );
 }

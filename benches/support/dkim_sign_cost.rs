@@ -2,8 +2,8 @@
 //! what the relay spends per message on DKIM, split into the body pass (header section kept,
 //! body relaxed-canonicalized and SHA-256 hashed, `crate::dkim::message`) and the signature of
 //! each key (`DomainKeys::sign`: header canonicalization, hash, ring's RSA or Ed25519, the
-//! folded field), and what rebuilding the keyring's snapshot costs per domain (ring parses each
-//! key again; the keyring does that whenever the store's `data_version` moves). Times are this
+//! folded field), and what loading one domain's keys into ring costs (the keyring does it when
+//! the active keys change). Times are this
 //! thread's CPU time (not wall time, which a busy neighbour on a shared machine stretches),
 //! median of several batches.
 
@@ -18,7 +18,7 @@ pub struct SignCost {
     pub sha256_us: f64,
     /// (algorithm, µs per whole signature, µs of that in the bare signing primitive).
     pub sign_us: Vec<(Algorithm, f64, f64)>,
-    /// Rebuilding the snapshot of one domain with one key of each algorithm.
+    /// Loading one domain's keys (one per algorithm) into ring.
     pub reload_us: f64,
 }
 
