@@ -10,13 +10,15 @@
 //!   very same argon2id PHC string (auth_cache on, as relaykey's login cache), relaying for
 //!   authenticated clients only, `reject_sender_login_mismatch` (relaykey's sender binding),
 //!   its queue on disk with Postfix's default fsync before 250. One smtpd listener has
-//!   `smtpd_milters = inet:` OpenDKIM (RSA-2048 and Ed25519 keys of its own for `example.com`,
-//!   both signatures on each message, relaxed/relaxed); a second listener of the same instance
-//!   has no milter.
+//!   `smtpd_milters` naming OpenDKIM on unix sockets: RSA-2048 and Ed25519 keys of its own for
+//!   `example.com`, relaxed/relaxed, relaykey's signed and oversigned header fields, one
+//!   instance per algorithm because Debian 12's OpenDKIM signs with one algorithm per process
+//!   (`support/opendkim.rs`). A second smtpd of the same instance has no milter.
 //! - One load client (`support/smtp_load.rs`): N sessions, each EHLO, AUTH PLAIN, then
 //!   MAIL/RCPT/DATA of a 10 KB text message one command at a time, `per_connection` messages
 //!   per connection (default 1, like smtp-source), QUIT. Every reply is checked.
 //! - Both relay to one loopback sink; each point waits until the queue is empty again.
+//!   Everything listens on loopback only and lives in temporary directories removed on exit.
 //!
 //! Before timing, one message through each signing path is checked by dkimpy (/usr/bin/python3,
 //! python3-dkim): every DKIM-Signature (rsa-sha256 and ed25519-sha256, each on its own) must
@@ -24,15 +26,17 @@
 //!
 //! Per point (sessions x variant) it prints accepted messages/s (until the client finished) and
 //! the CPU seconds the server spent per message (the whole process tree, until its queue was
-//! empty: relaykey; Postfix + OpenDKIM + Dovecot). The signing cost of each side is the
-//! difference between its signed and unsigned variant in the same round. Rounds interleave the
-//! variants; the table shows the median and [min-max] over rounds.
+//! empty: relaykey; Postfix + OpenDKIM + Dovecot), with the load average. The signing cost of
+//! each side is the difference between its signed and unsigned variant in the same round.
+//! Rounds alternate the order of the variants; the tables show the median and [min-max] over
+//! rounds. Last, relaykey's signing path is timed in-process (`support/dkim_sign_cost.rs`).
+//! On a shared machine the accept rates are noisy; CPU per message is the steadier figure.
 //!
-//! Run as root with postfix, smtp-sink's package (postfix), opendkim, dovecot-core, openssl and
-//! python3-dkim installed:
+//! Run as root with postfix, opendkim, dovecot-core, openssl and python3-dkim installed:
 //!   cargo bench --bench relay_dkim_vs_opendkim
 //! Knobs (env): DKIM_BENCH_MESSAGES (per point, default 2000), DKIM_BENCH_ROUNDS (default 3),
-//! DKIM_BENCH_LEVELS (default 10,50), DKIM_BENCH_PER_CONNECTION (default 1).
+//! DKIM_BENCH_LEVELS (default 10,50), DKIM_BENCH_PER_CONNECTION (default 1),
+//! DKIM_BENCH_ALGORITHMS (both, rsa or ed25519; default both, the same on both sides).
 
 #[path = "support/dkim_sign_cost.rs"]
 mod dkim_sign_cost;
