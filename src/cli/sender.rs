@@ -6,34 +6,13 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
-
-use super::output::print_json;
+use super::args::sender::SenderCmd;
+use super::output::{escape, print_json};
+use super::table::Table;
 use super::{CliError, CliResult, EXIT_TEMPFAIL, open_store, parse_email};
 use crate::config::Config;
 use crate::senders::verify::{Verification, verify_domain};
 use crate::senders::{AccountSender, SenderEntry, SenderKind, SenderNameError};
-
-#[derive(Debug, Subcommand)]
-pub enum SenderCmd {
-    /// Let an account send as a domain or an address (verified unless --pending)
-    Add {
-        email: String,
-        /// A domain (example.com) or an address (billing@example.com)
-        entry: String,
-        /// Add it unverified: a domain must then prove itself with `sender verify`
-        #[arg(long)]
-        pending: bool,
-    },
-    /// List an account's senders
-    List { email: String },
-    /// Check a pending domain's DNS record now; verified when it holds the token
-    Verify { email: String, domain: String },
-    /// Remove a sender from an account
-    Remove { email: String, entry: String },
-    /// Who may send as an address, and which entry decided it
-    Owner { address: String },
-}
 
 impl From<SenderNameError> for CliError {
     fn from(e: SenderNameError) -> Self {
@@ -53,14 +32,16 @@ fn print_one(sender: &AccountSender, json: bool) {
 }
 
 fn line(sender: &AccountSender) -> String {
+    cells(sender).iter().filter(|c| !c.is_empty()).map(|c| escape(c).into_owned()).collect::<Vec<_>>().join("\t")
+}
+
+/// Entry, kind, status, and the Unicode form when it differs from the entry (IDNA).
+fn cells(sender: &AccountSender) -> Vec<String> {
     let status = if sender.verified { "verified" } else { "pending" };
     let unicode = sender.entry.unicode();
     let shown = sender.entry.as_string();
-    if unicode == shown {
-        format!("{shown}\t{}\t{status}", sender.entry.kind())
-    } else {
-        format!("{shown}\t{}\t{status}\t({unicode})", sender.entry.kind())
-    }
+    let unicode = if unicode == shown { String::new() } else { format!("({unicode})") };
+    vec![shown, sender.entry.kind().to_string(), status.into(), unicode]
 }
 
 pub fn run(cmd: SenderCmd, config: &Config, json: bool) -> CliResult {
@@ -75,7 +56,9 @@ pub fn run(cmd: SenderCmd, config: &Config, json: bool) -> CliResult {
             if json {
                 print_json(&senders.iter().map(AccountSender::to_view).collect::<Vec<_>>());
             } else {
-                senders.iter().for_each(|s| println!("{}", line(s)));
+                let mut table = Table::new(&["SENDER", "KIND", "STATUS", "UNICODE"]);
+                senders.iter().for_each(|s| table.push(cells(s)));
+                table.print();
             }
         }
         SenderCmd::Verify { email, domain } => {

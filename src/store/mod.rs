@@ -6,9 +6,11 @@
 
 mod accounts;
 mod api_keys;
+pub mod backup;
 mod listing;
 mod schema;
 mod senders;
+pub mod serve_lock;
 mod smtp_credentials;
 
 use std::fs::OpenOptions;
