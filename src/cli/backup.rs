@@ -38,7 +38,7 @@ pub fn backup(args: &BackupArgs, config: &Config, json: bool) -> CliResult {
         return Err(CliError::refused(format!("{} exists; use --force to replace it", file.display())));
     }
     let staged = StagedFile::create(file).map_err(|e| io_error(file, e))?;
-    let facts = backup_into(database, staged.path())?;
+    let facts = backup_into(database, staged.path(), file)?;
     staged.sync().map_err(|e| io_error(file, e))?;
     staged.install(file, args.force).map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => {

@@ -48,7 +48,7 @@ pub fn restore(args: &RestoreArgs, config: &Config, json: bool) -> CliResult {
 
     let staged = StagedFile::create(database).map_err(|e| io_error(database, e))?;
     copy_contents(file, staged.path())?;
-    let facts = check_copy(staged.path()).map_err(|e| CliError::refused(format!("{}: {e}", file.display())))?;
+    let facts = check_copy(staged.path(), file)?;
     give_owner(staged.path(), database)?;
     staged.sync().map_err(|e| io_error(database, e))?;
 

@@ -60,8 +60,9 @@ pub struct CopyFacts {
 
 /// Copies the store at `source` into the existing, empty file `dest` while others write, and
 /// checks the copy. `dest` ends as a self-contained rollback-journal database (no `-wal`
-/// needed beside it); opening it as the store turns WAL mode back on.
-pub fn backup_into(source: &Path, dest: &Path) -> Result<CopyFacts, CopyError> {
+/// needed beside it); opening it as the store turns WAL mode back on. Errors about `dest`
+/// call it `name` (the file it will become, not its temporary name).
+pub fn backup_into(source: &Path, dest: &Path, name: &Path) -> Result<CopyFacts, CopyError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let src = Connection::open_with_flags(source, flags).map_err(sqlite(source))?;
     src.busy_timeout(BUSY_TIMEOUT).map_err(sqlite(source))?;
@@ -69,18 +70,18 @@ pub fn backup_into(source: &Path, dest: &Path) -> Result<CopyFacts, CopyError> {
     src.execute_batch("BEGIN DEFERRED").map_err(sqlite(source))?;
     src.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0)).map_err(sqlite(source))?;
 
-    let mut dst = Connection::open_with_flags(dest, flags).map_err(sqlite(dest))?;
+    let mut dst = Connection::open_with_flags(dest, flags).map_err(sqlite(name))?;
     {
-        let backup = Backup::new(&src, &mut dst).map_err(sqlite(dest))?;
+        let backup = Backup::new(&src, &mut dst).map_err(sqlite(name))?;
         backup.run_to_completion(PAGES_PER_STEP, Duration::ZERO, None).map_err(sqlite(source))?;
     }
     // The read transaction only pinned the snapshot; it has nothing to commit.
     src.execute_batch("COMMIT").map_err(sqlite(source))?;
     drop(src);
     // The copied header says WAL, like the source; a backup is one file, so switch it back.
-    dst.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get::<_, String>(0)).map_err(sqlite(dest))?;
-    let facts = check_open(&dst, dest)?;
-    dst.close().map_err(|(_, e)| sqlite(dest)(e))?;
+    dst.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get::<_, String>(0)).map_err(sqlite(name))?;
+    let facts = check_open(&dst, name)?;
+    dst.close().map_err(|(_, e)| sqlite(name)(e))?;
     Ok(facts)
 }
 
@@ -92,9 +93,10 @@ fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> CopyError + '_ {
 /// Checks that the file at `path` may become the store: a SQLite database, passing
 /// `PRAGMA integrity_check`, with a relaykey schema not newer than this build's (an older
 /// one is migrated when the store next opens). Writes to it: it leaves the copy in
-/// rollback-journal mode, so run it on a private copy, never on a live store.
-pub fn check_copy(path: &Path) -> Result<CopyFacts, CopyError> {
-    let shown = path.display().to_string();
+/// rollback-journal mode, so run it on a private copy, never on a live store. Errors call the
+/// file `name` (where the copy came from).
+pub fn check_copy(path: &Path, name: &Path) -> Result<CopyFacts, CopyError> {
+    let shown = name.display().to_string();
     let mut header = [0u8; 16];
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header)).map_err(|source| match source.kind() {
         std::io::ErrorKind::UnexpectedEof => CopyError::NotADatabase(shown.clone()),
@@ -104,23 +106,24 @@ pub fn check_copy(path: &Path) -> Result<CopyFacts, CopyError> {
         return Err(CopyError::NotADatabase(shown));
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(sqlite(path))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite(path))?;
+    let conn = Connection::open_with_flags(path, flags).map_err(sqlite(name))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite(name))?;
     // A damaged header or page 1 fails here already; report it as what it is.
     conn.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get::<_, String>(0))
-        .map_err(|e| corrupt_or(e, path))?;
-    let facts = check_open(&conn, path)?;
-    conn.close().map_err(|(_, e)| sqlite(path)(e))?;
+        .map_err(|e| corrupt_or(e, name))?;
+    let facts = check_open(&conn, name)?;
+    conn.close().map_err(|(_, e)| sqlite(name)(e))?;
     Ok(facts)
 }
 
-fn check_open(conn: &Connection, path: &Path) -> Result<CopyFacts, CopyError> {
-    let shown = path.display().to_string();
+/// The checks of [`check_copy`] on an open connection; errors call the file `name`.
+fn check_open(conn: &Connection, name: &Path) -> Result<CopyFacts, CopyError> {
+    let shown = name.display().to_string();
     let problems = (|| {
         let mut stmt = conn.prepare("PRAGMA integrity_check")?;
         stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()
     })()
-    .map_err(|e| corrupt_or(e, path))?;
+    .map_err(|e| corrupt_or(e, name))?;
     if problems != ["ok"] {
         let detail = problems.into_iter().take(3).collect::<Vec<_>>().join("; ");
         return Err(CopyError::Corrupt { path: shown, detail });
@@ -181,7 +184,7 @@ mod tests {
         let db = store_with_account(dir.path());
         let copy = dir.path().join("copy.db");
         std::fs::File::create(&copy).unwrap();
-        let facts = backup_into(&db, &copy).unwrap();
+        let facts = backup_into(&db, &copy, &copy).unwrap();
         assert_eq!(facts.schema_version, schema::MIGRATIONS.len() as i64);
         assert!(!dir.path().join("copy.db-wal").exists());
         let store = Store::open(&copy).unwrap();
@@ -193,19 +196,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = dir.path().join("notes.txt");
         std::fs::write(&text, "SQLite format 2, honestly").unwrap();
-        assert!(matches!(check_copy(&text), Err(CopyError::NotADatabase(_))));
+        assert!(matches!(check_copy(&text, &text), Err(CopyError::NotADatabase(_))));
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "").unwrap();
-        assert!(matches!(check_copy(&empty), Err(CopyError::NotADatabase(_))));
+        assert!(matches!(check_copy(&empty, &empty), Err(CopyError::NotADatabase(_))));
 
         let other = dir.path().join("other.db");
         Connection::open(&other).unwrap().execute_batch("CREATE TABLE t (x)").unwrap();
-        assert!(matches!(check_copy(&other), Err(CopyError::NotRelaykey(_))));
+        assert!(matches!(check_copy(&other, &other), Err(CopyError::NotRelaykey(_))));
 
         let newer = store_with_account(dir.path());
         let conn = Connection::open(&newer).unwrap();
         conn.pragma_update(None, "user_version", schema::MIGRATIONS.len() as i64 + 1).unwrap();
         drop(conn);
-        assert!(matches!(check_copy(&newer), Err(CopyError::NewerSchema { .. })));
+        assert!(matches!(check_copy(&newer, &newer), Err(CopyError::NewerSchema { .. })));
     }
 }
