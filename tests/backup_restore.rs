@@ -286,9 +286,15 @@ fn restore_refuses_files_that_cannot_become_the_store() {
     f.refuses(&corrupt, "corrupt.db");
 
     // The good one restores; the old store is kept beside it, and the data is the backup's.
+    // The restored file takes the owner of the one it replaces (the packaged daemon's user).
     cli(&f.config, &["account", "add", "later@example.com"]);
+    let store = f.store_dir().join("relaykey.db");
+    std::os::unix::fs::chown(&store, Some(65534), Some(65534)).unwrap();
     let out = cli(&f.config, &["restore", f.backup.to_str().unwrap()]);
     assert!(out.contains("restored"), "{out}");
+    let meta = std::fs::metadata(&store).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (65534, 65534, 0o600));
     let list = cli(&f.config, &["account", "list"]);
     assert!(list.contains("kept@example.com") && !list.contains("later@example.com"), "{list}");
     let kept: Vec<String> = std::fs::read_dir(f.store_dir())
