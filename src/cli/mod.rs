@@ -1,6 +1,9 @@
 //! The `relaykey` command line: argument parsing and dispatch, one file per command group.
 //!
-//! Every refusal ends up in [`main`], which prints it as one line on stderr and exits non-zero.
+//! The clap types live in `args` (one file per group there too), apart from the code that
+//! runs them, because `build.rs` compiles them to write the man pages and completions. Every
+//! `list` prints through `table`. Every refusal ends up in [`main`], which prints it as one
+//! line on stderr and exits non-zero.
 
 mod account;
 mod apikey;
