@@ -11,6 +11,7 @@ mod args;
 mod auth;
 mod backup;
 mod config_cmd;
+mod import;
 mod output;
 mod postfix_check;
 mod queue;
@@ -128,6 +129,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Queue(cmd) => queue::run(cmd, &config()?, json),
         Command::Backup(args) => backup::backup(&args, &config()?, json),
         Command::Restore(args) => restore::restore(&args, &config()?, json),
+        Command::Import(cmd) => import::run(cmd, &config()?, json),
         Command::Serve => {
             let config = config()?;
             let path = path.or_else(|| Some(PathBuf::from(config::DEFAULT_PATH)).filter(|p| p.exists()));

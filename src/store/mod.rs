@@ -7,6 +7,7 @@
 mod accounts;
 mod api_keys;
 pub mod backup;
+mod imports;
 mod listing;
 mod schema;
 mod senders;
@@ -21,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use api_keys::{ApiKeyEdit, NewApiKey};
+pub use imports::{ImportWritten, ImportedCredential};
 pub use listing::{Listing, UnreadableRow};
 pub use smtp_credentials::{NewSmtpCredential, SmtpCredentialEdit};
 

@@ -9,6 +9,7 @@ pub mod account;
 pub mod apikey;
 pub mod auth;
 pub mod config;
+pub mod import;
 pub mod postfix;
 pub mod queue;
 pub mod sender;
@@ -64,4 +65,7 @@ pub enum Command {
     Backup(store::BackupArgs),
     /// Replace the store with a backup; refused while a daemon uses the store
     Restore(store::RestoreArgs),
+    /// Import users, with their passwords, from another SASL server
+    #[command(subcommand)]
+    Import(import::ImportCmd),
 }
