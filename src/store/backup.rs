@@ -191,6 +191,54 @@ mod tests {
         assert_eq!(store.accounts().unwrap().len(), 1);
     }
 
+    /// A store of many backup steps, copied while another connection commits one row after
+    /// another: the copy is whole, and it is one snapshot (its row count is one the writer
+    /// committed, and ids have no gap), however the writes fall between the steps.
+    #[test]
+    fn a_backup_of_many_steps_is_one_snapshot_while_a_writer_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("relaykey.db");
+        drop(Store::open(&db).unwrap());
+        let conn = Connection::open(&db).unwrap();
+        let pad = "x".repeat(180);
+        conn.execute_batch("BEGIN").unwrap();
+        for i in 0..10_000 {
+            conn.execute("INSERT INTO accounts (email, created_at) VALUES (?1, 0)", [format!("{i}-{pad}@a.example")])
+                .unwrap();
+        }
+        conn.execute_batch("COMMIT").unwrap();
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        assert!(pages > 4 * PAGES_PER_STEP as i64, "only {pages} pages: one step would copy it all");
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    conn.execute(
+                        "INSERT INTO accounts (email, created_at) VALUES (?1, 0)",
+                        [format!("w{n}@a.example")],
+                    )
+                    .unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        for round in 0..3 {
+            let copy = dir.path().join(format!("copy{round}.db"));
+            std::fs::File::create(&copy).unwrap();
+            backup_into(&db, &copy, &copy).unwrap();
+            let c = Connection::open(&copy).unwrap();
+            let (count, max): (i64, i64) =
+                c.query_row("SELECT count(*), max(id) FROM accounts", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+            assert!(count >= 10_000 && count == max, "not one snapshot: {count} rows, last id {max}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(writer.join().unwrap() > 0, "the writer never committed");
+    }
+
     #[test]
     fn check_refuses_what_cannot_become_the_store() {
         let dir = tempfile::tempdir().unwrap();
