@@ -11,7 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// A held lock; dropping it (or the process ending) releases it.
@@ -48,21 +48,26 @@ impl ServeLock {
     }
 }
 
-/// Opens (creating) the lock file. Read-only and world-readable: a `flock` needs no write
-/// access, and a daemon that runs as its own user must be able to open a lock file that a
-/// root CLI created. It holds no data.
+/// Opens (creating) the lock file. Read-only and world-readable (0644 whatever the umask): a
+/// `flock` needs no write access, and a daemon that runs as its own user must be able to open
+/// a lock file that a root CLI created. It holds no data.
 fn open(database: &Path) -> io::Result<File> {
     if let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    File::open(lock_path(database)).or_else(|e| {
-        if e.kind() != io::ErrorKind::NotFound {
-            return Err(e);
-        }
-        // `create` needs write access in the std API; the file is opened read-only again below.
-        OpenOptions::new().write(true).create(true).truncate(false).mode(0o644).open(lock_path(database))?;
-        OpenOptions::new().read(true).open(lock_path(database))
-    })
+    let path = lock_path(database);
+    match File::open(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        other => return other,
+    }
+    // `create` needs write access in the std API; the file is opened read-only again below.
+    match OpenOptions::new().write(true).create_new(true).mode(0o644).open(&path) {
+        Ok(created) => created.set_permissions(std::fs::Permissions::from_mode(0o644))?,
+        // Another process created it meanwhile: use theirs.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    File::open(&path)
 }
 
 fn flock(file: &File, operation: libc::c_int) -> io::Result<()> {
@@ -92,6 +97,8 @@ mod tests {
         drop(daemon);
         assert!(ServeLock::try_exclusive(&db).unwrap().is_none());
         drop(second_daemon);
+        let mode = std::fs::metadata(lock_path(&db)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "a daemon running as its own user must open a lock root made");
         let restore = ServeLock::try_exclusive(&db).unwrap();
         assert!(restore.is_some());
         assert!(ServeLock::try_exclusive(&db).unwrap().is_none(), "two restores at once");
