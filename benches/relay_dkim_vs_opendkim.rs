@@ -232,8 +232,9 @@ impl Bench {
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
         let sink = Sink::start();
         // The harness reads the notify socket only until READY=1, and a unix datagram queue
-        // holds 10: the daemon's STATUS= every 10 s would fill it after ~100 s and its next
-        // send would block a runtime thread. This bench outlives that; one STATUS an hour.
+        // holds 10: STATUS= every 10 s fills it after ~100 s, which this bench outlives (before
+        // main's b5ec99d the daemon's next send then blocked, and the relay stopped greeting).
+        // One STATUS an hour keeps the run independent of that.
         let relay = Relay::start(Options {
             relay: format!(
                 "smarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"none\"\nmax_message_size = 10485760\n\
