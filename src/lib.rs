@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dkim;
 pub mod dns;
 pub mod header_from;
 pub mod invisible;

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod api_keys;
+mod dkim_keys;
 mod listing;
 mod schema;
 mod senders;
@@ -50,6 +51,14 @@ pub enum StoreError {
     SenderExists { account: String, entry: String },
     #[error("account {account} has no sender {entry}")]
     UnknownSender { account: String, entry: String },
+    #[error("{0} is not a sender domain of any account (add it with `relaykey sender add`)")]
+    UnknownSenderDomain(String),
+    #[error("sender domain {0} is not verified yet (publish its TXT record, then `relaykey sender verify`)")]
+    UnverifiedSenderDomain(String),
+    #[error("domain {domain} already has a DKIM key with selector {selector}")]
+    DkimSelectorTaken { domain: String, selector: String },
+    #[error("domain {domain} has no DKIM key with selector {selector}")]
+    UnknownDkimKey { domain: String, selector: String },
     #[error(transparent)]
     Name(#[from] NameError),
     #[error("an API key needs at least one permission")]

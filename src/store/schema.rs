@@ -53,6 +53,24 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX senders_account ON senders(account_id);
     "#,
+    // DKIM keys of sender domains. A key hangs on its verified domain entry: removing the
+    // entry removes its keys. `private_key` is PKCS#8 DER and never leaves the store but to
+    // the daemon's keyring.
+    r#"
+    CREATE TABLE dkim_keys (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        sender_id   INTEGER NOT NULL REFERENCES senders(id) ON DELETE CASCADE,
+        domain      TEXT    NOT NULL COLLATE NOCASE,
+        selector    TEXT    NOT NULL COLLATE NOCASE,
+        algorithm   TEXT    NOT NULL CHECK (algorithm IN ('rsa', 'ed25519')),
+        private_key BLOB    NOT NULL,
+        public_key  BLOB    NOT NULL,
+        state       TEXT    NOT NULL CHECK (state IN ('published', 'active', 'retired')),
+        created_at  INTEGER NOT NULL,
+        UNIQUE (domain, selector)
+    );
+    CREATE INDEX dkim_keys_sender ON dkim_keys(sender_id);
+    "#,
 ];
 
 /// The migration after which every existing account gets its own address as a verified

@@ -1,0 +1,160 @@
+//! The active DKIM keys of every domain, in memory, loaded into ring once: what signing at
+//! enqueue asks for each message. Like the sender directory (`crate::senders::directory`), a
+//! [`Keyring`] keeps its own store connection and rebuilds its snapshot when `PRAGMA
+//! data_version` moves, so a key activated or retired with the CLI signs (or stops signing)
+//! from the next message on, without a query per message.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::key::{Algorithm, SigningKey};
+use super::signature::{SignatureInput, sign};
+use crate::store::{Store, StoreError};
+
+/// One active key of a domain.
+#[derive(Debug)]
+pub struct ActiveKey {
+    pub selector: String,
+    pub key: SigningKey,
+}
+
+/// The active keys of one domain, and the account whose verified domain it is: only that
+/// account's mail is signed with them.
+#[derive(Debug)]
+pub struct DomainKeys {
+    /// ASCII, lower case: the `d=`.
+    pub domain: String,
+    pub owner: i64,
+    /// RSA first, then Ed25519; by selector within an algorithm.
+    pub keys: Vec<ActiveKey>,
+}
+
+/// A key as the store hands it to the keyring.
+pub struct ActiveKeyRow {
+    pub domain: String,
+    pub owner: i64,
+    pub selector: String,
+    pub private: super::PrivateKey,
+}
+
+/// The signature fields for one message, and which selectors made them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signed {
+    /// `DKIM-Signature:` fields, each ending in CRLF, to put above the message.
+    pub fields: String,
+    pub selectors: Vec<String>,
+}
+
+impl DomainKeys {
+    /// Signs a message with every key; a key that fails to sign is skipped (the others
+    /// still sign), so a message is never refused for it.
+    pub fn sign(&self, head: &[u8], body_hash: &[u8], timestamp: u64) -> Signed {
+        let mut signed = Signed::default();
+        for active in &self.keys {
+            let input = SignatureInput { domain: &self.domain, selector: &active.selector, timestamp, head, body_hash };
+            match sign(&input, &active.key) {
+                Ok(field) => {
+                    signed.fields.push_str(&field);
+                    signed.selectors.push(active.selector.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(domain = %self.domain, selector = %active.selector, error = %e, "dkim signing failed")
+                }
+            }
+        }
+        signed
+    }
+}
+
+/// Every domain's active keys at one store version.
+#[derive(Debug, Default)]
+pub struct KeySnapshot {
+    domains: HashMap<String, Arc<DomainKeys>>,
+}
+
+impl KeySnapshot {
+    pub fn load(store: &Store) -> Result<Self, StoreError> {
+        Ok(Self::from_rows(store.active_dkim_keys()?))
+    }
+
+    /// Loads each key into ring; a key ring cannot read is left out and logged (it was
+    /// checked at generation, so only a damaged store gets here).
+    pub fn from_rows(rows: Vec<ActiveKeyRow>) -> Self {
+        let mut domains: HashMap<String, DomainKeys> = HashMap::new();
+        for row in rows {
+            let key = match SigningKey::load(&row.private) {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!(domain = %row.domain, selector = %row.selector, error = %e, "dkim key skipped");
+                    continue;
+                }
+            };
+            let domain = row.domain.to_ascii_lowercase();
+            let entry = domains.entry(domain.clone()).or_insert_with(|| DomainKeys {
+                domain,
+                owner: row.owner,
+                keys: Vec::new(),
+            });
+            entry.keys.push(ActiveKey { selector: row.selector, key });
+        }
+        for keys in domains.values_mut() {
+            keys.keys.sort_by(|a, b| {
+                (algorithm_rank(a.key.algorithm()), &a.selector).cmp(&(algorithm_rank(b.key.algorithm()), &b.selector))
+            });
+        }
+        Self { domains: domains.into_iter().map(|(d, k)| (d, Arc::new(k))).collect() }
+    }
+
+    /// The active keys of `ascii_domain` (lower case), if it has any.
+    pub fn domain(&self, ascii_domain: &str) -> Option<Arc<DomainKeys>> {
+        self.domains.get(ascii_domain).cloned()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+    }
+}
+
+fn algorithm_rank(a: Algorithm) -> u8 {
+    match a {
+        Algorithm::Rsa => 0,
+        Algorithm::Ed25519 => 1,
+    }
+}
+
+struct Inner {
+    store: Store,
+    data_version: i64,
+    snapshot: Arc<KeySnapshot>,
+}
+
+/// The keyring the queue signs with (behind an `Arc`).
+pub struct Keyring {
+    inner: Mutex<Inner>,
+}
+
+impl Keyring {
+    /// Opens its own connection to the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::new(Store::open(path)?)
+    }
+
+    /// Takes a connection that nothing else writes through.
+    pub fn new(store: Store) -> Result<Self, StoreError> {
+        let data_version = store.data_version()?;
+        let snapshot = Arc::new(KeySnapshot::load(&store)?);
+        Ok(Self { inner: Mutex::new(Inner { store, data_version, snapshot }) })
+    }
+
+    /// The current snapshot, rebuilt first if the store changed since the last call.
+    pub fn snapshot(&self) -> Result<Arc<KeySnapshot>, StoreError> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let version = inner.store.data_version()?;
+        if version != inner.data_version {
+            inner.snapshot = Arc::new(KeySnapshot::load(&inner.store)?);
+            inner.data_version = version;
+        }
+        Ok(inner.snapshot.clone())
+    }
+}

@@ -1,0 +1,140 @@
+//! Round trips through ring's own verification: the test reads the emitted field back the way
+//! a verifier does (tags parsed, `b=` emptied, `h=` fields picked bottom-up), so it checks
+//! the field's text as well as the crypto.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ring::signature::{ED25519, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+
+use super::*;
+use crate::dkim::canonical::relaxed_body;
+use crate::dkim::key::{Algorithm, PrivateKey, generate};
+
+const MESSAGE_HEAD: &[u8] = b"Received: from c ([192.0.2.1])\r\n\tby relay (relaykey) with ESMTPSA id X;\r\n\tThu, 3 Dec 2026 12:00:00 +0000\r\n\
+    From: \"Ann\" <ann@example.com>\r\nTo: bob@example.net\r\nSubject: a very long subject that goes on and on\r\n \
+    folded once and \t twice\r\nDate: Thu, 3 Dec 2026 12:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n";
+
+fn tags(field: &str) -> Vec<(String, String)> {
+    let value = field.split_once(':').unwrap().1;
+    value
+        .split(';')
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| {
+            let (k, v) = t.split_once('=').unwrap();
+            (k.trim().to_string(), v.chars().filter(|c| !c.is_whitespace()).collect())
+        })
+        .collect()
+}
+
+/// What a verifier hashes, rebuilt from the emitted field alone.
+fn verifier_data(head: &[u8], field: &str) -> Vec<u8> {
+    let tags = tags(field);
+    let h = &tags.iter().find(|(k, _)| k == "h").unwrap().1;
+    let names: Vec<&str> = h.split(':').collect();
+    let fields = split_fields(head);
+    let mut data = Vec::new();
+    for f in select(&fields, &names).into_iter().flatten() {
+        relaxed_header(f.raw, &mut data);
+    }
+    // b= is the last tag: everything after "b=" is its value.
+    let at = field.rfind("b=").unwrap();
+    let without_b = format!("{}b=", &field[..at]);
+    relaxed_header(without_b.as_bytes(), &mut data);
+    data.truncate(data.len() - 2);
+    data
+}
+
+fn sign_with(algorithm: Algorithm) -> (String, Vec<u8>, Vec<u8>) {
+    let generated = generate(algorithm).unwrap();
+    let key = SigningKey::load(&generated.private).unwrap();
+    let body_hash = ring::digest::digest(&ring::digest::SHA256, &relaxed_body(b"hello\r\n")).as_ref().to_vec();
+    let input = SignatureInput {
+        domain: "example.com",
+        selector: "rk2026a",
+        timestamp: 1_764_763_200,
+        head: MESSAGE_HEAD,
+        body_hash: &body_hash,
+    };
+    (sign(&input, &key).unwrap(), key.public_key().to_vec(), body_hash)
+}
+
+fn verifies(algorithm: Algorithm, head: &[u8], field: &str, public: &[u8]) -> bool {
+    let data = verifier_data(head, field);
+    let b = &tags(field).iter().find(|(k, _)| k == "b").unwrap().1.clone();
+    let sig = STANDARD.decode(b).unwrap();
+    match algorithm {
+        Algorithm::Rsa => UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public).verify(&data, &sig).is_ok(),
+        Algorithm::Ed25519 => {
+            let digest = ring::digest::digest(&ring::digest::SHA256, &data);
+            UnparsedPublicKey::new(&ED25519, public).verify(digest.as_ref(), &sig).is_ok()
+        }
+    }
+}
+
+#[test]
+fn both_algorithms_round_trip_and_tampering_fails() {
+    for algorithm in [Algorithm::Ed25519, Algorithm::Rsa] {
+        let (field, public, body_hash) = sign_with(algorithm);
+        assert!(verifies(algorithm, MESSAGE_HEAD, &field, &public), "{algorithm}: {field}");
+        let t = tags(&field);
+        let get = |k: &str| t.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("v"), Some("1"));
+        assert_eq!(get("a"), Some(algorithm.tag()));
+        assert_eq!(get("c"), Some("relaxed/relaxed"));
+        assert_eq!((get("d"), get("s"), get("t")), (Some("example.com"), Some("rk2026a"), Some("1764763200")));
+        assert_eq!(get("bh"), Some(STANDARD.encode(&body_hash).as_str()));
+        assert_eq!(get("l"), None);
+        assert!(
+            get("h")
+                .unwrap()
+                .starts_with("From:From:Reply-To:Subject:Subject:Date:Date:To:To:Cc:Message-ID:Message-ID:")
+        );
+        assert!(!get("h").unwrap().to_ascii_lowercase().contains("received"));
+        // A changed Subject, or one added above, breaks it; a new Received does not.
+        let changed = String::from_utf8_lossy(MESSAGE_HEAD).replace("very long", "very short");
+        assert!(!verifies(algorithm, changed.as_bytes(), &field, &public));
+        let mut added = MESSAGE_HEAD.to_vec();
+        added.extend_from_slice(b"Subject: injected\r\n");
+        assert!(!verifies(algorithm, &added, &field, &public));
+        let mut traced = b"Received: from elsewhere\r\n".to_vec();
+        traced.extend_from_slice(MESSAGE_HEAD);
+        assert!(verifies(algorithm, &traced, &field, &public));
+    }
+}
+
+#[test]
+fn the_field_is_folded_within_78_columns() {
+    for algorithm in [Algorithm::Ed25519, Algorithm::Rsa] {
+        let (field, _, _) = sign_with(algorithm);
+        assert!(field.starts_with("DKIM-Signature: v=1; a=") && field.ends_with("\r\n"));
+        for line in field.trim_end_matches("\r\n").split("\r\n") {
+            let width = line.replace('\t', "        ").len();
+            assert!(width <= 78, "{width}: {line}");
+            assert!(!line.trim().is_empty());
+        }
+        assert!(!field.trim_end_matches("\r\n").contains('\n') || field.contains("\r\n\t"));
+    }
+}
+
+#[test]
+fn private_keys_never_show_in_debug() {
+    let generated = generate(Algorithm::Ed25519).unwrap();
+    let shown = format!("{generated:?} {:?}", SigningKey::load(&generated.private).unwrap());
+    assert!(shown.contains("redacted"));
+    let pkcs8_b64 = STANDARD.encode(generated.private.pkcs8());
+    assert!(!shown.contains(&pkcs8_b64[..16]));
+    let hexed: String = generated.private.pkcs8().iter().map(|b| format!("{b}, ")).collect();
+    assert!(!shown.contains(&hexed[..20]));
+    assert_eq!(format!("{:?}", PrivateKey::from_pkcs8(Algorithm::Rsa, vec![1, 2, 3])), "PrivateKey(rsa, redacted)");
+}
+
+#[test]
+fn rsa_keys_publish_spki_that_ring_reads() {
+    let generated = generate(Algorithm::Rsa).unwrap();
+    // SubjectPublicKeyInfo with rsaEncryption: "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA…".
+    let p = STANDARD.encode(&generated.public);
+    assert!(p.starts_with("MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"), "{p}");
+    let key = SigningKey::load(&generated.private).unwrap();
+    // The SPKI ends with the PKCS#1 key ring uses.
+    assert!(generated.public.ends_with(key.public_key()));
+}
