@@ -27,8 +27,18 @@ pub const WAIT: Duration = Duration::from_secs(60);
 
 /// A relay delivering to `sink`, with `extra` in `[relay]`, USER owning DOMAIN and KEYLESS.
 pub fn relay_to(sink: &Sink, extra: &str) -> Relay {
+    start(sink, extra, false)
+}
+
+/// [`relay_to`], also serving the HTTP API ([`Relay::api`]).
+pub fn relay_with_api_to(sink: &Sink) -> Relay {
+    start(sink, "", true)
+}
+
+fn start(sink: &Sink, extra: &str, api: bool) -> Relay {
     let relay = Relay::start(Options {
         relay: format!("smarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"none\"\n{extra}", sink.port),
+        api,
         ..Options::default()
     });
     for domain in [DOMAIN, KEYLESS] {
@@ -71,7 +81,16 @@ pub fn generate_active(relay: &Relay, domain: &str, args: &[&str]) -> Vec<Value>
 /// A relay delivering to `sink` whose DOMAIN has an active Ed25519 and an active RSA key;
 /// returns it with the published keys.
 pub fn signing_relay(sink: &Sink, extra: &str) -> (Relay, Keys) {
-    let relay = relay_to(sink, extra);
+    with_keys(relay_to(sink, extra))
+}
+
+/// [`signing_relay`], also serving the HTTP API.
+pub fn signing_api_relay(sink: &Sink) -> (Relay, Keys) {
+    with_keys(relay_with_api_to(sink))
+}
+
+/// Active keys of both algorithms for DOMAIN on `relay`.
+fn with_keys(relay: Relay) -> (Relay, Keys) {
     let keys = generate_active(&relay, DOMAIN, &[]);
     let mut algorithms: Vec<&str> = keys.iter().map(|k| k["algorithm"].as_str().unwrap()).collect();
     algorithms.sort();
