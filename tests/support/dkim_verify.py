@@ -12,6 +12,7 @@ Prints a JSON list, one object per DKIM-Signature from the top of the message:
 
 import json
 import logging
+import re
 import sys
 
 import dkim
@@ -39,7 +40,15 @@ def main():
     with open(sys.argv[2], encoding="utf-8") as f:
         keys = {name.lower().rstrip("."): value.encode() for name, value in json.load(f).items()}
 
-    headers, _ = dkim.rfc822_parse(message)
+    try:
+        headers, _ = dkim.rfc822_parse(message)
+    except dkim.DKIMException as e:
+        # A header section dkimpy cannot read fails every signature it holds.
+        error = "%s: %s" % (type(e).__name__, e)
+        count = len(re.findall(rb"(?im)^dkim-signature[ \t]*:", message.split(b"\r\n\r\n")[0]))
+        results = [{"index": i, "tags": {}, "pass": False, "error": error, "lookups": []} for i in range(count)]
+        json.dump(results, sys.stdout)
+        return
     signatures = [value for name, value in headers if name.lower() == b"dkim-signature"]
     results = []
     for index, value in enumerate(signatures):

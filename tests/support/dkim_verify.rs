@@ -268,6 +268,8 @@ struct OpendkimResult {
     /// The first characters of the signature's `b=`.
     b: String,
     clause: String,
+    /// OpenDKIM's log line for this selector, which says why it failed.
+    why: Option<String>,
 }
 
 /// Runs OpenDKIM in test mode; its per-signature results, or why there are none.
@@ -321,6 +323,10 @@ fn run_opendkim(dir: &Path, message: &Path, keys: &Keys) -> Result<Vec<OpendkimR
                 algorithm: prop("header.a="),
                 domain: prop("header.d="),
                 b: prop("header.b="),
+                why: stderr
+                    .lines()
+                    .find(|l| l.contains(&format!("(s={} ", prop("header.s="))) && l.contains("failed"))
+                    .map(str::to_string),
                 clause: clause.to_string(),
             }
         })
@@ -339,18 +345,18 @@ fn opendkim_verdict(results: &Result<Vec<OpendkimResult>, String>, tags: &BTreeM
     let mine: Vec<&OpendkimResult> = results
         .iter()
         .filter(|r| {
-            !r.b.is_empty()
-                && b.starts_with(&r.b)
-                && r.selector == tag("s")
-                && r.algorithm == tag("a")
-                && r.domain.eq_ignore_ascii_case(&tag("d"))
+            !r.b.is_empty() && b.starts_with(&r.b) && r.selector == tag("s") && r.domain.eq_ignore_ascii_case(&tag("d"))
         })
         .collect();
     match mine[..] {
+        // OpenDKIM names the algorithm it read: rsa-sha1 when it could not parse the signature.
         [r] => Verdict {
-            pass: r.result == "pass",
+            pass: r.result == "pass" && r.algorithm == tag("a"),
             judged: r.result == "pass" || r.result == "fail",
-            detail: r.clause.clone(),
+            detail: match &r.why {
+                Some(why) if r.result != "pass" => format!("{} ({why})", r.clause),
+                _ => r.clause.clone(),
+            },
         },
         _ => Verdict {
             pass: false,
