@@ -20,6 +20,11 @@ pub fn rfc5322_date(unix: u64) -> String {
     )
 }
 
+/// The calendar year (UTC) of a Unix time.
+pub fn year(unix: u64) -> i64 {
+    civil_from_days((unix / 86_400) as i64).0
+}
+
 /// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's `civil_from_days`.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

@@ -6,6 +6,7 @@ mod account;
 mod apikey;
 mod auth;
 mod config_cmd;
+mod dkim;
 mod docs;
 mod output;
 mod postfix_check;
@@ -50,6 +51,9 @@ pub enum Command {
     /// Manage the domains and addresses an account may send as
     #[command(subcommand)]
     Sender(sender::SenderCmd),
+    /// Manage the DKIM keys that sign mail from verified sender domains
+    #[command(subcommand)]
+    Dkim(dkim::DkimCmd),
     /// Test a login through the daemon's decision path
     #[command(subcommand)]
     Auth(auth::AuthCmd),
@@ -162,6 +166,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Apikey(cmd) => apikey::run(cmd, &config()?, json),
         Command::Smtp(cmd) => smtp::run(cmd, &config()?, json),
         Command::Sender(cmd) => sender::run(cmd, &config()?, json),
+        Command::Dkim(cmd) => dkim::run(cmd, &config()?, json),
         Command::Auth(cmd) => auth::run(cmd, &config()?, json),
         Command::Config(cmd) => config_cmd::run(cmd, path.as_ref(), json),
         Command::Postfix(cmd) => postfix_check::run(cmd, &config()?, json),

@@ -19,6 +19,7 @@
 //! constant-time `crypto-bigint`) only generates RSA keys, offline, in the CLI.
 
 pub mod canonical;
+pub mod check;
 pub mod header_fields;
 pub mod key;
 pub mod keyring;

@@ -91,7 +91,7 @@ impl DkimKey {
 
 /// The selector `generate` picks when none is given: `rk<year><letter>`, the first letter
 /// from `a` not in `taken` (then `rk<year>a1`, … should all 26 be used).
-pub fn default_selector(year: i32, taken: &[String]) -> String {
+pub fn default_selector(year: i64, taken: &[String]) -> String {
     let free = |s: &String| !taken.iter().any(|t| t.eq_ignore_ascii_case(s));
     let letters = (b'a'..=b'z').map(|c| format!("rk{year}{}", c as char));
     let numbered = (1u32..).map(|n| format!("rk{year}a{n}"));

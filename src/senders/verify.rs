@@ -78,7 +78,8 @@ pub async fn verify_domain(config: &SendersConfig, ascii_domain: &str, token: &s
     }
 }
 
-fn resolver(config: &SendersConfig) -> Result<TokioResolver, String> {
+/// A resolver on `[senders]` settings: its nameserver (or the system's), its time-out, one try.
+pub fn resolver(config: &SendersConfig) -> Result<TokioResolver, String> {
     let nameservers: Vec<_> = config.resolver.into_iter().collect();
     let mut builder =
         crate::dns::resolver_builder(&nameservers).map_err(|e| format!("cannot read the system resolver: {e}"))?;
