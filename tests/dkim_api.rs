@@ -10,10 +10,11 @@ mod api_common;
 mod dkim_support;
 mod support;
 
+use api_common::relay_sink as sink;
 use api_common::{Reply, call_from};
-use dkim_support::relay_sink::Sink;
 use dkim_support::{DOMAIN, KEYLESS, assert_signed, assert_unsigned, delivered_to, signing_api_relay};
 use serde_json::{Value, json};
+use sink::Sink;
 use support::dkim_verify::{assert_fails, available, with_body_changed, with_subject_changed};
 use support::relay::{Relay, USER};
 

@@ -7,10 +7,12 @@
 //! Needs swaks, dkimpy and OpenDKIM: skipped locally without them, a failure under CI=true.
 
 mod dkim_support;
+#[path = "support/relay_sink.rs"]
+mod sink;
 mod support;
 
-use dkim_support::relay_sink::Sink;
 use dkim_support::{DOMAIN, KEYLESS, assert_signed, assert_unsigned, delivered_to, send, session, signing_relay};
+use sink::Sink;
 use support::dkim_verify::{
     Keys, assert_fails, assert_verifies, available as verifiers_available, with_body_changed, with_subject_changed,
 };

@@ -5,11 +5,13 @@
 //! Needs dkimpy and OpenDKIM: skipped locally without them, a failure under CI=true.
 
 mod dkim_support;
+#[path = "support/relay_sink.rs"]
+mod sink;
 mod support;
 
-use dkim_support::relay_sink::Sink;
 use dkim_support::{DOMAIN, assert_signed, delivered_to, list, send, session, signing_relay};
 use serde_json::Value;
+use sink::Sink;
 use support::dkim_verify::{Keys, assert_verifies, available, keys_from_list, record_name};
 use support::relay::Relay;
 

@@ -3,17 +3,18 @@
 //! sender domain with DKIM keys made by the CLI (`relaykey dkim generate`, `activate`, `list`),
 //! a client that sends several messages in one authenticated session, and the checks every
 //! signed message must pass besides the two verifiers: what `h=` covers, the tags, line lengths.
+//!
+//! The test crate provides `crate::sink` (tests/support/relay_sink.rs) and `crate::support`:
+//! `#[path = "support/relay_sink.rs"] mod sink;`, or `use api_common::relay_sink as sink;`
+//! where api_common already includes it (a file may be a module only once per crate).
 #![allow(dead_code)]
-
-#[path = "../support/relay_sink.rs"]
-pub mod relay_sink;
 
 use std::time::Duration;
 
 use base64::Engine as _;
-use relay_sink::{Delivered, Sink};
 use serde_json::Value;
 
+use crate::sink::{Delivered, Sink};
 use crate::support::dkim_verify::{Checked, Keys, assert_verifies, keys_from_list};
 use crate::support::relay::{Options, Relay, USER};
 use crate::support::smtp::Dialog;
