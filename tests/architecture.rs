@@ -2,7 +2,7 @@
 //!
 //! The daemon is the top: it builds every front end and hands each what it needs, so nothing
 //! else refers back to it. The queue is below the relay (the relay, like the API, puts
-//! messages into it). Metrics is a leaf that anything may record into. Protocol front ends
+//! messages into it), and DKIM is below the queue (which signs with it). Metrics is a leaf that anything may record into. Protocol front ends
 //! do not reach into each other: what two of them share lives below them.
 //!
 //! A module's references are the `crate::…` and `super::…` paths in its code (comments and
@@ -47,6 +47,11 @@ const RULES: &[Rule] = &[
         who: Scope::Only(&["queue"]),
         must_not_use: &["smtp", "api"],
         why: "the relay and the API put messages into the queue, not the other way round",
+    },
+    Rule {
+        who: Scope::Only(&["dkim"]),
+        must_not_use: &["smtp", "api", "queue", "sasl", "policy"],
+        why: "DKIM keys and signing sit below the queue and the front ends that use them",
     },
     Rule {
         who: Scope::Only(&["metrics"]),

@@ -326,9 +326,10 @@ async fn item_09_terminal_injection_is_escaped_in_cli_output() {
         smtputf8: false,
         eight_bit: false,
         auth_user: Some("u\u{1b}[1m".into()),
+        account_id: None,
         client_ip: None,
     };
-    let queued = spool.commit(incoming, &submission).unwrap();
+    let queued = spool.commit(incoming, &submission, String::new()).unwrap();
     let shown = cli.ok(&["queue", "show", &queued.id]);
     assert_eq!(raw_invisible(&shown.stdout), Vec::<char>::new(), "raw control characters in `queue show`");
     let text = String::from_utf8_lossy(&shown.stdout);

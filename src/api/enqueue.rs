@@ -11,6 +11,7 @@ use crate::queue::{EnqueueError, Outbox, Submission};
 /// Who submitted the message, for the trace header, the envelope and the log.
 pub struct Submitter<'a> {
     pub account: &'a str,
+    pub account_id: i64,
     pub client_ip: IpAddr,
     pub hostname: &'a str,
 }
@@ -28,6 +29,7 @@ pub async fn enqueue(outbox: &Outbox, outgoing: Outgoing, by: &Submitter<'_>) ->
             .any(|c| !c.is_ascii()),
         eight_bit: outgoing.message.iter().any(|b| !b.is_ascii()),
         auth_user: Some(by.account.to_string()),
+        account_id: Some(by.account_id),
         client_ip: Some(by.client_ip),
     };
     let incoming = outbox.begin()?;

@@ -106,7 +106,12 @@ pub async fn send(
         return Err(ApiError::message_limit(r));
     }
     let client_ip = caller.ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
-    let by = Submitter { account: &caller.grant.account, client_ip, hostname: &config.relay.hostname };
+    let by = Submitter {
+        account: &caller.grant.account,
+        account_id: caller.grant.account_id,
+        client_ip,
+        hostname: &config.relay.hostname,
+    };
     match enqueue(outbox, outgoing, &by).await {
         Ok(id) => Ok((StatusCode::ACCEPTED, Json(Queued { id }))),
         Err(EnqueueError::DiskFull) => Err(ApiError::new(

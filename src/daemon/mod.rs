@@ -29,6 +29,7 @@ pub use unix_socket::{bind_unix, chown, group_id, is_socket};
 use crate::api::{ApiDeps, ApiStartError};
 use crate::auth::{AuthError, Authenticator, FailureThrottle, LoginLedger, LoginPipeline};
 use crate::config::Config;
+use crate::dkim::Keyring;
 use crate::limits::ConnectionLimiter;
 use crate::logging::{self, LogHandle};
 use crate::message_limits::MessageLimits;
@@ -152,6 +153,11 @@ impl Shared {
         crate::queue::start(root, self.config.clone(), self.shutdown.clone(), self.tasks.clone()).await
     }
 
+    /// The DKIM keys the queue signs with: their own store connection and snapshot.
+    pub fn dkim_keyring(&self) -> Result<Arc<Keyring>, StoreError> {
+        Ok(Arc::new(Keyring::open(&self.config().database)?))
+    }
+
     /// What the relay needs.
     pub fn relay_deps(&self) -> Result<RelayDeps, StoreError> {
         Ok(RelayDeps {
@@ -263,7 +269,7 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
             listeners.push(crate::smtp::RelayListener { listener, tls: l.tls });
         }
         // The queue first: the relay and the API both put messages into it.
-        let queue = shared.start_queue().await?;
+        let queue = shared.start_queue().await?.with_keyring(shared.dkim_keyring().map_err(ServeError::Senders)?);
         crate::smtp::serve_relay(shared.relay_deps().map_err(ServeError::Senders)?, queue.clone(), listeners)?;
         outbox = Some(queue);
         started.push("relay");

@@ -27,6 +27,8 @@ pub mod message;
 pub mod record;
 pub mod signature;
 pub mod stored;
+#[cfg(test)]
+pub mod test_verifier;
 
 pub use key::{Algorithm, GeneratedKey, KeyError, PrivateKey, SigningKey};
 pub use keyring::{ActiveKey, ActiveKeyRow, DomainKeys, KeySnapshot, Keyring, Signed};

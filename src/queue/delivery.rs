@@ -300,7 +300,7 @@ impl Runner {
         let committed = tokio::task::spawn_blocking(move || {
             let mut incoming = spool.begin()?;
             incoming.write(&bytes)?;
-            spool.commit(incoming, &sub)
+            spool.commit(incoming, &sub, String::new())
         })
         .await;
         match committed {

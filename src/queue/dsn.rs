@@ -75,6 +75,7 @@ pub fn build(
         smtputf8: original.smtputf8,
         eight_bit: true,
         auth_user: None,
+        account_id: None,
         client_ip: None,
     };
     Some((submission, bytes))
@@ -118,9 +119,10 @@ mod tests {
             smtputf8: false,
             eight_bit: false,
             auth_user: None,
+            account_id: None,
             client_ip: None,
         };
-        Envelope::new("0123456789ABCDEF".into(), &s, 0, 10)
+        Envelope::new("0123456789ABCDEF".into(), &s, 0, 10, String::new())
     }
 
     fn failed() -> Recipient {

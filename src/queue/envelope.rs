@@ -15,6 +15,9 @@ pub struct Submission {
     pub eight_bit: bool,
     /// The login that sent it, for the log and `queue show`.
     pub auth_user: Option<String>,
+    /// The account that sent it (relay AUTH or API key): its verified domains' DKIM keys sign
+    /// it. `None` (inbound, trusted networks, bounces): never signed.
+    pub account_id: Option<i64>,
     pub client_ip: Option<IpAddr>,
 }
 
@@ -58,12 +61,17 @@ pub struct Envelope {
     pub attempts: u32,
     /// Unix seconds; 0 means "now" (set by `relaykey queue retry`).
     pub next_attempt: u64,
-    /// Octets of the stored message.
+    /// Octets of the message as delivered (the header prefix included).
     pub size: u64,
+    /// Header fields made at enqueue (the `DKIM-Signature:` fields) that go above the stored
+    /// message whenever it is read: kept here, in the spool file, so a retry sends the same
+    /// signature rather than signing again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub header_prefix: String,
 }
 
 impl Envelope {
-    pub fn new(id: String, s: &Submission, queued_at: u64, size: u64) -> Self {
+    pub fn new(id: String, s: &Submission, queued_at: u64, size: u64, header_prefix: String) -> Self {
         Self {
             id,
             sender: s.sender.clone().unwrap_or_default(),
@@ -84,7 +92,8 @@ impl Envelope {
             queued_at,
             attempts: 0,
             next_attempt: queued_at,
-            size,
+            size: size + header_prefix.len() as u64,
+            header_prefix,
         }
     }
 

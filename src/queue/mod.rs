@@ -9,6 +9,7 @@ mod dir_sync;
 pub mod dsn;
 pub mod envelope;
 pub mod route;
+mod signing;
 pub mod spool;
 mod trace;
 mod trailer;
@@ -27,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::dkim::Keyring;
 use crate::log_text::LogText;
 
 /// How messages get into the queue: the spool they are written to, and the delivery side to
@@ -36,11 +38,19 @@ use crate::log_text::LogText;
 pub struct Outbox {
     spool: Spool,
     queued: mpsc::UnboundedSender<Envelope>,
+    /// The DKIM keys messages are signed with at enqueue; none, nothing is signed.
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl Outbox {
     pub fn new(spool: Spool, queued: mpsc::UnboundedSender<Envelope>) -> Self {
-        Self { spool, queued }
+        Self { spool, queued, keyring: None }
+    }
+
+    /// Signs what authenticated accounts send with `keyring` (see [`signing`]).
+    pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
+        self.keyring = Some(keyring);
+        self
     }
 
     /// The spool (the operator listener measures it).
@@ -51,7 +61,13 @@ impl Outbox {
     /// Starts a message: creates its file, which is not queued until [`Outbox::enqueue`].
     /// Creating one file does not wait for the disk, so this runs in place.
     pub fn begin(&self) -> Result<Incoming, EnqueueError> {
-        self.spool.begin()
+        let mut incoming = self.spool.begin()?;
+        // Reading the message for DKIM as it is written costs a pass over it: only when some
+        // domain has an active key (one PRAGMA; the snapshot is shared).
+        if self.keyring.as_ref().is_some_and(|k| k.snapshot().is_ok_and(|s| !s.is_empty())) {
+            incoming.digest_for_dkim();
+        }
+        Ok(incoming)
     }
 
     /// Appends a chunk of a message being received, on the blocking pool. On error the
@@ -74,8 +90,9 @@ impl Outbox {
         let _ = tokio::task::spawn_blocking(move || spool.abort(incoming)).await;
     }
 
-    /// Writes the message's last bytes, makes it durable, tells delivery, logs `queued` with
-    /// `proto` (`smtp`, `api`) and returns its queue id. Only after `Ok` may the client be told
+    /// Writes the message's last bytes, signs it (DKIM, for an authenticated account whose
+    /// `From:` domain has active keys), makes it durable, tells delivery, logs `queued` with
+    /// `proto` (`smtp`, `api`) and `dkim` (the selectors, or `none`) and returns its queue id. Only after `Ok` may the client be told
     /// the message is accepted; on error nothing of it remains.
     pub async fn enqueue(
         &self,
@@ -85,11 +102,20 @@ impl Outbox {
         proto: &'static str,
     ) -> Result<String, EnqueueError> {
         let spool = self.spool.clone();
+        let keyring = self.keyring.clone();
         let log_sub = submission.clone();
-        // The last chunk and the commit in one trip to the blocking pool: it is the latency
-        // every acknowledged message waits for.
+        // The last chunk, the signature and the commit in one trip to the blocking pool: it is
+        // the latency every acknowledged message waits for.
         let committed = tokio::task::spawn_blocking(move || match incoming.write(&rest) {
-            Ok(()) => spool.commit(incoming, &submission),
+            Ok(()) => {
+                let digest = incoming.take_digest();
+                let signed = match &keyring {
+                    Some(k) => signing::sign(k, digest, &submission, spool::unix_now()),
+                    None => Default::default(),
+                };
+                let dkim = signing::log_value(&signed);
+                spool.commit(incoming, &submission, signed.fields).map(|env| (env, dkim))
+            }
             Err(e) => {
                 spool.abort(incoming);
                 Err(e)
@@ -99,9 +125,9 @@ impl Outbox {
         .unwrap_or_else(|e| Err(e.into()));
         let ip = log_sub.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
         match committed {
-            Ok(env) => {
+            Ok((env, dkim)) => {
                 info!(proto, id = %env.id, from = %LogText::new(&env.sender), rcpts = env.recipients.len(),
-                      size = env.size, user = %LogText::or_dash(log_sub.auth_user.as_deref()), ip = %ip, "queued");
+                      size = env.size, user = %LogText::or_dash(log_sub.auth_user.as_deref()), ip = %ip, dkim = %dkim, "queued");
                 let id = env.id.clone();
                 // A closed channel means delivery is shutting down; the periodic scan picks the
                 // message up after a restart, so queueing has still succeeded.

@@ -28,6 +28,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::dir_sync::{DirSync, sync_dir};
 use super::trailer::{Fnv, TRAILER_LEN, parse_trailer, trailer};
 use super::{EnqueueError, Envelope, Submission};
+use crate::dkim::{Digested, MessageDigest};
 
 #[derive(Clone)]
 pub struct Spool {
@@ -41,6 +42,9 @@ pub struct Incoming {
     file: BufWriter<File>,
     size: u64,
     checksum: Fnv,
+    /// The message read on its way to disk for DKIM (header kept, body hashed), when some
+    /// domain has an active key.
+    digest: Option<MessageDigest>,
 }
 
 /// Holds a message's flock: delivery and the CLI never work on the same message at once.
@@ -138,7 +142,7 @@ impl Spool {
             match OpenOptions::new().write(true).create_new(true).mode(0o600).open(self.msg_path(&id)) {
                 Ok(file) => {
                     let file = BufWriter::with_capacity(64 * 1024, file);
-                    return Ok(Incoming { id, file, size: 0, checksum: Fnv::new() });
+                    return Ok(Incoming { id, file, size: 0, checksum: Fnv::new(), digest: None });
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(EnqueueError::io("creating the message file", e)),
@@ -148,9 +152,15 @@ impl Spool {
     }
 
     /// Makes the message durable and returns its envelope: only after this may `250` be sent.
-    /// On failure nothing of the message remains.
-    pub fn commit(&self, mut incoming: Incoming, submission: &Submission) -> Result<Envelope, EnqueueError> {
-        let envelope = Envelope::new(incoming.id.clone(), submission, unix_now(), incoming.size);
+    /// `header_prefix` (the DKIM signatures) is stored with the envelope and put above the
+    /// message whenever it is read. On failure nothing of the message remains.
+    pub fn commit(
+        &self,
+        mut incoming: Incoming,
+        submission: &Submission,
+        header_prefix: String,
+    ) -> Result<Envelope, EnqueueError> {
+        let envelope = Envelope::new(incoming.id.clone(), submission, unix_now(), incoming.size, header_prefix);
         let json = envelope_json(&envelope);
         let result = (|| -> io::Result<()> {
             incoming.file.write_all(&json)?;
@@ -312,13 +322,24 @@ impl Spool {
         Ok(out)
     }
 
-    /// The message as received (without the stored envelope).
+    /// The message as it is delivered: the header prefix made at enqueue (DKIM signatures),
+    /// then the message as received.
     pub fn read_message(&self, id: &str) -> Result<Vec<u8>, SpoolError> {
-        let (mut f, _, msg_len, _) = self.read_trailer(id)?;
+        let (mut f, env_len, msg_len, _) = self.read_trailer(id)?;
         let path = self.msg_path(id);
-        let mut message = vec![0u8; msg_len as usize];
+        // One read of the message and the envelope after it; the prefix only lives there.
+        let mut content = vec![0u8; (msg_len + env_len) as usize];
         f.seek(SeekFrom::Start(0)).map_err(io_err(&path))?;
-        f.read_exact(&mut message).map_err(io_err(&path))?;
+        f.read_exact(&mut content).map_err(io_err(&path))?;
+        let json = content.split_off(msg_len as usize);
+        let prefix = serde_json::from_slice::<Envelope>(&json)
+            .map_err(|e| SpoolError::Corrupt { path, message: e.to_string() })?
+            .header_prefix;
+        if prefix.is_empty() {
+            return Ok(content);
+        }
+        let mut message = prefix.into_bytes();
+        message.extend_from_slice(&content);
         Ok(message)
     }
 
@@ -339,7 +360,21 @@ impl Incoming {
         &self.id
     }
 
+    /// Reads the message for DKIM as it is written (see [`Incoming::take_digest`]).
+    pub fn digest_for_dkim(&mut self) {
+        self.digest = Some(MessageDigest::new());
+    }
+
+    /// The header section and body hash of everything written, if [`Incoming::digest_for_dkim`]
+    /// was asked for and the header section was not too large.
+    pub fn take_digest(&mut self) -> Option<Digested> {
+        self.digest.take().and_then(MessageDigest::finish)
+    }
+
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), EnqueueError> {
+        if let Some(digest) = &mut self.digest {
+            digest.feed(bytes);
+        }
         self.size += bytes.len() as u64;
         self.checksum.update(bytes);
         self.file.write_all(bytes).map_err(|e| EnqueueError::io("writing", e))

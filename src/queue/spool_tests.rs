@@ -8,6 +8,7 @@ fn submission() -> Submission {
         smtputf8: false,
         eight_bit: true,
         auth_user: Some("a@example.com".into()),
+        account_id: None,
         client_ip: Some("192.0.2.1".parse().unwrap()),
     }
 }
@@ -25,7 +26,7 @@ fn committed_message_reads_back_with_its_envelope() {
     let spool = Spool::open(dir.path()).unwrap();
     let mut incoming = spool.begin().unwrap();
     incoming.write(b"Subject: x\r\n\r\nhello\r\n").unwrap();
-    let env = spool.commit(incoming, &submission()).unwrap();
+    let env = spool.commit(incoming, &submission(), String::new()).unwrap();
     assert!(valid_id(&env.id));
     assert_eq!(files(&spool), vec![format!("{}.msg", env.id)]);
     assert_eq!(spool.read_message(&env.id).unwrap(), b"Subject: x\r\n\r\nhello\r\n");
@@ -43,7 +44,7 @@ fn recovery_removes_what_was_never_acknowledged() {
     let kept = {
         let mut i = spool.begin().unwrap();
         i.write(b"kept").unwrap();
-        spool.commit(i, &submission()).unwrap()
+        spool.commit(i, &submission(), String::new()).unwrap()
     };
     // A crash mid-DATA, a damaged message file, and an envelope left without its message.
     let mut open = spool.begin().unwrap();
@@ -66,7 +67,7 @@ fn save_replaces_and_remove_deletes_both_files() {
     let spool = Spool::open(dir.path()).unwrap();
     let mut i = spool.begin().unwrap();
     i.write(b"x").unwrap();
-    let mut env = spool.commit(i, &submission()).unwrap();
+    let mut env = spool.commit(i, &submission(), String::new()).unwrap();
     env.attempts = 3;
     env.recipients[0].status = crate::queue::RecipientStatus::Delivered;
     spool.save(&env).unwrap();
@@ -97,7 +98,7 @@ fn a_second_lock_on_the_same_message_is_busy() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
     let i = spool.begin().unwrap();
-    let env = spool.commit(i, &submission()).unwrap();
+    let env = spool.commit(i, &submission(), String::new()).unwrap();
     let held = spool.lock(&env.id).unwrap();
     assert!(matches!(spool.lock(&env.id), Err(SpoolError::Busy(_))));
     drop(held);
@@ -133,7 +134,7 @@ fn concurrent_commits_share_directory_fsyncs_and_all_land() {
                 s.spawn(move || {
                     let mut inc = spool.begin().unwrap();
                     inc.write(format!("message {i}").as_bytes()).unwrap();
-                    spool.commit(inc, &submission()).unwrap().id
+                    spool.commit(inc, &submission(), String::new()).unwrap().id
                 })
             })
             .collect();

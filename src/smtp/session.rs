@@ -390,6 +390,7 @@ impl Session {
             smtputf8: tx.smtputf8,
             eight_bit: tx.eight_bit,
             auth_user: self.grant.as_ref().map(|g| g.username.clone()),
+            account_id: self.grant.as_ref().map(|g| g.account_id),
             client_ip: Some(self.client_ip),
         };
         self.check_header_from(submission, head)
