@@ -48,7 +48,7 @@ fn composed_and_raw_api_messages_are_signed_and_verify() {
     let requests: Vec<(&str, Value)> = vec![
         (
             "composed@example.net",
-            json!({"from": format!("News <{from}>"), "to": ["composed@example.net"], "cc": ["cc@example.org"],
+            json!({"from": from, "to": ["composed@example.net"], "cc": ["cc@example.org"],
                    "subject": "Grüße aus der API", "text": "Hello from the API.\r\n.a dot line\r\nno newline at the end",
                    "html": "<p>Hello</p>"}),
         ),

@@ -11,10 +11,15 @@ mod dkim_support;
 mod sink;
 mod support;
 
-use dkim_support::{DOMAIN, KEYLESS, assert_signed, assert_unsigned, delivered_to, send, session, signing_relay};
+use dkim_support::{
+    DOMAIN, KEYLESS, assert_signed, assert_unsigned, delivered_to, generate_active, list, relay_to, send, session,
+    signing_relay,
+};
+use serde_json::Value;
 use sink::Sink;
 use support::dkim_verify::{
-    Keys, assert_fails, assert_verifies, available as verifiers_available, with_body_changed, with_subject_changed,
+    Keys, assert_fails, assert_verifies, available as verifiers_available, keys_from_list, with_body_changed,
+    with_subject_changed,
 };
 use support::peers::available;
 use support::relay::USER;
@@ -282,4 +287,26 @@ fn a_message_of_exactly_the_size_limit_is_signed() {
     assert!(m.text().ends_with(&message), "changed in transit");
     assert_signed(&m.data, &keys);
     assert_eq!(sink.all().len(), 1, "the oversized message was not delivered");
+}
+
+#[test]
+fn an_internationalized_from_domain_is_signed_as_its_a_label() {
+    if !peers() {
+        return;
+    }
+    const IDN: &str = "bücher.example";
+    const A_LABEL: &str = "xn--bcher-kva.example";
+    let sink = Sink::start();
+    let relay = relay_to(&sink, "");
+    relay.cli(&["sender", "add", USER, IDN]);
+    generate_active(&relay, IDN, &[]);
+    let keys = keys_from_list(&Value::Array(list(&relay, IDN)));
+    assert!(keys.keys().all(|name| name.ends_with(&format!("._domainkey.{A_LABEL}"))), "{keys:?}");
+    let mut d = session(&relay);
+    let message = format!("From: Bücherei <news@{IDN}>\r\nTo: idn@example.net\r\nSubject: IDN ✓\r\n\r\nHallo\r\n");
+    let reply = send(&mut d, &format!("news@{IDN}"), "idn@example.net", &message);
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as"), "{reply}");
+    let checked = assert_verifies(&delivered_to(&sink, 1, "idn@example.net").data, &keys);
+    assert_eq!(checked.len(), 2);
+    assert!(checked.iter().all(|c| c.domain() == A_LABEL), "d= is the A-label: {checked:?}");
 }

@@ -36,6 +36,9 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
         ("two subjects", b"From: a@signer.example\r\nSubject: one\r\nSubject: two\r\n\r\nb\r\n".to_vec()),
         ("empty values", b"From: a@signer.example\r\nSubject:\r\nCc: \r\n\r\nb\r\n".to_vec()),
         ("folded first line", b"From: a@signer.example\r\nSubject:\r\n folded start\r\n\r\nb\r\n".to_vec()),
+        ("blank continuation", b"From: a@signer.example\r\nSubject: a\r\n \r\n\tb\r\n\r\nb\r\n".to_vec()),
+        ("name case", b"FROM: a@signer.example\r\nsubject: lower\r\nTO: b@example.net\r\n\r\nb\r\n".to_vec()),
+        ("latin-1 bytes", b"From: \xc4nne <a@signer.example>\r\nSubject: Gr\xfc\xdfe\r\n\r\nb\xe4r\r\n".to_vec()),
         (
             "mime and list",
             b"From: a@signer.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n\tboundary=\"b\"\r\n\
