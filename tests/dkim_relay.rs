@@ -3,7 +3,8 @@
 //! with an Ed25519 and an RSA signature that dkimpy and OpenDKIM each verify on its own; a
 //! change to the body, the Subject or an added From breaks them; edge messages (8-bit and
 //! SMTPUTF8 headers, trailing whitespace lines, long folded headers, dot lines, no body, exactly
-//! the size limit) verify; a From domain without a key goes out unsigned.
+//! the size limit, an IDN From domain) verify; a From domain without a key goes out unsigned;
+//! a retry sends the signature made at enqueue.
 //! Needs swaks, dkimpy and OpenDKIM: skipped locally without them, a failure under CI=true.
 
 mod dkim_support;
@@ -13,13 +14,13 @@ mod support;
 
 use dkim_support::{
     DOMAIN, KEYLESS, assert_signed, assert_unsigned, delivered_to, generate_active, list, relay_to, send, session,
-    signing_relay,
+    signing_relay, signing_relay_on,
 };
 use serde_json::Value;
 use sink::Sink;
 use support::dkim_verify::{
-    Keys, assert_fails, assert_verifies, available as verifiers_available, keys_from_list, with_body_changed,
-    with_subject_changed,
+    Keys, assert_fails, assert_verifies, available as verifiers_available, keys_from_list, signature_fields,
+    with_body_changed, with_subject_changed,
 };
 use support::peers::available;
 use support::relay::USER;
@@ -317,4 +318,41 @@ fn an_internationalized_from_domain_is_signed_as_its_a_label() {
     let checked = assert_verifies(&delivered_to(&sink, 1, "idn@example.net").data, &keys);
     assert_eq!(checked.len(), 2);
     assert!(checked.iter().all(|c| c.domain() == A_LABEL), "d= is the A-label: {checked:?}");
+}
+
+#[test]
+fn a_retry_sends_the_signature_made_at_enqueue() {
+    if !peers() {
+        return;
+    }
+    // The smarthost is down at first: the message is signed and queued, and its first
+    // delivery attempt fails.
+    let port = support::ports::free_port();
+    let (relay, keys) = signing_relay_on(port);
+    let mut d = session(&relay);
+    let message = format!("From: news@{DOMAIN}\r\nTo: retry@example.net\r\nSubject: retried\r\n\r\nlater\r\n");
+    let id = queue_id(&send(&mut d, &format!("news@{DOMAIN}"), "retry@example.net", &message));
+    d.send("QUIT\r\n");
+    let show = || relay.cli_json(&["queue", "show", &id]);
+    support::ports::wait_until("a failed first attempt", || show()["attempts"].as_u64() >= Some(1));
+    let queued = show()["headers"].as_str().unwrap_or_default().as_bytes().to_vec();
+    let stored = signature_fields(&queued);
+    assert_eq!(
+        stored.len(),
+        2,
+        "the signatures are stored with the queued message:\n{}",
+        String::from_utf8_lossy(&queued)
+    );
+
+    // Signatures are deterministic (RSA PKCS#1 v1.5, Ed25519): one made again in the same
+    // second would be the same bytes. Let t= move on first, so that re-signing would show.
+    let t: u64 =
+        stored[0].split("t=").nth(1).and_then(|v| v.split(';').next()).and_then(|v| v.trim().parse().ok()).unwrap();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    support::ports::wait_until("the clock to pass the signature's t=", || now() > t);
+    let sink = Sink::start_on(&format!("127.0.0.1:{port}"));
+    relay.cli(&["queue", "retry", &id]);
+    let delivered = delivered_to(&sink, 1, "retry@example.net").data;
+    assert_eq!(signature_fields(&delivered), stored, "the retry re-signed the message");
+    assert_signed(&delivered, &keys);
 }

@@ -28,17 +28,17 @@ pub const WAIT: Duration = Duration::from_secs(60);
 
 /// A relay delivering to `sink`, with `extra` in `[relay]`, USER owning DOMAIN and KEYLESS.
 pub fn relay_to(sink: &Sink, extra: &str) -> Relay {
-    start(sink, extra, false)
+    start(sink.port, extra, false)
 }
 
 /// [`relay_to`], also serving the HTTP API ([`Relay::api`]).
 pub fn relay_with_api_to(sink: &Sink) -> Relay {
-    start(sink, "", true)
+    start(sink.port, "", true)
 }
 
-fn start(sink: &Sink, extra: &str, api: bool) -> Relay {
+fn start(smarthost_port: u16, extra: &str, api: bool) -> Relay {
     let relay = Relay::start(Options {
-        relay: format!("smarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"none\"\n{extra}", sink.port),
+        relay: format!("smarthost = \"127.0.0.1:{smarthost_port}\"\nsmarthost_tls = \"none\"\n{extra}"),
         api,
         ..Options::default()
     });
@@ -83,6 +83,11 @@ pub fn generate_active(relay: &Relay, domain: &str, args: &[&str]) -> Vec<Value>
 /// returns it with the published keys.
 pub fn signing_relay(sink: &Sink, extra: &str) -> (Relay, Keys) {
     with_keys(relay_to(sink, extra))
+}
+
+/// [`signing_relay`] with its smarthost on 127.0.0.1:`port`, where nothing need listen yet.
+pub fn signing_relay_on(port: u16) -> (Relay, Keys) {
+    with_keys(start(port, "", false))
 }
 
 /// [`signing_relay`], also serving the HTTP API.
