@@ -1,6 +1,6 @@
 //! DKIM signing of `POST /v1/email/send`, proved by dkimpy and OpenDKIM: messages composed
 //! from fields and given raw (8-bit headers, a body without a final newline, trailing
-//! whitespace lines, long folded headers, no body) reach the smarthost sink with an Ed25519
+//! whitespace lines, long folded headers, LF line ends, no body) reach the smarthost sink with an Ed25519
 //! and an RSA signature that each verify on its own; changing the body or the Subject breaks
 //! them; a From domain without a key goes out unsigned. The API is the one `relaykey serve`
 //! runs next to its relay, so the keys are the ones the CLI made in its store.
@@ -84,6 +84,13 @@ fn composed_and_raw_api_messages_are_signed_and_verify() {
                 &format!(
                     "From: {from}\r\nTo: raw-folded@example.net\r\nSubject: folded\r\nReferences: {references}\r\n\r\nlong\r\n"
                 ),
+            ),
+        ),
+        (
+            "raw-lf@example.net",
+            raw(
+                "raw-lf@example.net",
+                &format!("From: {from}\nTo: raw-lf@example.net\nSubject: LF line ends\n\n.dot line\nlast\n"),
             ),
         ),
         (
