@@ -154,3 +154,25 @@ fn refusals_are_one_line_and_exit_1() {
     // Nothing was stored by the refusals.
     assert_eq!(keys(&env.json(&["dkim", "list"])).len(), 1);
 }
+
+#[test]
+fn sender_list_shows_what_each_domain_publishes() {
+    let env = env_with_domain();
+    env.cli(&["dkim", "generate", "example.org", "--algorithm", "ed25519", "--selector", "s1"]);
+    let list = env.json(&["sender", "list", "ann@example.com"]);
+    let domain = list.as_array().unwrap().iter().find(|s| s["entry"] == "example.org").unwrap();
+    assert_eq!(domain["records"]["dkim"][0]["selector"], "s1");
+    assert_eq!(domain["records"]["dkim"][0]["dns"]["name"], "s1._domainkey.example.org");
+    assert_eq!(domain["records"]["verification"], Value::Null);
+    assert_eq!(domain["records"]["spf"]["name"], "example.org");
+    assert!(domain["records"]["spf"]["value"].as_str().unwrap().starts_with("v=spf1 a:"));
+    let own = list.as_array().unwrap().iter().find(|s| s["entry"] == "ann@example.com").unwrap();
+    assert_eq!(own["records"], Value::Null);
+
+    let text = env.cli(&["sender", "list", "ann@example.com"]);
+    assert!(
+        text.contains("  dkim ed25519 s1 (published): s1._domainkey.example.org. IN TXT \"v=DKIM1; k=ed25519; p="),
+        "{text}"
+    );
+    assert!(text.contains("  spf (suggested): example.org. IN TXT \"v=spf1 a:"), "{text}");
+}

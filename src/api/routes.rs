@@ -31,6 +31,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/senders", get(senders::list).post(senders::add))
         .route("/v1/senders/{entry}", delete(senders::remove))
         .route("/v1/senders/{entry}/verify", post(senders::verify))
+        .route("/v1/senders/{entry}/dns", get(senders::dns))
         .route("/v1/email/send", post(send::send))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

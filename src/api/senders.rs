@@ -1,5 +1,5 @@
-//! `/v1/senders`: the domains and addresses an account may send as. List (`view`); add a
-//! domain, verify it by DNS, remove an entry (`manage`).
+//! `/v1/senders`: the domains and addresses an account may send as. List, and the DNS records
+//! a domain publishes (`view`); add a domain, verify it by DNS, remove an entry (`manage`).
 //!
 //! Through the API an account adds **domains only**, and pending: the answer carries the TXT
 //! record to publish (`_relaykey.<domain> TXT "relaykey-verify=<token>"`). `verify` looks the
@@ -22,6 +22,7 @@ use super::body::JsonBody;
 use super::caller::{Caller, perm};
 use super::error::ApiError;
 use super::state::{ApiState, account_address};
+use crate::dkim::publish::DomainRecords;
 use crate::senders::verify::{self, Verification};
 use crate::senders::{SenderEntry, SenderKind, SenderView};
 
@@ -128,6 +129,28 @@ pub async fn verify(
         }
     };
     Ok(Json(SenderOut { view: sender.to_view(), check: Some(check) }))
+}
+
+/// What the domain publishes: its verification TXT, its DKIM key records, an SPF suggestion.
+pub async fn dns(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller<perm::View>,
+    Path(raw): Path<String>,
+) -> Result<Json<DomainRecords>, ApiError> {
+    let email = account_address(&caller.grant.account)?;
+    let entry = entry_of(&raw)?;
+    if entry.kind() != SenderKind::Domain {
+        return Err(ApiError::invalid("DNS records are published for a domain; an address has none"));
+    }
+    let domain = entry.domain().ascii().to_string();
+    let (sender, keys) = state
+        .store
+        .run(move |s| {
+            let sender = s.sender(&email, &entry)?;
+            Ok((sender, s.dkim_keys(Some(&domain))?))
+        })
+        .await?;
+    Ok(Json(DomainRecords::new(&sender, &keys, &state.config().relay)))
 }
 
 pub async fn remove(

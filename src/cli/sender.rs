@@ -1,5 +1,5 @@
 //! `relaykey sender add|list|verify|remove|owner`: the domains and addresses an account may
-//! send as.
+//! send as. `list` also shows what each domain publishes in DNS (verification, DKIM, SPF).
 //!
 //! Entries the operator adds are verified unless `--pending`; a pending domain is verified by
 //! `sender verify`, which looks up its TXT record now.
@@ -12,7 +12,11 @@ use super::output::print_json;
 use super::{CliError, CliResult, EXIT_TEMPFAIL, open_store, parse_email};
 use crate::config::Config;
 use crate::senders::verify::{Verification, verify_domain};
-use crate::senders::{AccountSender, SenderEntry, SenderKind, SenderNameError};
+use serde::Serialize;
+
+use crate::dkim::publish::DomainRecords;
+use crate::dkim::record::zone_strings;
+use crate::senders::{AccountSender, SenderEntry, SenderKind, SenderNameError, SenderView};
 
 #[derive(Debug, Subcommand)]
 pub enum SenderCmd {
@@ -52,6 +56,28 @@ fn print_one(sender: &AccountSender, json: bool) {
     }
 }
 
+/// `sender list --json`: an entry, and for a domain everything it publishes in DNS.
+#[derive(Serialize)]
+struct ListedSender {
+    #[serde(flatten)]
+    view: SenderView,
+    records: Option<DomainRecords>,
+}
+
+/// A domain's records, indented under its line, as a zone file writes them.
+fn print_records(records: &DomainRecords) {
+    let show = |what: &str, r: &crate::senders::TxtRecord| {
+        println!("  {what}: {}. IN TXT {}", r.name, zone_strings(&r.value));
+    };
+    if let Some(v) = &records.verification {
+        show("verification", v);
+    }
+    for key in &records.dkim {
+        show(&format!("dkim {} {} ({})", key.algorithm, key.selector, key.state), &key.dns);
+    }
+    show("spf (suggested)", &records.spf);
+}
+
 fn line(sender: &AccountSender) -> String {
     let status = if sender.verified { "verified" } else { "pending" };
     let unicode = sender.entry.unicode();
@@ -72,10 +98,25 @@ pub fn run(cmd: SenderCmd, config: &Config, json: bool) -> CliResult {
         }
         SenderCmd::List { email } => {
             let senders = store.senders(&parse_email(&email)?)?;
+            let mut listed = Vec::new();
+            for sender in &senders {
+                let records = match &sender.entry {
+                    SenderEntry::Domain(d) => {
+                        Some(DomainRecords::new(sender, &store.dkim_keys(Some(d.ascii()))?, &config.relay))
+                    }
+                    SenderEntry::Address { .. } => None,
+                };
+                listed.push(ListedSender { view: sender.to_view(), records });
+            }
             if json {
-                print_json(&senders.iter().map(AccountSender::to_view).collect::<Vec<_>>());
+                print_json(&listed);
             } else {
-                senders.iter().for_each(|s| println!("{}", line(s)));
+                for (sender, listed) in senders.iter().zip(&listed) {
+                    println!("{}", line(sender));
+                    if let Some(records) = &listed.records {
+                        print_records(records);
+                    }
+                }
             }
         }
         SenderCmd::Verify { email, domain } => {

@@ -2,7 +2,7 @@
 //! per-message limits, the spool, and how and how long the queue delivers.
 
 use super::Invalid;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,6 +42,9 @@ pub struct RelayConfig {
     pub allow_private_destinations: bool,
     /// DNS servers for MX lookups as `ip:port`; empty means /etc/resolv.conf.
     pub nameservers: Vec<SocketAddr>,
+    /// The public addresses mail leaves this host from, for the SPF record suggested to sender
+    /// domains (`GET /v1/senders/{domain}/dns`); empty, the suggestion is `a:<hostname>`.
+    pub spf_addresses: Vec<IpAddr>,
     /// Give up on a message (and bounce it) after this long in the queue.
     #[serde(with = "super::duration")]
     pub max_queue_age: Duration,
@@ -123,6 +126,7 @@ impl Default for RelayConfig {
             mx_port: 25,
             allow_private_destinations: false,
             nameservers: Vec::new(),
+            spf_addresses: Vec::new(),
             max_queue_age: Duration::from_secs(5 * 24 * 3600),
             min_retry_interval: Duration::from_secs(60),
             max_retry_interval: Duration::from_secs(3600),

@@ -12,13 +12,17 @@ fn is_wsp(b: u8) -> bool {
 /// One header field canonicalized the relaxed way, as `name:value\r\n`: the name lower-cased
 /// and stripped of the WSP before the colon, the value unfolded (CRLF removed), each run of WSP
 /// made one space, WSP at both ends removed. `field` is the whole field as it stands in the
-/// message (`Subject: a\r\n b\r\n`); without a colon it is taken as a name with an empty value.
+/// message (`Subject: a\r\n b\r\n`). Malformed fields (never selected for signing, but the
+/// function takes any bytes) stay on one line too: a fold inside the name is unfolded, and a
+/// field without a colon is a value with an empty name.
 pub fn relaxed_header(field: &[u8], out: &mut Vec<u8>) {
     let (name, value) = match field.iter().position(|&b| b == b':') {
         Some(at) => (&field[..at], &field[at + 1..]),
-        None => (field, &b""[..]),
+        None => (&b""[..], field),
     };
-    out.extend(name.trim_ascii_end().iter().map(u8::to_ascii_lowercase));
+    out.extend(
+        name.trim_ascii_end().iter().filter(|&&b| b != b'\r' && b != b'\n').map(u8::to_ascii_lowercase),
+    );
     out.push(b':');
     let mut pending_space = false;
     let mut wrote = false;

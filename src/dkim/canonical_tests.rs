@@ -23,7 +23,8 @@ fn header_edge_cases() {
     assert_eq!(header(b"X-Empty:\r\n"), b"x-empty:\r\n");
     assert_eq!(header(b"X-Empty:  \r\n \r\n"), b"x-empty:\r\n");
     assert_eq!(header("Subject: caf\u{e9}  \u{2603}\r\n".as_bytes()), "subject:caf\u{e9} \u{2603}\r\n".as_bytes());
-    assert_eq!(header(b"no colon here\r\n"), b"no colon here:\r\n");
+    assert_eq!(header(b"no colon here\r\n"), b":no colon here\r\n");
+    assert_eq!(header(b"bad\r\n name: v\r\n"), b"bad name:v\r\n");
 }
 
 #[test]

@@ -24,6 +24,7 @@ pub mod header_fields;
 pub mod key;
 pub mod keyring;
 pub mod message;
+pub mod publish;
 pub mod record;
 pub mod signature;
 pub mod stored;

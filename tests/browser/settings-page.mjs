@@ -147,6 +147,17 @@ try {
   await senderRow.locator("button.verify").click();
   await page.locator("#senders-status:has-text('not verified yet'), #error:not([hidden])").first().waitFor();
   assert.equal(await senderRow.locator(".status-pending").textContent(), "Pending");
+  // Every record the domain publishes (GET /v1/senders/{domain}/dns), each with a copy button:
+  // the verification TXT and the suggested SPF record (no DKIM key yet).
+  await senderRow.locator("button.dns-records").click();
+  await page.waitForSelector("#dns-panel:not([hidden])");
+  const dnsNames = await page.locator("#dns-list .dns-record-name").allTextContents();
+  assert.deepEqual(dnsNames, [`_relaykey.${domain}`, domain]);
+  assert.equal(await page.locator("#dns-list .dns-record-value").first().textContent(), txt);
+  assert.match(await page.locator("#dns-list .dns-record-value").last().textContent(), /^v=spf1 .* ~all$/);
+  await page.locator("#dns-list button.copy-dns-record").last().click();
+  await page.locator("#senders-status", { hasText: "SPF" }).waitFor();
+  assert.match(await page.evaluate(() => navigator.clipboard.readText()), /^v=spf1 /);
   // An address cannot be added through the API: the error stays in the dialog.
   await page.click("#new-sender");
   await page.fill("#sender-domain", "someone@example.org");

@@ -173,6 +173,39 @@
     return cell;
   }
 
+  // Everything a verified or pending domain publishes (GET /v1/senders/{domain}/dns): its
+  // verification record, its DKIM keys' records and an SPF suggestion, each with a copy button.
+  async function showDnsRecords(s) {
+    const records = await api("GET", `/v1/senders/${encodeURIComponent(s.entry)}/dns`);
+    const list = $("dns-list");
+    list.replaceChildren();
+    $("dns-title").textContent = `DNS records for ${s.unicode}`;
+    const rows = [];
+    if (records.verification) rows.push(["Domain verification", records.verification]);
+    for (const k of records.dkim) rows.push([`DKIM ${k.algorithm} key, selector ${k.selector} (${k.state})`, k.dns]);
+    rows.push(["SPF (suggested)", records.spf]);
+    for (const [what, rec] of rows) {
+      const item = document.createElement("div");
+      item.className = "record dns-record";
+      const title = document.createElement("strong");
+      title.textContent = what;
+      title.className = "dns-record-purpose";
+      item.appendChild(title);
+      for (const [name, value, cls] of [["Name", rec.name, "dns-record-name"], ["Type", rec.type, "dns-record-type"], ["Value", rec.value, "dns-record-value"]]) {
+        const label = document.createElement("span");
+        label.textContent = name;
+        const code = document.createElement("code");
+        code.className = cls;
+        code.textContent = value;
+        item.append(label, code);
+      }
+      item.appendChild(button("Copy value", `Copy the ${what} TXT value`, () => copyText(rec.value, `The ${what} TXT value is on the clipboard.`), "secondary copy-dns-record"));
+      list.appendChild(item);
+    }
+    $("dns-panel").hidden = false;
+    $("dns-title").scrollIntoView({ block: "nearest" });
+  }
+
   function renderSenders(senders) {
     const body = $("senders-table").tBodies[0];
     body.replaceChildren();
@@ -185,6 +218,9 @@
       status.className = s.verified ? "status-verified" : "status-pending";
       row.append(td(s.kind === "domain" ? "Domain" : "Address", shown), status, recordCell(s));
       const buttons = [];
+      if (s.kind === "domain") {
+        buttons.push(button("DNS records", `Show every DNS record for ${s.unicode}`, () => showDnsRecords(s), "secondary dns-records"));
+      }
       if (!s.verified && s.dns) {
         buttons.push(button("Verify", `Verify ${s.unicode} now`, () => verifySender(s), "secondary verify"));
       }
@@ -220,6 +256,7 @@
     $("smtp-section").hidden = !visible;
     $("senders-section").hidden = !visible;
     $("senders-status").textContent = "";
+    $("dns-panel").hidden = true;
   }
 
   // A 401 means the pasted key is gone (changed or deleted): back to the sign-in form.
