@@ -20,9 +20,7 @@ pub fn relaxed_header(field: &[u8], out: &mut Vec<u8>) {
         Some(at) => (&field[..at], &field[at + 1..]),
         None => (&b""[..], field),
     };
-    out.extend(
-        name.trim_ascii_end().iter().filter(|&&b| b != b'\r' && b != b'\n').map(u8::to_ascii_lowercase),
-    );
+    out.extend(name.trim_ascii_end().iter().filter(|&&b| b != b'\r' && b != b'\n').map(u8::to_ascii_lowercase));
     out.push(b':');
     let mut pending_space = false;
     let mut wrote = false;
