@@ -76,7 +76,7 @@ mod tests {
     fn decides_match_stale_missing() {
         let ours = txt_value(Algorithm::Ed25519, &[1; 32]).into_bytes();
         let other = txt_value(Algorithm::Ed25519, &[2; 32]).into_bytes();
-        assert_eq!(decide(&[ours.clone()], &[1; 32]), DnsCheck::Match);
+        assert_eq!(decide(std::slice::from_ref(&ours), &[1; 32]), DnsCheck::Match);
         assert_eq!(decide(&[other.clone(), ours], &[1; 32]), DnsCheck::Match);
         assert_eq!(decide(&[other], &[1; 32]), DnsCheck::Stale);
         assert_eq!(decide(&[b"v=DKIM1; k=ed25519; p=".to_vec()], &[1; 32]), DnsCheck::Stale);

@@ -12,10 +12,8 @@ pub const MAX_HEAD: usize = crate::header_from::MAX_HEAD;
 /// Where the reader stands: in the header section, or past the empty line that ends it.
 enum Part {
     Head,
-    Body {
-        canon: RelaxedBody,
-        hash: Context,
-    },
+    /// Boxed: it is large, and `Part` is small while the head is read.
+    Body(Box<(RelaxedBody, Context)>),
     /// The header section was too large: the message will not be signed.
     Unsignable,
 }
@@ -61,7 +59,7 @@ impl MessageDigest {
                 Some((head_len, body_start)) => {
                     let body = self.head.split_off(body_start);
                     self.head.truncate(head_len);
-                    self.part = Part::Body { canon: RelaxedBody::new(), hash: Context::new(&SHA256) };
+                    self.part = Part::Body(Box::new((RelaxedBody::new(), Context::new(&SHA256))));
                     self.feed_body(&body);
                     return;
                 }
@@ -80,7 +78,8 @@ impl MessageDigest {
     }
 
     fn feed_body(&mut self, bytes: &[u8]) {
-        if let Part::Body { canon, hash } = &mut self.part {
+        if let Part::Body(body) = &mut self.part {
+            let (canon, hash) = &mut **body;
             canon.feed(bytes, &mut |piece| hash.update(piece));
         }
     }
@@ -98,7 +97,8 @@ impl MessageDigest {
                 }
                 Some(Digested { head, body_hash: Context::new(&SHA256).finish().as_ref().to_vec() })
             }
-            Part::Body { canon, mut hash } => {
+            Part::Body(body) => {
+                let (canon, mut hash) = *body;
                 canon.finish(&mut |piece| hash.update(piece));
                 Some(Digested { head: self.head, body_hash: hash.finish().as_ref().to_vec() })
             }
