@@ -227,10 +227,9 @@ fn edge_messages() -> Vec<(&'static str, String)> {
         // The From: domain in capitals, folded over two lines, with a comment.
         (
             "from-shapes@example.net",
-            format!(
-                "From: \"The News Desk of Ann, with a display name long enough to fold\"\r\n\t<news@ANN.Example> (desk)\r\n\
-                 To: from-shapes@example.net\r\nSubject: From shapes\r\n\r\nfolded From\r\n"
-            ),
+            "From: \"The News Desk of Ann, with a display name long enough to fold\"\r\n\t<news@ANN.Example> (desk)\r\n\
+             To: from-shapes@example.net\r\nSubject: From shapes\r\n\r\nfolded From\r\n"
+                .to_string(),
         ),
         // Neither Date nor Message-ID: whatever the relay sends is what is signed.
         ("bare@example.net", format!("From: {from}\r\nTo: bare@example.net\r\nSubject: bare\r\n\r\nno date\r\n")),
