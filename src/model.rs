@@ -191,6 +191,14 @@ pub struct SmtpCredential {
     pub last_used_at: Option<i64>,
 }
 
+impl SmtpCredential {
+    /// Imported from another server and not logged in with since: its hash is in the imported
+    /// scheme and its last 5 characters are not known (`last5` is empty).
+    pub fn is_imported(&self) -> bool {
+        crate::legacy_hash::is_imported(&self.hash)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

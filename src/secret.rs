@@ -99,6 +99,10 @@ fn last_chars(s: &str, n: usize) -> String {
     s.chars().skip(count.saturating_sub(n)).collect()
 }
 
+/// The mask of an imported credential before its first login: its last 5 characters are not
+/// known (only its hash was imported), so it shows none.
+pub const IMPORTED_MASK: &str = "*****";
+
 /// The masked form shown after creation: every character hidden but the last five.
 pub fn mask(last5: &str, total_len: usize) -> String {
     let hidden = total_len.saturating_sub(last5.chars().count());
@@ -167,6 +171,15 @@ impl HashParams {
             .map_err(|e| HashError::Hash(e.to_string()))
     }
 
+    /// The argon2id PHC string of `secret` with the given salt: the first login's rehash of an
+    /// imported hash, whose salt is derived from it (`legacy_hash::rehash_salt`).
+    pub fn hash_with_salt(&self, secret: &Secret, salt: &[u8]) -> Result<String, HashError> {
+        self.argon2()?
+            .hash_password_with_salt(secret.expose().as_bytes(), salt)
+            .map(|h| h.to_string())
+            .map_err(|e| HashError::Hash(e.to_string()))
+    }
+
     /// The argon2id PHC string of `secret`, with a fresh random salt.
     pub fn hash(&self, secret: &Secret) -> Result<String, HashError> {
         let argon = self.argon2()?;
@@ -187,8 +200,17 @@ pub fn same_generation(a: &str, b: &str) -> bool {
     }
 }
 
-/// Verifies `secret` against a stored PHC string. A malformed stored hash never matches.
+/// Is `salt` the salt of the PHC string `phc`?
+pub fn has_salt(phc: &str, salt: &[u8]) -> bool {
+    PasswordHash::new(phc).ok().and_then(|p| p.salt).is_some_and(|s| s.as_ref() == salt)
+}
+
+/// Verifies `secret` against a stored PHC string, or an imported hash in its own scheme
+/// (`legacy_hash`). A malformed stored hash never matches.
 pub fn verify(secret: &Secret, phc: &str) -> bool {
+    if crate::legacy_hash::is_imported(phc) {
+        return verify_with_memory(secret, phc, &mut Vec::new(), u32::MAX);
+    }
     match PasswordHash::new(phc) {
         Ok(parsed) => Argon2::default().verify_password(secret.expose().as_bytes(), &parsed).is_ok(),
         Err(_) => false,
@@ -199,8 +221,13 @@ pub fn verify(secret: &Secret, phc: &str) -> bool {
 /// instead of allocating the whole argon2 memory cost on every call: a verifier thread that
 /// reuses its buffer neither page-faults 19 MiB per login nor leaves freed blocks in malloc
 /// arenas. Refuses hashes whose memory cost exceeds `max_memory_kib` (a corrupt row must not
-/// make the daemon allocate gigabytes).
+/// make the daemon allocate gigabytes). An imported hash is verified in its own scheme, on the
+/// same thread (bcrypt and SHA-crypt cost like argon2 and must not run on the async threads).
 pub fn verify_with_memory(secret: &Secret, phc: &str, memory: &mut Vec<argon2::Block>, max_memory_kib: u32) -> bool {
+    if crate::legacy_hash::is_imported(phc) {
+        return crate::legacy_hash::LegacyHash::parse_stored(phc, max_memory_kib)
+            .is_some_and(|h| h.verify(secret, memory, max_memory_kib));
+    }
     let Ok(parsed) = PasswordHash::new(phc) else { return false };
     let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else { return false };
     let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else { return false };

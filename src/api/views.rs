@@ -52,19 +52,25 @@ pub struct SmtpCredentialOut {
     pub allow: Vec<String>,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    /// Imported and not logged in with since: `last5` is empty and `masked` shows nothing.
+    /// Present (`true`) only then, so an ordinary credential's object is as it always was.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub imported: bool,
 }
 
 impl SmtpCredentialOut {
     pub fn new(cred: &SmtpCredential, secret: Option<&Secret>) -> Self {
+        let imported = cred.is_imported();
         Self {
             id: cred.id,
             username: cred.username.to_string(),
             password: secret.map(|s| s.expose().to_string()),
             last5: cred.last5.clone(),
-            masked: secret::mask(&cred.last5, SMTP_PASSWORD_LEN),
+            masked: if imported { secret::IMPORTED_MASK.into() } else { secret::mask(&cred.last5, SMTP_PASSWORD_LEN) },
             allow: cred.allow.to_strings(),
             created_at: cred.created_at,
             last_used_at: cred.last_used_at,
+            imported,
         }
     }
 }

@@ -19,9 +19,14 @@ pub enum CredentialRef {
 
 impl CredentialRef {
     /// Does `stored` (the credential's hash as the store holds it now) belong to the secret
-    /// this login used? True across a rehash, false after a `change`.
+    /// this login used? True across a rehash, false after a `change`. A login with an imported
+    /// hash is followed by the rehash to argon2id, whose salt is derived from that hash
+    /// (`legacy_hash::rehash_salt`), so the session stays the same secret's.
     pub fn is_generation_of(&self, stored: &str) -> bool {
-        let (Self::ApiKey { hash, .. } | Self::SmtpCredential { hash, .. }) = self;
+        let (Self::ApiKey { hash, id } | Self::SmtpCredential { hash, id }) = self;
+        if crate::legacy_hash::is_imported(hash) {
+            return hash == stored || crate::secret::has_salt(stored, &crate::legacy_hash::rehash_salt(*id, hash));
+        }
         crate::secret::same_generation(hash, stored)
     }
 

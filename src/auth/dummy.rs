@@ -106,4 +106,15 @@ mod tests {
         let corrupt = ["not a hash", "$argon2id$v=19$m=4294967295,t=1,p=1$c2FsdHNhbHQ$aGFzaA"];
         assert_eq!(DummyHashes::new(LOW, corrupt).params(), LOW, "unreadable rows are not counted");
     }
+
+    #[test]
+    fn imported_hashes_are_not_counted() {
+        // Dovecot's ARGON2ID is argon2id too, but at Dovecot's cost, and goes at the first login.
+        let imported = [
+            "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$w4WqDH3+0EW13y7AudwF7g$4Vd56YNAEqu3K1TTZoT9PqQXNXcED1YbFUnLL2ZZ1WQ",
+            "{BLF-CRYPT}$2y$05$r6Rt3bDKSM0lDhH9JB7wQeu4G.vQecrsLIh2rfj17IMe4mgwcHMSG",
+            "{SHA}L55TUjtiq8FBorTWAZ0jy6g129A=",
+        ];
+        assert_eq!(DummyHashes::new(LOW, imported).params(), LOW);
+    }
 }

@@ -28,6 +28,8 @@ pub use ledger::LoginLedger;
 pub use mechanism::normalize_username;
 pub use pipeline::{FrontEnd, Login, LoginMechanism, LoginOutcome, LoginPipeline, Presented};
 pub use throttle::{ClientBucket, FailureThrottle};
+/// The argon2 memory cost above which a stored hash is refused rather than computed.
+pub use verifier::MAX_MEMORY_KIB as MAX_ARGON2_MEMORY_KIB;
 
 use cache::LoginCache;
 use dummy::DummyHashes;
@@ -35,6 +37,7 @@ use verifier::VerifierPool;
 use view::{NameStanding, ViewSource};
 
 use crate::config::AuthConfig;
+use crate::legacy_hash;
 use crate::model::{Account, ApiKey, Permission, SmtpCredential};
 use crate::restriction::IpCheck;
 use crate::secret::{HashParams, Secret};
@@ -225,7 +228,9 @@ impl Authenticator {
     /// Hashes a secret just verified again with the configured parameters and stores the new
     /// hash, unless the stored one changed meanwhile (a `change` wins). The new hash keeps the
     /// salt, so the secret's generation, and every session logged in with it, is unaffected
-    /// (see [`CredentialRef`]). Errors only mean that a later login tries again.
+    /// (see [`CredentialRef`]). An imported hash (Dovecot's schemes) becomes an argon2id hash
+    /// whose salt is derived from it, and the credential gets its last 5 characters: from then
+    /// on it is an ordinary credential. Errors only mean that a later login tries again.
     pub(crate) async fn rehash(&self, job: Rehash) -> Result<bool, RehashError> {
         let key = credential_key(&job.credential);
         if !self.rehashing.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
@@ -237,10 +242,20 @@ impl Authenticator {
             let old = match &job.credential {
                 CredentialRef::ApiKey { hash, .. } | CredentialRef::SmtpCredential { hash, .. } => hash,
             };
-            let new = params.rehash(&job.secret, old).map_err(|e| RehashError::Hash(e.to_string()))?;
+            let imported = legacy_hash::is_imported(old);
+            let new = if imported {
+                params.hash_with_salt(&job.secret, &legacy_hash::rehash_salt(key.1, old))
+            } else {
+                params.rehash(&job.secret, old)
+            }
+            .map_err(|e| RehashError::Hash(e.to_string()))?;
             let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
             let written = match key {
                 (true, id) => st.store.update_api_key_hash(id, old, &new)?,
+                // The secret is known now: its last 5 characters are filled in with the hash.
+                (false, id) if imported => {
+                    st.store.finish_imported_smtp_credential(id, old, &new, &job.secret.last5())?
+                }
                 (false, id) => st.store.update_smtp_credential_hash(id, old, &new)?,
             };
             if written {

@@ -11,7 +11,7 @@ use crate::secret::{self, Secret};
 
 /// Stored hashes asking for more memory than this are refused, not computed (a corrupt row
 /// must not make the daemon allocate without bound). libsodium's "sensitive" level is 1 GiB.
-pub(crate) const MAX_MEMORY_KIB: u32 = 1024 * 1024;
+pub const MAX_MEMORY_KIB: u32 = 1024 * 1024;
 
 struct Job {
     secret: Secret,

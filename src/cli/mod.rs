@@ -8,6 +8,7 @@ mod auth;
 mod config_cmd;
 mod dkim;
 mod docs;
+mod import;
 mod output;
 mod postfix_check;
 mod queue;
@@ -74,6 +75,9 @@ pub enum Command {
     /// Inspect and manage the relay's queue
     #[command(subcommand)]
     Queue(queue::QueueCmd),
+    /// Import users, with their passwords, from another SASL server
+    #[command(subcommand)]
+    Import(import::ImportCmd),
 }
 
 /// A refusal or failure, printed as one line. `exit` distinguishes "no" (1) from "try later" (75).
@@ -173,6 +177,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::GenerateMan { dir } => docs::generate_man(&dir),
         Command::Completions { shell } => docs::completions(shell),
         Command::Queue(cmd) => queue::run(cmd, &config()?, json),
+        Command::Import(cmd) => import::run(cmd, &config()?, json),
         Command::Serve => {
             let config = config()?;
             let path = path.or_else(|| Some(PathBuf::from(config::DEFAULT_PATH)).filter(|p| p.exists()));

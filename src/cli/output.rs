@@ -73,17 +73,23 @@ pub struct SmtpCredentialView<'a> {
     pub last5: &'a str,
     pub masked: String,
     pub allow: Vec<String>,
+    /// Imported and not logged in with since: `last5` is empty and `masked` shows nothing.
+    /// Present (`true`) only then, so an ordinary credential's object is as it always was.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub imported: bool,
 }
 
 impl<'a> SmtpCredentialView<'a> {
     pub fn new(cred: &'a SmtpCredential, secret: Option<&'a Secret>) -> Self {
+        let imported = cred.is_imported();
         Self {
             id: cred.id,
             username: cred.username.as_str(),
             password: secret.map(Secret::expose),
             last5: &cred.last5,
-            masked: secret::mask(&cred.last5, SMTP_PASSWORD_LEN),
+            masked: if imported { secret::IMPORTED_MASK.into() } else { secret::mask(&cred.last5, SMTP_PASSWORD_LEN) },
             allow: cred.allow.to_strings(),
+            imported,
         }
     }
 }

@@ -53,7 +53,11 @@ fn print_one(cred: &SmtpCredential, secret: Option<&Secret>, json: bool) {
     if let Some(p) = view.password {
         println!("password: {p}");
     }
-    println!("masked:   {}", view.masked);
+    if view.imported {
+        println!("masked:   {} (imported: the last 5 show after the first login)", view.masked);
+    } else {
+        println!("masked:   {}", view.masked);
+    }
     println!("allow:    {}", allow_text(&view.allow));
     if secret.is_some() {
         println!("{SHOW_ONCE}");

@@ -31,6 +31,7 @@ pub struct DomainKeys {
 }
 
 /// A key as the store hands it to the keyring.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveKeyRow {
     pub domain: String,
     pub owner: i64,
@@ -71,6 +72,8 @@ impl DomainKeys {
 #[derive(Debug, Default)]
 pub struct KeySnapshot {
     domains: HashMap<String, Arc<DomainKeys>>,
+    /// What it was built from: a reload that reads the same rows keeps this snapshot.
+    rows: Vec<ActiveKeyRow>,
 }
 
 impl KeySnapshot {
@@ -82,7 +85,7 @@ impl KeySnapshot {
     /// checked at generation, so only a damaged store gets here).
     pub fn from_rows(rows: Vec<ActiveKeyRow>) -> Self {
         let mut domains: HashMap<String, DomainKeys> = HashMap::new();
-        for row in rows {
+        for row in rows.iter().cloned() {
             let key = match SigningKey::load(&row.private) {
                 Ok(k) => k,
                 Err(e) => {
@@ -103,7 +106,7 @@ impl KeySnapshot {
                 (algorithm_rank(a.key.algorithm()), &a.selector).cmp(&(algorithm_rank(b.key.algorithm()), &b.selector))
             });
         }
-        Self { domains: domains.into_iter().map(|(d, k)| (d, Arc::new(k))).collect() }
+        Self { domains: domains.into_iter().map(|(d, k)| (d, Arc::new(k))).collect(), rows }
     }
 
     /// The active keys of `ascii_domain` (lower case), if it has any.
@@ -147,14 +150,54 @@ impl Keyring {
         Ok(Self { inner: Mutex::new(Inner { store, data_version, snapshot }) })
     }
 
-    /// The current snapshot, rebuilt first if the store changed since the last call.
+    /// The current snapshot, rebuilt first if the store changed since the last call. Most
+    /// changes are not to keys (a login's last-used time): the rows are read again, and only
+    /// when they differ are the keys loaded into ring again.
     pub fn snapshot(&self) -> Result<Arc<KeySnapshot>, StoreError> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let version = inner.store.data_version()?;
         if version != inner.data_version {
-            inner.snapshot = Arc::new(KeySnapshot::load(&inner.store)?);
+            let rows = inner.store.active_dkim_keys()?;
+            if rows != inner.snapshot.rows {
+                inner.snapshot = Arc::new(KeySnapshot::from_rows(rows));
+            }
             inner.data_version = version;
         }
         Ok(inner.snapshot.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::EmailAddress;
+    use crate::dkim::{KeyState, key::generate};
+    use crate::senders::SenderEntry;
+
+    #[test]
+    fn follows_the_store_and_keeps_the_snapshot_when_keys_did_not_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut cli = Store::open(&path).unwrap();
+        let ann = EmailAddress::parse("ann@example.com").unwrap();
+        let ann_id = cli.add_account(&ann).unwrap().id;
+        cli.add_sender(&ann, &SenderEntry::parse("example.org").unwrap(), true).unwrap();
+        cli.add_dkim_keys("example.org", &[("s1".into(), generate(Algorithm::Ed25519).unwrap())]).unwrap();
+        let keyring = Keyring::open(&path).unwrap();
+        assert!(keyring.snapshot().unwrap().is_empty(), "a published key does not sign");
+
+        cli.set_dkim_key_state("example.org", "s1", KeyState::Active).unwrap();
+        let active = keyring.snapshot().unwrap();
+        let keys = active.domain("example.org").unwrap();
+        assert_eq!((keys.owner, keys.keys.len(), keys.keys[0].selector.as_str()), (ann_id, 1, "s1"));
+
+        // Another change to the store: same keys, same snapshot.
+        cli.add_account(&EmailAddress::parse("bob@example.net").unwrap()).unwrap();
+        assert!(Arc::ptr_eq(&active, &keyring.snapshot().unwrap()));
+
+        // Removing the sender domain removes its keys.
+        cli.remove_sender(&ann, &SenderEntry::parse("example.org").unwrap()).unwrap();
+        assert!(keyring.snapshot().unwrap().is_empty());
+        assert!(cli.dkim_keys(None).unwrap().is_empty());
     }
 }

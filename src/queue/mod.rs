@@ -47,7 +47,7 @@ impl Outbox {
         Self { spool, queued, keyring: None }
     }
 
-    /// Signs what authenticated accounts send with `keyring` (see [`signing`]).
+    /// Signs what authenticated accounts send with `keyring` (see `queue/signing.rs`).
     pub fn with_keyring(mut self, keyring: Arc<Keyring>) -> Self {
         self.keyring = Some(keyring);
         self

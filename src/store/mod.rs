@@ -7,6 +7,7 @@
 mod accounts;
 mod api_keys;
 mod dkim_keys;
+mod imports;
 mod listing;
 mod schema;
 mod senders;
@@ -20,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use api_keys::{ApiKeyEdit, NewApiKey};
+pub use imports::{ImportWritten, ImportedCredential};
 pub use listing::{Listing, UnreadableRow};
 pub use smtp_credentials::{NewSmtpCredential, SmtpCredentialEdit};
 

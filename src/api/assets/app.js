@@ -64,13 +64,22 @@
     return cell;
   }
 
-  function maskedCell(label, last5) {
+  // An imported credential's last 5 characters are not known until its first login: its mask
+  // shows none, and says why.
+  function maskedCell(label, last5, imported) {
     const cell = document.createElement("td");
     cell.dataset.label = label;
     const code = document.createElement("code");
-    code.textContent = `•••••${last5}`;
-    code.setAttribute("aria-label", `ending in ${last5.split("").join(" ")}`);
-    cell.appendChild(code);
+    if (imported) {
+      code.textContent = "•••••";
+      code.setAttribute("aria-label", "imported, not used yet");
+      code.title = "Imported: the last 5 characters show after the first login";
+      cell.append(code, " imported");
+    } else {
+      code.textContent = `•••••${last5}`;
+      code.setAttribute("aria-label", `ending in ${last5.split("").join(" ")}`);
+      cell.appendChild(code);
+    }
     return cell;
   }
 
@@ -136,7 +145,7 @@
       row.dataset.id = c.id;
       row.append(
         td("Username", c.username),
-        maskedCell("Password", c.last5),
+        maskedCell("Password", c.last5, c.imported),
         td("Restriction", c.allow.length ? c.allow.join(", ") : "any"),
         td("Created", when(c.created_at)),
         td("Last used", when(c.last_used_at)),
