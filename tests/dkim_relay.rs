@@ -52,8 +52,8 @@ fn swaks_mail_with_and_without_tls_is_signed_with_both_algorithms() {
         let (ok, text) = swaks(&args);
         assert!(ok && text.contains("250 2.0.0 Ok: queued as"), "{name}:\n{text}");
     }
-    for (i, (_, _, name)) in cases.iter().enumerate() {
-        let m = delivered_to(&sink, i + 1, &format!("{name}@example.net"));
+    for (_, _, name) in &cases {
+        let m = delivered_to(&sink, cases.len(), &format!("{name}@example.net"));
         let checked = assert_signed(&m.data, &keys);
         assert!(m.text().contains("Hello over swaks."), "{}", m.text());
         // Each signature names a key the CLI listed.
