@@ -25,6 +25,13 @@ pub fn year(unix: u64) -> i64 {
     civil_from_days((unix / 86_400) as i64).0
 }
 
+/// `20261130T095800Z` (ISO 8601 basic format, UTC): sorts by time and fits in a file name.
+pub fn compact_utc(unix: u64) -> String {
+    let (y, m, d) = civil_from_days((unix / 86_400) as i64);
+    let secs = unix % 86_400;
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
 /// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's `civil_from_days`.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -48,5 +55,11 @@ mod tests {
         assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
         assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
         assert_eq!(rfc5322_date(1_798_710_000), "Thu, 31 Dec 2026 09:40:00 +0000");
+    }
+
+    #[test]
+    fn compact_stamps_match_known_instants() {
+        assert_eq!(compact_utc(0), "19700101T000000Z");
+        assert_eq!(compact_utc(1_798_710_000), "20261231T094000Z");
     }
 }

@@ -32,7 +32,7 @@ pub async fn enqueue(outbox: &Outbox, outgoing: Outgoing, by: &Submitter<'_>) ->
         account_id: Some(by.account_id),
         client_ip: Some(by.client_ip),
     };
-    let incoming = outbox.begin()?;
+    let incoming = outbox.begin(true)?;
     let mut bytes = Trace {
         helo: "api",
         client_ip: by.client_ip,

@@ -2,47 +2,33 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
-
-use super::output::{AccountView, escape, print_json, warn_unreadable};
+use super::args::account::AccountCmd;
+use super::output::{AccountView, escape, print_json, print_rows, warn_unreadable};
 use super::{CliResult, open_store, parse_email};
 use crate::config::Config;
 use crate::model::Account;
 use crate::store::Store;
 
-#[derive(Debug, Subcommand)]
-pub enum AccountCmd {
-    /// Add an account
-    Add { email: String },
-    /// List all accounts
-    List,
-    /// Show one account
-    Show { email: String },
-    /// Disable an account: all its secrets stop working at once
-    Disable { email: String },
-    /// Enable a disabled account
-    Enable { email: String },
-    /// Remove an account with all its API keys and SMTP credentials
-    Remove { email: String },
-}
-
 fn print(store: &Store, accounts: &[Account], json: bool, many: bool) -> CliResult {
     let counts = accounts.iter().map(|a| store.account_counts(a.id)).collect::<Result<Vec<_>, _>>()?;
     let views: Vec<AccountView> = accounts.iter().zip(counts).map(|(a, c)| AccountView::new(a, c)).collect();
-    if json {
-        if many {
-            print_json(&views)
-        } else if let Some(v) = views.first() {
-            print_json(v)
-        }
-    } else {
-        for v in &views {
-            let state = if v.enabled { "enabled" } else { "disabled" };
-            let email = escape(v.email);
-            println!("{email}\t{state}\t{} API keys\t{} SMTP credentials", v.api_keys, v.smtp_credentials);
+    if many {
+        print_rows(views, &["ACCOUNT", "STATE", "API KEYS", "SMTP CREDENTIALS"], cells, json);
+    } else if let Some(v) = views.first() {
+        if json {
+            print_json(v);
+        } else {
+            let line: Vec<String> = cells(v).iter().map(|c| escape(c).into_owned()).collect();
+            println!("{}", line.join("\t"));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn cells(v: &AccountView) -> Vec<String> {
+    let state = if v.enabled { "enabled" } else { "disabled" };
+    let keys = format!("{} API keys", v.api_keys);
+    vec![v.email.to_string(), state.into(), keys, format!("{} SMTP credentials", v.smtp_credentials)]
 }
 
 pub fn run(cmd: AccountCmd, config: &Config, json: bool) -> CliResult {

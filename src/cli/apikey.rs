@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
-
+use super::args::apikey::ApiKeyCmd;
 use super::output::{
     ApiKeyView, SHOW_ONCE, allow_text, escape, permissions_text, print_json, print_list, print_removed,
 };
@@ -12,44 +11,6 @@ use crate::config::Config;
 use crate::model::{ApiKey, Permission, PermissionSet};
 use crate::secret::Secret;
 use crate::store::{ApiKeyEdit, NewApiKey};
-
-#[derive(Debug, Subcommand)]
-pub enum ApiKeyCmd {
-    /// Create an API key; its secret is shown once
-    Create {
-        email: String,
-        #[arg(long)]
-        name: Option<String>,
-        /// smtp, send, view or manage; repeat for several [default: all]
-        #[arg(long = "permission", value_name = "P")]
-        permissions: Vec<String>,
-        /// IP, CIDR or first-last range the key may be used from; repeat for several
-        #[arg(long = "allow", value_name = "NET")]
-        allow: Vec<String>,
-    },
-    /// List an account's API keys (masked)
-    List { email: String },
-    /// Edit a key's name, permissions or restriction
-    Edit {
-        email: String,
-        id: i64,
-        #[arg(long)]
-        name: Option<String>,
-        /// Replaces the permissions; repeat for several
-        #[arg(long = "permission", value_name = "P")]
-        permissions: Vec<String>,
-        /// Replaces the restriction; repeat for several
-        #[arg(long = "allow", value_name = "NET", conflicts_with = "no_allow")]
-        allow: Vec<String>,
-        /// Remove the restriction
-        #[arg(long)]
-        no_allow: bool,
-    },
-    /// Give a key a new secret (same id, permissions and restriction); the old one dies at once
-    Change { email: String, id: i64 },
-    /// Remove a key
-    Remove { email: String, id: i64 },
-}
 
 fn parse_permissions(items: &[String]) -> Result<Option<PermissionSet>, CliError> {
     if items.is_empty() {
@@ -98,12 +59,12 @@ pub fn run(cmd: ApiKeyCmd, config: &Config, json: bool) -> CliResult {
         }
         ApiKeyCmd::List { email } => {
             let keys = store.api_keys(&parse_email(&email)?)?;
-            let line = |v: &ApiKeyView| {
-                let (name, permissions, allow) =
-                    (escape(v.name), permissions_text(v.permissions), allow_text(&v.allow));
-                format!("{}\t{}\t{name}\t{permissions}\t{allow}", v.id, v.masked)
+            let cells = |v: &ApiKeyView| {
+                let (permissions, allow) = (permissions_text(v.permissions), allow_text(&v.allow));
+                vec![v.id.to_string(), v.masked.clone(), v.name.to_string(), permissions, allow]
             };
-            print_list(&keys, |k| ApiKeyView::new(k, None), line, json);
+            let headers = ["ID", "KEY", "NAME", "PERMISSIONS", "ALLOW"];
+            print_list(&keys, |k| ApiKeyView::new(k, None), &headers, cells, json);
         }
         ApiKeyCmd::Edit { email, id, name, permissions, allow, no_allow } => {
             let edit = ApiKeyEdit {

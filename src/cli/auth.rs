@@ -6,26 +6,12 @@ use std::io::BufRead;
 use std::net::IpAddr;
 use std::process::ExitCode;
 
-use clap::Subcommand;
-
+use super::args::auth::AuthCmd;
 use super::output::{escape, print_json};
 use super::{CliError, CliResult, EXIT_TEMPFAIL};
 use crate::auth::{Authenticator, Decision};
 use crate::config::Config;
 use crate::secret::Secret;
-
-#[derive(Debug, Subcommand)]
-pub enum AuthCmd {
-    /// Decide a login as the daemon would; exits 0 only when it succeeds
-    Test {
-        user: String,
-        /// The password or API key; `-` reads it from standard input (first line)
-        secret: String,
-        /// Client address the login comes from
-        #[arg(long)]
-        ip: Option<String>,
-    },
-}
 
 /// The first line of `input`, without its line ending; secrets hold no line breaks.
 fn read_secret(mut input: impl BufRead) -> Result<String, CliError> {

@@ -3,20 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Subcommand;
-
+use super::args::config::ConfigCmd;
 use super::output::print_json;
 use super::{CliError, CliResult};
 use crate::config::{self, Config};
-
-#[derive(Debug, Subcommand)]
-pub enum ConfigCmd {
-    /// Validate a config file (the --config file, or the default one)
-    Check {
-        /// File to check instead of --config
-        file: Option<PathBuf>,
-    },
-}
 
 pub fn run(cmd: ConfigCmd, global: Option<&PathBuf>, json: bool) -> CliResult {
     let ConfigCmd::Check { file } = cmd;

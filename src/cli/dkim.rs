@@ -1,13 +1,15 @@
 //! `relaykey dkim generate|list|activate|retire|check`: the DKIM keys of verified sender
 //! domains. A new key is `published` (its record shown, not signing yet); `activate` makes it
-//! sign, `retire` stops it. The private key is never printed, not even at generation.
+//! sign, `retire` stops it. The private key is never printed, not even at generation. `list`
+//! prints through the one table; `generate` prints the records as a zone file writes them.
 
 use std::process::ExitCode;
 
-use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
 
+use super::args::dkim::{AlgorithmChoice, DkimCmd};
 use super::output::{escape, print_json};
+use super::table::Table;
 use super::{CliError, CliResult, EXIT_TEMPFAIL, open_store};
 use crate::config::Config;
 use crate::dkim::check::{DnsCheck, check_key};
@@ -15,38 +17,6 @@ use crate::dkim::record::{parse_selector, zone_strings};
 use crate::dkim::stored::default_selector;
 use crate::dkim::{Algorithm, DkimKey, KeyState, KeyView};
 use crate::senders::{SenderEntry, SenderKind};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AlgorithmChoice {
-    Ed25519,
-    Rsa,
-    Both,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum DkimCmd {
-    /// Generate keys for a verified sender domain and print the DNS TXT records to publish.
-    /// The keys start `published` (not signing): publish the records, then `dkim activate`.
-    Generate {
-        domain: String,
-        /// The selector (names one key). Default: rk<year><letter>, the first free letter,
-        /// RSA before Ed25519
-        #[arg(long)]
-        selector: Option<String>,
-        /// Which keys: an Ed25519 key (RFC 8463), an RSA-2048 key, or one of each
-        #[arg(long, value_enum, default_value = "both")]
-        algorithm: AlgorithmChoice,
-    },
-    /// List the keys of one domain, or of every domain
-    List { domain: Option<String> },
-    /// Make a key sign the domain's mail (publish its record first)
-    Activate { domain: String, selector: String },
-    /// Stop a key signing; keep its record in DNS a few days for mail already sent
-    Retire { domain: String, selector: String },
-    /// Look up each key's TXT record now and say whether DNS publishes the stored key
-    /// (exit status 1 unless every key not retired matches)
-    Check { domain: String },
-}
 
 /// A domain as the operator typed it, in the stored ASCII form.
 fn parse_domain(input: &str) -> Result<String, CliError> {
@@ -111,7 +81,17 @@ pub fn run(cmd: DkimCmd, config: &Config, json: bool) -> CliResult {
         }
         DkimCmd::List { domain } => {
             let domain = domain.as_deref().map(parse_domain).transpose()?;
-            print_keys(&store.dkim_keys(domain.as_deref())?, json);
+            let keys = store.dkim_keys(domain.as_deref())?;
+            if json {
+                print_json(&keys.iter().map(DkimKey::to_view).collect::<Vec<_>>());
+            } else {
+                let mut table = Table::new(&["DOMAIN", "SELECTOR", "ALGORITHM", "STATE", "RECORD"]);
+                for k in &keys {
+                    let cells = [&k.domain, &k.selector, k.algorithm.as_str(), k.state.as_str(), &k.dns_record().name];
+                    table.push(cells.iter().map(|c| c.to_string()).collect());
+                }
+                table.print();
+            }
         }
         DkimCmd::Activate { domain, selector: name } => {
             let key = store.set_dkim_key_state(&parse_domain(&domain)?, &selector(&name)?, KeyState::Active)?;

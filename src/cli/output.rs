@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::table::Table;
 use crate::invisible::is_invisible;
 use crate::model::{Account, ApiKey, PermissionSet, SmtpCredential};
 use crate::secret::{self, API_KEY_LEN, SMTP_PASSWORD_LEN, Secret};
@@ -123,22 +124,34 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) {
 }
 
 /// What a `list` prints: a warning for each row it skipped, then the rows' views as one JSON
-/// array, or one text line each.
+/// array, or as a [`Table`] with `headers` whose cells `cells` makes from each view.
 pub fn print_list<'a, T, V: Serialize>(
     listing: &'a Listing<T>,
     view: impl Fn(&'a T) -> V,
-    line: impl Fn(&V) -> String,
+    headers: &[&'static str],
+    cells: impl Fn(&V) -> Vec<String>,
     json: bool,
 ) {
     warn_unreadable(&listing.unreadable);
-    let views: Vec<V> = listing.iter().map(view).collect();
+    print_rows(listing.iter().map(view).collect(), headers, cells, json);
+}
+
+/// What a list without unreadable rows prints: `views` as one JSON array, or as a [`Table`].
+pub fn print_rows<V: Serialize>(
+    views: Vec<V>,
+    headers: &[&'static str],
+    cells: impl Fn(&V) -> Vec<String>,
+    json: bool,
+) {
     if json {
         print_json(&views);
-    } else {
-        for v in &views {
-            println!("{}", line(v));
-        }
+        return;
     }
+    let mut table = Table::new(headers);
+    for v in &views {
+        table.push(cells(v));
+    }
+    table.print();
 }
 
 /// What a `remove` prints: `{"removed": id}` in JSON, a sentence naming `what` otherwise.

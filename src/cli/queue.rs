@@ -3,30 +3,15 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
 use serde::Serialize;
 
+use super::args::queue::QueueCmd;
 use super::output::{escape, print_json};
+use super::table::{Layout, Table};
 use super::{CliError, CliResult, EXIT_TEMPFAIL};
 use crate::config::Config;
 use crate::mail_date::rfc5322_date;
 use crate::queue::{Envelope, RecipientStatus, Spool, SpoolError, dsn};
-
-#[derive(Debug, Subcommand)]
-pub enum QueueCmd {
-    /// List queued messages
-    List,
-    /// Show one message's envelope, delivery state and headers
-    Show { id: String },
-    /// Try a message again at the next queue scan (or every message with --all)
-    Retry {
-        id: Option<String>,
-        #[arg(long, conflicts_with = "id")]
-        all: bool,
-    },
-    /// Remove a message from the queue without delivering or bouncing it
-    Delete { id: String },
-}
 
 impl From<SpoolError> for CliError {
     fn from(e: SpoolError) -> Self {
@@ -101,6 +86,17 @@ fn list(spool: &Spool, json: bool) -> CliResult {
         print_json(&views);
         return Ok(ExitCode::SUCCESS);
     }
+    if Layout::for_stdout() == Layout::Aligned {
+        let mut table = Table::new(&["ID", "SIZE", "QUEUED", "ATTEMPTS", "FROM", "TO"]);
+        for e in &envelopes {
+            let pending: Vec<&str> = e.pending().map(|r| r.address.as_str()).collect();
+            let (size, queued, attempts) = (e.size.to_string(), rfc5322_date(e.queued_at), e.attempts.to_string());
+            table.push(vec![e.id.clone(), size, queued, attempts, sender_text(e).into(), pending.join(",")]);
+        }
+        table.print();
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The piped form predates the shared table and is kept as it was: scripts parse it.
     if envelopes.is_empty() {
         println!("queue is empty");
     }

@@ -6,9 +6,9 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
-
-use super::output::print_json;
+use super::args::sender::SenderCmd;
+use super::output::{escape, print_json};
+use super::table::Table;
 use super::{CliError, CliResult, EXIT_TEMPFAIL, open_store, parse_email};
 use crate::config::Config;
 use crate::senders::verify::{Verification, verify_domain};
@@ -17,27 +17,6 @@ use serde::Serialize;
 use crate::dkim::publish::DomainRecords;
 use crate::dkim::record::zone_strings;
 use crate::senders::{AccountSender, SenderEntry, SenderKind, SenderNameError, SenderView};
-
-#[derive(Debug, Subcommand)]
-pub enum SenderCmd {
-    /// Let an account send as a domain or an address (verified unless --pending)
-    Add {
-        email: String,
-        /// A domain (example.com) or an address (billing@example.com)
-        entry: String,
-        /// Add it unverified: a domain must then prove itself with `sender verify`
-        #[arg(long)]
-        pending: bool,
-    },
-    /// List an account's senders
-    List { email: String },
-    /// Check a pending domain's DNS record now; verified when it holds the token
-    Verify { email: String, domain: String },
-    /// Remove a sender from an account
-    Remove { email: String, entry: String },
-    /// Who may send as an address, and which entry decided it
-    Owner { address: String },
-}
 
 impl From<SenderNameError> for CliError {
     fn from(e: SenderNameError) -> Self {
@@ -79,14 +58,16 @@ fn print_records(records: &DomainRecords) {
 }
 
 fn line(sender: &AccountSender) -> String {
+    cells(sender).iter().filter(|c| !c.is_empty()).map(|c| escape(c).into_owned()).collect::<Vec<_>>().join("\t")
+}
+
+/// Entry, kind, status, and the Unicode form when it differs from the entry (IDNA).
+fn cells(sender: &AccountSender) -> Vec<String> {
     let status = if sender.verified { "verified" } else { "pending" };
     let unicode = sender.entry.unicode();
     let shown = sender.entry.as_string();
-    if unicode == shown {
-        format!("{shown}\t{}\t{status}", sender.entry.kind())
-    } else {
-        format!("{shown}\t{}\t{status}\t({unicode})", sender.entry.kind())
-    }
+    let unicode = if unicode == shown { String::new() } else { format!("({unicode})") };
+    vec![shown, sender.entry.kind().to_string(), status.into(), unicode]
 }
 
 pub fn run(cmd: SenderCmd, config: &Config, json: bool) -> CliResult {
@@ -111,12 +92,11 @@ pub fn run(cmd: SenderCmd, config: &Config, json: bool) -> CliResult {
             if json {
                 print_json(&listed);
             } else {
-                for (sender, listed) in senders.iter().zip(&listed) {
-                    println!("{}", line(sender));
-                    if let Some(records) = &listed.records {
-                        print_records(records);
-                    }
-                }
+                let mut table = Table::new(&["SENDER", "KIND", "STATUS", "UNICODE"]);
+                senders.iter().for_each(|s| table.push(cells(s)));
+                table.print();
+                // Then what each domain publishes, indented under no header of its own.
+                listed.iter().filter_map(|l| l.records.as_ref()).for_each(print_records);
             }
         }
         SenderCmd::Verify { email, domain } => {

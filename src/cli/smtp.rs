@@ -2,45 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
-
+use super::args::smtp::SmtpCmd;
 use super::output::{SHOW_ONCE, SmtpCredentialView, allow_text, escape, print_json, print_list, print_removed};
 use super::{CliResult, open_store, parse_allow, parse_allow_edit, parse_email};
 use crate::config::Config;
 use crate::model::SmtpCredential;
 use crate::secret::Secret;
 use crate::store::{NewSmtpCredential, SmtpCredentialEdit};
-
-#[derive(Debug, Subcommand)]
-pub enum SmtpCmd {
-    /// Create an SMTP credential; its password is shown once
-    Create {
-        email: String,
-        /// Login name, unique system-wide [default: the account's address]
-        #[arg(long, value_name = "ADDR")]
-        username: Option<String>,
-        /// IP, CIDR or first-last range the credential may be used from; repeat for several
-        #[arg(long = "allow", value_name = "NET")]
-        allow: Vec<String>,
-    },
-    /// List an account's SMTP credentials (masked)
-    List { email: String },
-    /// Edit a credential's restriction
-    Edit {
-        email: String,
-        id: i64,
-        /// Replaces the restriction; repeat for several
-        #[arg(long = "allow", value_name = "NET", conflicts_with = "no_allow")]
-        allow: Vec<String>,
-        /// Remove the restriction
-        #[arg(long)]
-        no_allow: bool,
-    },
-    /// Give a credential a new password; the old one dies at once
-    Change { email: String, id: i64 },
-    /// Remove a credential
-    Remove { email: String, id: i64 },
-}
 
 fn print_one(cred: &SmtpCredential, secret: Option<&Secret>, json: bool) {
     let view = SmtpCredentialView::new(cred, secret);
@@ -79,10 +47,11 @@ pub fn run(cmd: SmtpCmd, config: &Config, json: bool) -> CliResult {
         }
         SmtpCmd::List { email } => {
             let creds = store.smtp_credentials(&parse_email(&email)?)?;
-            let line = |v: &SmtpCredentialView| {
-                format!("{}\t{}\t{}\t{}", v.id, escape(v.username), v.masked, allow_text(&v.allow))
+            let cells = |v: &SmtpCredentialView| {
+                vec![v.id.to_string(), v.username.to_string(), v.masked.clone(), allow_text(&v.allow)]
             };
-            print_list(&creds, |c| SmtpCredentialView::new(c, None), line, json);
+            let headers = ["ID", "USERNAME", "PASSWORD", "ALLOW"];
+            print_list(&creds, |c| SmtpCredentialView::new(c, None), &headers, cells, json);
         }
         SmtpCmd::Edit { email, id, allow, no_allow } => {
             let edit = SmtpCredentialEdit { allow: parse_allow_edit(no_allow, &allow)? };

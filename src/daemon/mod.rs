@@ -40,6 +40,7 @@ use crate::senders::Directory;
 use crate::smtp::RelayDeps;
 use crate::smtp::tls::TlsError;
 use crate::store::StoreError;
+use crate::store::serve_lock::{self, ServeLock};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,8 @@ pub enum ServeError {
     Signal { signal: &'static str, source: io::Error },
     #[error("cannot open the store {path}: {source}")]
     Store { path: PathBuf, source: AuthError },
+    #[error("cannot lock {path}: {source}")]
+    Lock { path: PathBuf, source: io::Error },
     /// A front end's socket could not be bound (or taken from systemd).
     #[error("{front_end}: {source}")]
     Listen { front_end: &'static str, source: io::Error },
@@ -217,6 +220,11 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     // Handlers before anything listens: a client (or systemd, once it reads READY=1) may send
     // SIGTERM or SIGHUP as soon as a socket accepts, and must not find the default action.
     let signals = Signals::install()?;
+    // Held until `serve` returns, so that `relaykey restore` refuses while this daemon runs.
+    // Taken before the store opens: a restore in progress finishes first (the wait blocks
+    // this thread, but nothing else runs yet), and the daemon then opens the restored file.
+    let _serve_lock = ServeLock::hold(&config.database)
+        .map_err(|source| ServeError::Lock { path: serve_lock::lock_path(&config.database), source })?;
     let authenticator = Authenticator::open(&config.database, &config.auth)
         .map_err(|source| ServeError::Store { path: config.database.clone(), source })?;
     let (shared, publish) = Shared::new(config.clone(), authenticator);

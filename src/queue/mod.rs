@@ -59,12 +59,14 @@ impl Outbox {
     }
 
     /// Starts a message: creates its file, which is not queued until [`Outbox::enqueue`].
-    /// Creating one file does not wait for the disk, so this runs in place.
-    pub fn begin(&self) -> Result<Incoming, EnqueueError> {
+    /// Creating one file does not wait for the disk, so this runs in place. `authenticated`:
+    /// an account sends it (relay AUTH, API key), so it may be DKIM-signed; inbound mail is not.
+    pub fn begin(&self, authenticated: bool) -> Result<Incoming, EnqueueError> {
         let mut incoming = self.spool.begin()?;
-        // Reading the message for DKIM as it is written costs a pass over it: only when some
-        // domain has an active key (one PRAGMA; the snapshot is shared).
-        if self.keyring.as_ref().is_some_and(|k| k.snapshot().is_ok_and(|s| !s.is_empty())) {
+        // Reading the message for DKIM as it is written costs a pass over it: only for an
+        // account's mail, and when some domain has an active key (one PRAGMA; the snapshot is
+        // shared).
+        if authenticated && self.keyring.as_ref().is_some_and(|k| k.snapshot().is_ok_and(|s| !s.is_empty())) {
             incoming.digest_for_dkim();
         }
         Ok(incoming)

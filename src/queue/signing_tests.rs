@@ -62,7 +62,7 @@ const MESSAGE: &[u8] = b"Received: from c ([192.0.2.1])\r\n\tby relay (relaykey)
 
 /// Queues MESSAGE in two writes (as the relay does) and returns what delivery would send.
 async fn send(s: &Setup, account_id: Option<i64>) -> Vec<u8> {
-    let incoming = s.outbox.begin().unwrap();
+    let incoming = s.outbox.begin(account_id.is_some()).unwrap();
     let incoming = s.outbox.write(incoming, MESSAGE[..40].to_vec()).await.unwrap();
     let id = s.outbox.enqueue(incoming, MESSAGE[40..].to_vec(), submission(account_id), "smtp").await.unwrap();
     let first = s.outbox.spool().read_message(&id).unwrap();

@@ -14,7 +14,7 @@ impl Connection<'_> {
     ) -> std::io::Result<Option<Step>> {
         // Creating one file is a metadata operation that does not wait for the disk; doing it
         // here saves two thread hand-offs per message. Only the fsyncs go to the blocking pool.
-        let mut incoming = self.ctx.outbox.begin();
+        let mut incoming = self.ctx.outbox.begin(session.grant().is_some());
         let mut reader = DotReader::new(self.config.relay.max_message_size);
         let mut head = HeadCapture::new();
         let mut body = Vec::with_capacity(READ_CHUNK);

@@ -55,19 +55,27 @@ fn clean_name(name: &str) -> Result<String> {
     Ok(key_name(name)?)
 }
 
-fn draw_unique(tx: &rusqlite::Connection, account: i64, except: Option<i64>) -> Result<Secret> {
-    for _ in 0..MAX_DRAWS {
-        let secret = Secret::generate(SecretKind::ApiKey).map_err(|e| StoreError::Random(e.to_string()))?;
-        let clash: i64 = tx.query_row(
-            "SELECT count(*) FROM api_keys WHERE account_id = ?1 AND last5 = ?2 AND id != ?3",
-            params![account, secret.last5(), except.unwrap_or(-1)],
-            |r| r.get(0),
-        )?;
-        if clash == 0 {
-            return Ok(secret);
-        }
-    }
-    Err(StoreError::Random("no key with unique last 5 characters".into()))
+/// A new secret and its hash, made before the write lock is taken: argon2 takes far longer
+/// than the checks, and other writers (20 CLI processes, the API) would wait behind it past
+/// the busy timeout.
+fn draw(params: &HashParams) -> Result<(Secret, String)> {
+    let secret = Secret::generate(SecretKind::ApiKey).map_err(|e| StoreError::Random(e.to_string()))?;
+    let hash = params.hash(&secret).map_err(|e| StoreError::Hash(e.to_string()))?;
+    Ok((secret, hash))
+}
+
+/// Does another key of `account` end in the same 5 characters? Logins find a key by them.
+fn last5_clashes(tx: &Connection, account: i64, secret: &Secret, except: Option<i64>) -> Result<bool> {
+    let clash: i64 = tx.query_row(
+        "SELECT count(*) FROM api_keys WHERE account_id = ?1 AND last5 = ?2 AND id != ?3",
+        params![account, secret.last5(), except.unwrap_or(-1)],
+        |r| r.get(0),
+    )?;
+    Ok(clash != 0)
+}
+
+fn no_unique_draw() -> StoreError {
+    StoreError::Random("no key with unique last 5 characters".into())
 }
 
 impl Store {
@@ -82,19 +90,29 @@ impl Store {
         if new.permissions.is_empty() {
             return Err(StoreError::NoPermission);
         }
-        let tx = self.write()?;
-        let account = account_id(&tx, email)?;
-        let count: i64 =
-            tx.query_row("SELECT count(*) FROM api_keys WHERE account_id = ?1", [account], |r| r.get(0))?;
-        if count as usize >= MAX_PER_ACCOUNT {
-            return Err(StoreError::LimitReached {
-                account: email.to_string(),
-                what: "API keys",
-                max: MAX_PER_ACCOUNT,
-            });
-        }
-        let secret = draw_unique(&tx, account, None)?;
-        let hash = params.hash(&secret).map_err(|e| StoreError::Hash(e.to_string()))?;
+        // A clash of the last 5 (one in 2^20 per other key) draws again, outside the lock.
+        let mut draws = 0;
+        let (tx, account, secret, hash) = loop {
+            let (secret, hash) = draw(params)?;
+            let tx = self.write()?;
+            let account = account_id(&tx, email)?;
+            let count: i64 =
+                tx.query_row("SELECT count(*) FROM api_keys WHERE account_id = ?1", [account], |r| r.get(0))?;
+            if count as usize >= MAX_PER_ACCOUNT {
+                return Err(StoreError::LimitReached {
+                    account: email.to_string(),
+                    what: "API keys",
+                    max: MAX_PER_ACCOUNT,
+                });
+            }
+            if !last5_clashes(&tx, account, &secret, None)? {
+                break (tx, account, secret, hash);
+            }
+            draws += 1;
+            if draws == MAX_DRAWS {
+                return Err(no_unique_draw());
+            }
+        };
         let created_at = now();
         tx.execute(
             "INSERT INTO api_keys (account_id, name, permissions, allow, last5, locator, hash, created_at)
@@ -192,10 +210,19 @@ impl Store {
     /// Gives the key a new secret; id, name, permissions and restriction stay. The old secret
     /// stops working with this commit.
     pub fn change_api_key(&mut self, email: &EmailAddress, id: i64, params: &HashParams) -> Result<(ApiKey, Secret)> {
-        let tx = self.write()?;
-        let account = owner_of_key(&tx, email, id)?;
-        let secret = draw_unique(&tx, account, Some(id))?;
-        let hash = params.hash(&secret).map_err(|e| StoreError::Hash(e.to_string()))?;
+        let mut draws = 0;
+        let (tx, secret, hash) = loop {
+            let (secret, hash) = draw(params)?;
+            let tx = self.write()?;
+            let account = owner_of_key(&tx, email, id)?;
+            if !last5_clashes(&tx, account, &secret, Some(id))? {
+                break (tx, secret, hash);
+            }
+            draws += 1;
+            if draws == MAX_DRAWS {
+                return Err(no_unique_draw());
+            }
+        };
         tx.execute(
             "UPDATE api_keys SET last5 = ?1, locator = ?2, hash = ?3 WHERE id = ?4",
             params![secret.last5(), secret.locator(), hash, id],

@@ -6,11 +6,13 @@
 
 mod accounts;
 mod api_keys;
+pub mod backup;
 mod dkim_keys;
 mod imports;
 mod listing;
 mod schema;
 mod senders;
+pub mod serve_lock;
 mod smtp_credentials;
 
 use std::fs::OpenOptions;

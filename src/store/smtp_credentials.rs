@@ -54,6 +54,10 @@ impl Store {
         new: NewSmtpCredential,
         params: &HashParams,
     ) -> Result<(SmtpCredential, Secret)> {
+        // Hashed before the write lock is taken: argon2 takes far longer than the checks, and
+        // other writers (20 CLI processes, the API) would wait behind it past the busy timeout.
+        let secret = generate()?;
+        let hash = params.hash(&secret).map_err(|e| StoreError::Hash(e.to_string()))?;
         let tx = self.write()?;
         let account = account_id(&tx, email)?;
         let count: i64 =
@@ -69,8 +73,6 @@ impl Store {
         if !username_is_free(&tx, &username, account, None)? {
             return Err(StoreError::UsernameTaken(username.to_string()));
         }
-        let secret = generate()?;
-        let hash = params.hash(&secret).map_err(|e| StoreError::Hash(e.to_string()))?;
         let created_at = now();
         tx.execute(
             "INSERT INTO smtp_credentials (account_id, username, allow, last5, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -6,27 +6,15 @@ mod rules;
 mod senders;
 mod settings;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Subcommand;
-
+use super::args::postfix::PostfixCmd;
 use super::output::print_json;
 use super::{CliError, CliResult};
 use crate::config::Config;
 use reach::{Principal, unreachable_reason};
 pub use rules::{Finding, analyze};
 pub use settings::PostfixSettings;
-
-#[derive(Debug, Subcommand)]
-pub enum PostfixCmd {
-    /// Report every Postfix setting that keeps Postfix from using relaykey
-    Check {
-        /// Postfix configuration directory (as `postconf -c DIR`) [default: Postfix's own]
-        #[arg(long, value_name = "DIR")]
-        config_dir: Option<PathBuf>,
-    },
-}
 
 pub fn run(cmd: PostfixCmd, config: &Config, json: bool) -> CliResult {
     let PostfixCmd::Check { config_dir } = cmd;
