@@ -5,6 +5,7 @@
 mod ops_support;
 mod support;
 
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -84,4 +85,24 @@ fn sends_no_watchdog_pets_when_systemd_asks_for_none() {
     daemon.signal(libc::SIGTERM);
     notify.wait_for("STOPPING=1");
     assert_eq!(daemon.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn a_systemd_that_stops_reading_stalls_neither_logins_nor_shutdown() {
+    // A notify socket holds net.unix.max_dgram_qlen (10) unread datagrams; at one STATUS= a
+    // second, the daemon's sends find it full after about 11 s. They must not block a worker.
+    let mut daemon = serve().toml("[daemon]\nstatus_interval = \"1s\"").spawn();
+    daemon.notify.wait_for("READY=1");
+    std::thread::sleep(Duration::from_secs(14));
+
+    let mut sasl = UnixStream::connect(daemon.sasl_socket()).unwrap();
+    sasl.set_read_timeout(Some(PATIENCE)).unwrap();
+    sasl.write_all(b"VERSION\t1\t2\nCPID\t1\n").unwrap();
+    let mut greeting = String::new();
+    BufReader::new(&sasl).read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("VERSION\t1\t"), "{greeting:?}");
+
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit().code(), Some(0), "log: {:#?}", daemon.log_lines());
+    assert!(daemon.log().contains("systemd is not reading notifications"), "{}", daemon.log());
 }
