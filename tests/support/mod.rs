@@ -2,10 +2,12 @@
 //! skip rule ([`peers`]), one port allocator ([`ports`]), one way to run `relaykey serve`
 //! ([`daemon`]), one throwaway Postfix ([`postfix`]), and what is built on them: relaykey next
 //! to Postfix as documented ([`sidecar`]), the relay with its test certificate ([`relay`]),
-//! SMTP clients ([`smtp`]), and a loopback DNS server ([`dns`]). A test includes it with `mod support;`.
+//! SMTP clients ([`smtp`]), a loopback DNS server ([`dns`]), and DKIM verification by dkimpy and
+//! OpenDKIM ([`dkim_verify`]). A test includes it with `mod support;`.
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod dkim_verify;
 pub mod dns;
 pub mod peers;
 pub mod ports;
