@@ -1,6 +1,7 @@
 //! The resolver every DNS user builds from: the system's (`/etc/resolv.conf`), or named name
 //! servers over UDP and TCP on their own ports (operators with a local resolver, and tests with
-//! dnsmasq on a free port). Used by MX routing and by sender-domain verification.
+//! dnsmasq on a free port). Used by MX routing, sender-domain verification and the DKIM check,
+//! which share one TXT lookup.
 
 use std::net::SocketAddr;
 
@@ -29,4 +30,25 @@ pub fn resolver_builder(nameservers: &[SocketAddr]) -> Result<Builder, String> {
         ));
     }
     Ok(TokioResolver::builder_with_config(rc, TokioRuntimeProvider::default()))
+}
+
+/// The TXT records at `name` (a fully qualified name), each record's strings joined into one
+/// value. `Ok(None)` when the name or the record type does not exist (a definite answer, unlike
+/// a failed lookup); the error text names the lookup for the operator.
+pub async fn txt_records(resolver: &TokioResolver, name: &str) -> Result<Option<Vec<Vec<u8>>>, String> {
+    use hickory_resolver::proto::rr::RData;
+    match resolver.txt_lookup(name).await {
+        Ok(lookup) => Ok(Some(
+            lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(txt) => Some(txt.txt_data.iter().flat_map(|s| s.iter().copied()).collect()),
+                    _ => None,
+                })
+                .collect(),
+        )),
+        Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(None),
+        Err(e) => Err(format!("TXT lookup of {name} failed: {e}")),
+    }
 }

@@ -3,7 +3,6 @@
 //! system's), a fresh one per check so no cached negative answer hides a new record.
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::proto::rr::RData;
 use serde::Serialize;
 
 use super::record::published_key;
@@ -49,20 +48,10 @@ pub fn decide(records: &[Vec<u8>], public: &[u8]) -> DnsCheck {
 /// Looks up `key`'s record and decides; the error text of a failed lookup comes along.
 pub async fn check_key(resolver: &TokioResolver, key: &DkimKey) -> (DnsCheck, Option<String>) {
     let name = format!("{}.", key.dns_record().name);
-    match resolver.txt_lookup(name.as_str()).await {
-        Ok(lookup) => {
-            let records: Vec<Vec<u8>> = lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::TXT(txt) => Some(txt.txt_data.iter().flat_map(|s| s.iter().copied()).collect()),
-                    _ => None,
-                })
-                .collect();
-            (decide(&records, &key.public), None)
-        }
-        Err(e) if e.is_nx_domain() || e.is_no_records_found() => (DnsCheck::Missing, None),
-        Err(e) => (DnsCheck::TemporaryFailure, Some(format!("TXT lookup of {name} failed: {e}"))),
+    match crate::dns::txt_records(resolver, &name).await {
+        Ok(Some(records)) => (decide(&records, &key.public), None),
+        Ok(None) => (DnsCheck::Missing, None),
+        Err(e) => (DnsCheck::TemporaryFailure, Some(e)),
     }
 }
 

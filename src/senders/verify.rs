@@ -5,7 +5,6 @@
 //! the domain is neither proven nor disproven, and the entry stays pending to be checked again.
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::proto::rr::RData;
 use subtle::ConstantTimeEq;
 
 use super::record::{TxtRecord, VERIFY_PREFIX};
@@ -61,20 +60,10 @@ pub async fn verify_domain(config: &SendersConfig, ascii_domain: &str, token: &s
     };
     let record = TxtRecord::for_domain(ascii_domain, token);
     let fqdn = format!("{}.", record.name.trim_end_matches('.'));
-    match resolver.txt_lookup(fqdn.as_str()).await {
-        Ok(lookup) => {
-            let records: Vec<Vec<u8>> = lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::TXT(txt) => Some(txt.txt_data.iter().flat_map(|s| s.iter().copied()).collect()),
-                    _ => None,
-                })
-                .collect();
-            decide(&records, token)
-        }
-        Err(e) if e.is_nx_domain() || e.is_no_records_found() => Verification::NoRecord,
-        Err(e) => Verification::TemporaryFailure(format!("TXT lookup of {} failed: {e}", record.name)),
+    match crate::dns::txt_records(&resolver, &fqdn).await {
+        Ok(Some(records)) => decide(&records, token),
+        Ok(None) => Verification::NoRecord,
+        Err(e) => Verification::TemporaryFailure(e),
     }
 }
 
