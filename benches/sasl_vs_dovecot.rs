@@ -8,6 +8,8 @@
 //! Knobs (env): BENCH_WARM_SECS (default 3), BENCH_COLD_PER_CONN (default 4, at least 64 per
 //! level), BENCH_LEVELS (default 1,8,64).
 
+#[path = "support/dovecot_auth.rs"]
+mod dovecot_auth;
 #[path = "../tests/support/sasl_client.rs"]
 mod sasl_client;
 #[path = "../tests/support/mod.rs"]
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use dovecot_auth::DovecotAuth;
 use relaykey::address::EmailAddress;
 use relaykey::sasl::codec::Reply;
 use relaykey::secret::HashParams;
@@ -68,11 +71,11 @@ fn main() {
         "creating {total} credentials (argon2id m={} KiB, t={}, p={}) ...",
         params.memory_kib, params.iterations, params.parallelism
     );
-    let users = create_users(dir.path(), total, &params);
+    let (users, phcs) = create_users(dir.path(), total, &params);
     let (warm_users, mut cold_pool) = (&users[..8], &users[8..]);
 
     let relaykey = RelaykeyProc::start(dir.path());
-    let dovecot = DovecotProc::start(dir.path());
+    let dovecot = DovecotProc { auth: DovecotAuth::start(dir.path(), &phcs) };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
     let mut rows = Vec::new();
@@ -80,15 +83,15 @@ fn main() {
         let (batch, rest) = cold_pool.split_at(count);
         cold_pool = rest;
         let r = rt.block_on(run_cold(&relaykey.socket, conns, batch, relaykey.pids()));
-        let d = rt.block_on(run_cold(&dovecot.socket, conns, batch, dovecot.pids()));
+        let d = rt.block_on(run_cold(&dovecot.auth.socket, conns, batch, dovecot.pids()));
         rows.push(("cold", conns, r, d));
     }
     let warm_secs = Duration::from_secs(env_num("BENCH_WARM_SECS", 3));
     rt.block_on(prime(&relaykey.socket, warm_users));
-    rt.block_on(prime(&dovecot.socket, warm_users));
+    rt.block_on(prime(&dovecot.auth.socket, warm_users));
     for &conns in &levels {
         let r = rt.block_on(run_warm(&relaykey.socket, conns, warm_users, warm_secs, relaykey.pids()));
-        let d = rt.block_on(run_warm(&dovecot.socket, conns, warm_users, warm_secs, dovecot.pids()));
+        let d = rt.block_on(run_warm(&dovecot.auth.socket, conns, warm_users, warm_secs, dovecot.pids()));
         rows.push(("warm", conns, r, d));
     }
     print_table(&rows);
@@ -96,21 +99,20 @@ fn main() {
 
 /// One account per credential (an account holds at most 15); the same PHC strings go into
 /// Dovecot's passwd-file, so both servers pay exactly the same argon2 cost.
-fn create_users(dir: &Path, n: usize, params: &HashParams) -> Vec<User> {
+fn create_users(dir: &Path, n: usize, params: &HashParams) -> (Vec<User>, Vec<(String, String)>) {
     let mut store = Store::open(&dir.join("relaykey.db")).unwrap();
     let mut users = Vec::with_capacity(n);
-    let mut passwd = String::new();
+    let mut phcs = Vec::with_capacity(n);
     for i in 0..n {
         let email = EmailAddress::parse(&format!("user{i}@bench.example")).unwrap();
         store.add_account(&email).unwrap();
         let (cred, secret) = store
             .create_smtp_credential(&email, NewSmtpCredential { username: None, allow: Default::default() }, params)
             .unwrap();
-        passwd.push_str(&format!("{}:{{ARGON2ID}}{}\n", cred.username, cred.hash));
+        phcs.push((cred.username.to_string(), cred.hash.clone()));
         users.push(User { name: cred.username.to_string(), password: secret.expose().to_string() });
     }
-    std::fs::write(dir.join("passwd"), passwd).unwrap();
-    users
+    (users, phcs)
 }
 
 /// `relaykey serve` with the SASL front end only, over the store `create_users` filled, with the
@@ -143,40 +145,12 @@ impl RelaykeyProc {
     }
 }
 
+/// The shared auth-only Dovecot, with the process accounting this bench reports.
 struct DovecotProc {
-    config: PathBuf,
-    socket: PathBuf,
-    run: PathBuf,
+    auth: DovecotAuth,
 }
 
 impl DovecotProc {
-    /// An auth-only Dovecot (the reference doc's appendix), with auth_cache on for the warm runs.
-    fn start(dir: &Path) -> Self {
-        let d = dir.join("dovecot");
-        std::fs::create_dir_all(&d).unwrap();
-        let socket = d.join("auth-client");
-        let config = d.join("dovecot.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "protocols =\nbase_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\nssl = no\n\
-                 listen = 127.0.0.1\nauth_mechanisms = plain login\nauth_cache_size = 10M\nauth_cache_ttl = 1 hour\n\
-                 passdb {{\n  driver = passwd-file\n  args = scheme=ARGON2ID {passwd}\n}}\n\
-                 userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home=/nonexistent\n}}\n\
-                 service auth {{\n  unix_listener {socket} {{\n    mode = 0666\n  }}\n}}\n",
-                d = d.display(),
-                passwd = dir.join("passwd").display(),
-                socket = socket.display()
-            ),
-        )
-        .unwrap();
-        // dovecot runs its auth process as an unprivileged user: it must read the passwd file.
-        let status = Command::new("dovecot").arg("-c").arg(&config).status().expect("start dovecot");
-        assert!(status.success(), "dovecot failed to start; see {}", d.join("dovecot.log").display());
-        wait_socket(&socket);
-        Self { config, socket, run: d.join("run") }
-    }
-
     /// The master and all its children (auth, log, config, anvil, ...), and the auth process.
     fn pids(&self) -> (Vec<u32>, Vec<u32>) {
         let all = self.all_pids();
@@ -189,8 +163,7 @@ impl DovecotProc {
     }
 
     fn all_pids(&self) -> Vec<u32> {
-        let Ok(master) = std::fs::read_to_string(self.run.join("master.pid")) else { return Vec::new() };
-        let Ok(master) = master.trim().parse::<u32>() else { return Vec::new() };
+        let Some(master) = self.auth.master_pid() else { return Vec::new() };
         let mut pids = vec![master];
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
@@ -202,22 +175,6 @@ impl DovecotProc {
         }
         pids
     }
-}
-
-impl Drop for DovecotProc {
-    fn drop(&mut self) {
-        let _ = Command::new("doveadm").arg("-c").arg(&self.config).arg("stop").status();
-    }
-}
-
-fn wait_socket(path: &Path) {
-    for _ in 0..500 {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("nothing listens on {}", path.display());
 }
 
 fn rss_kib(pid: u32) -> u64 {
