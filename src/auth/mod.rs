@@ -10,6 +10,7 @@ mod cache;
 mod decision;
 mod dummy;
 mod ledger;
+mod ledger_writer;
 pub mod mechanism;
 pub mod pipeline;
 mod throttle;

@@ -96,9 +96,13 @@ impl Shared {
         let throttle = FailureThrottle::new(config.auth.failure_delay, config.auth.max_failure_delay)
             .with_ipv6_prefix(config.limits.ipv6_prefix);
         let limiter = ConnectionLimiter::new(&config.limits);
+        let ledger = Arc::new(LoginLedger::stored(config.database.clone()).unwrap_or_else(|e| {
+            warn!(error = %e, "cannot start the login ledger's store writer; the ledger is kept in memory only");
+            LoginLedger::default()
+        }));
+        let message_limits = Arc::new(MessageLimits::new(config.database.clone()));
         let (tx, rx) = watch::channel(Arc::new(config));
         let authenticator = Arc::new(authenticator);
-        let ledger = Arc::new(LoginLedger::default());
         let throttle = Arc::new(Mutex::new(throttle));
         let tasks = TaskTracker::new();
         let logins =
@@ -110,7 +114,7 @@ impl Shared {
             throttle,
             logins,
             limiter,
-            message_limits: Arc::new(MessageLimits::new()),
+            message_limits,
             shutdown: CancellationToken::new(),
             tasks,
             senders: OnceLock::new(),
@@ -189,6 +193,9 @@ impl Shared {
         })
     }
 }
+
+/// How long shutdown waits for the login ledger's last write.
+const LEDGER_FLUSH_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Runs the daemon until SIGTERM or SIGINT. `path` is re-read on SIGHUP.
 pub fn run(path: Option<PathBuf>, config: Config) -> ExitCode {
@@ -324,6 +331,14 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     let grace = shared.config().daemon.shutdown_grace;
     if tokio::time::timeout(grace, shared.tasks.wait()).await.is_err() {
         warn!(open = shared.tasks.len(), "shutdown grace expired");
+    }
+    // The logins of the sessions still open go to the store, so that the next start (or
+    // another host) knows them.
+    let ledger = shared.ledger.clone();
+    match tokio::task::spawn_blocking(move || ledger.flush(LEDGER_FLUSH_PATIENCE)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "login ledger: not all logins were written to the store"),
+        Err(e) => warn!(error = %e, "login ledger: the final write failed"),
     }
     Ok(())
 }

@@ -106,6 +106,8 @@ pub struct Facts {
     pub sender: SenderFact,
     /// Set at the message's counting point when a rate limit is on and the login is known.
     pub rate: Option<RateFact>,
+    /// The message counts could not be read (the store failed); the fallback answers.
+    pub counts_unreadable: bool,
     /// The answer to internal errors.
     pub fallback: Action,
 }
@@ -206,6 +208,9 @@ pub fn decide(req: &PolicyRequest, facts: &Facts) -> Verdict {
         SenderFact::Unreadable => return Verdict::new(facts.fallback.clone(), Reason::InternalError),
         SenderFact::NotChecked | SenderFact::Allowed => {}
     }
+    if facts.counts_unreadable {
+        return Verdict::new(facts.fallback.clone(), Reason::InternalError);
+    }
     if let Some(rate) = &facts.rate {
         for window in RateWindow::ALL {
             let limit = rate.limits.get(window);
@@ -248,6 +253,7 @@ mod tests {
             login: Login::NotChecked,
             sender: SenderFact::NotChecked,
             rate: None,
+            counts_unreadable: false,
             fallback: Action::temporary_failure(),
         }
     }

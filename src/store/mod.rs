@@ -10,6 +10,8 @@ pub mod backup;
 mod dkim_keys;
 mod imports;
 mod listing;
+pub mod login_grants;
+pub mod message_counts;
 mod schema;
 mod senders;
 pub mod serve_lock;
