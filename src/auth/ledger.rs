@@ -429,4 +429,40 @@ mod tests {
         assert_eq!(kept[0], password("5"), "the oldest went first");
         assert_eq!(ledger.len(), MAX_PER_LOGIN);
     }
+
+    #[tokio::test]
+    async fn a_stored_ledger_answers_another_ledger_on_the_same_store() {
+        // Another host's policy server, or this one after a restart.
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("relaykey.db");
+        crate::store::Store::open(&db).unwrap();
+        let ip = Some("192.0.2.1".parse().unwrap());
+        let t0 = Instant::now();
+        let a = LoginLedger::stored(db.clone()).unwrap();
+        a.record("A@example.com", ip, grant(password("p")), t0);
+        a.record("a@example.com", ip, grant(key()), t0);
+        a.revoked("a@example.com", ip, &password("p"), t0);
+        a.flush(Duration::from_secs(30)).unwrap();
+
+        let b = LoginLedger::stored(db.clone()).unwrap();
+        assert!(b.grants("a@example.com", ip, t0).is_empty(), "not in b's memory");
+        let found = b.grants_or_stored("a@example.com", ip, Instant::now()).await.unwrap();
+        let found: Vec<_> = found.iter().map(|g| g.credential.clone()).collect();
+        assert_eq!(found.len(), 2);
+        assert!(found.contains(&password("p")) && found.contains(&key()), "{found:?}");
+        assert_eq!(b.len(), 2, "kept in memory from then on");
+        assert!(b.grants_or_stored("a@example.com", None, Instant::now()).await.unwrap().is_empty(), "per address");
+
+        // The revocation was stored too: a later login through b supersedes it.
+        b.record("a@example.com", ip, grant(key()), Instant::now() + Duration::from_secs(1));
+        assert_eq!(credentials(&b, ip, Instant::now() + Duration::from_secs(2)), [key()]);
+    }
+
+    #[tokio::test]
+    async fn a_stored_ledger_that_cannot_read_the_store_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the database should be.
+        let ledger = LoginLedger::stored(dir.path().to_path_buf()).unwrap();
+        assert!(ledger.grants_or_stored("a@example.com", None, Instant::now()).await.is_err());
+    }
 }
