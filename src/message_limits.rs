@@ -18,10 +18,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::store::message_counts::CountedBucket;
+use crate::store::shared_state::{self, StoreLocation};
 use crate::store::{Store, StoreError};
-
-// Until the store takes a location of either engine.
-type StoreLocation = std::path::PathBuf;
 
 /// One of the three windows a limit can be set for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -404,7 +402,7 @@ impl Connection {
 /// The counters' own connection. Losing a message count on a crash is harmless, so SQLite
 /// need not wait for the disk at every commit.
 fn open_store(location: &StoreLocation) -> Result<Store, StoreError> {
-    let store = Store::open(location)?;
+    let store = shared_state::open(location)?;
     store.relax_durability()?;
     Ok(store)
 }
@@ -566,8 +564,9 @@ mod store_tests {
     #[tokio::test]
     async fn a_store_that_cannot_be_opened_is_an_error_not_a_refusal() {
         let dir = tempfile::tempdir().unwrap();
-        // A directory where the database file should be.
-        let limits = MessageLimits::new(StoreLocation::from(dir.path().to_path_buf()));
+        // A file where the database's directory should be.
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let limits = MessageLimits::new(StoreLocation::from(dir.path().join("file/relaykey.db")));
         let q = Usage { minute: 1, hour: 0, day: 0 };
         assert!(limits.try_take("a@example.com", &q, at(0)).await.is_err());
     }

@@ -26,7 +26,7 @@ use super::ledger_writer::{LedgerWriter, StoreLocation, Write, unix_ms};
 use super::{CredentialRef, Grant};
 use crate::restriction::{AccessRestriction, canonical_ip};
 use crate::store::login_grants::StoredLogin;
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, shared_state};
 
 /// Keep a record at least as long as a session may last, with a margin.
 const DEFAULT_KEEP: Duration = Duration::from_secs(3600);
@@ -71,7 +71,7 @@ pub struct LoginLedger {
 struct StoredLedger {
     writer: LedgerWriter,
     location: StoreLocation,
-    reader: Arc<Mutex<Option<Store>>>,
+    reader: Arc<Mutex<Option<crate::store::Store>>>,
 }
 
 impl Default for LoginLedger {
@@ -216,7 +216,7 @@ impl LoginLedger {
             let mut reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
             let store = match &mut *reader {
                 Some(store) => store,
-                None => reader.insert(Store::open(&location)?),
+                None => reader.insert(shared_state::open(&location)?),
             };
             let rows = store.recorded_logins(&user, &client, since);
             if rows.is_err() {
@@ -435,7 +435,6 @@ mod tests {
         // Another host's policy server, or this one after a restart.
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("relaykey.db");
-        crate::store::Store::open(&db).unwrap();
         let ip = Some("192.0.2.1".parse().unwrap());
         let t0 = Instant::now();
         let a = LoginLedger::stored(db.clone()).unwrap();
@@ -461,8 +460,9 @@ mod tests {
     #[tokio::test]
     async fn a_stored_ledger_that_cannot_read_the_store_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        // A directory where the database should be.
-        let ledger = LoginLedger::stored(dir.path().to_path_buf()).unwrap();
+        // A file where the database's directory should be.
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let ledger = LoginLedger::stored(dir.path().join("file/relaykey.db")).unwrap();
         assert!(ledger.grants_or_stored("a@example.com", None, Instant::now()).await.is_err());
     }
 }

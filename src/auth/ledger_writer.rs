@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::warn;
 
 use crate::store::login_grants::StoredLogin;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, shared_state};
 
 /// How long records gather before they are written together.
 const BATCH: Duration = Duration::from_millis(100);
@@ -23,8 +23,7 @@ const MAX_PENDING: usize = 65_536;
 /// How often logins older than the keep time are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
-/// Where the store is (until the store takes a location of either engine).
-pub(crate) type StoreLocation = std::path::PathBuf;
+pub(crate) use crate::store::shared_state::StoreLocation;
 
 pub(super) enum Write {
     Login(StoredLogin),
@@ -136,7 +135,7 @@ impl Thread {
 
     fn connected(&mut self) -> Result<&mut Store, StoreError> {
         if self.store.is_none() {
-            self.store = Some(Store::open(&self.location)?);
+            self.store = Some(shared_state::open(&self.location)?);
         }
         self.store.as_mut().ok_or_else(|| StoreError::Corrupt("the ledger's connection is gone".into()))
     }

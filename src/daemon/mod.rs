@@ -234,6 +234,11 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         .map_err(|source| ServeError::Lock { path: serve_lock::lock_path(&config.database), source })?;
     let authenticator = Authenticator::open(&config.database, &config.auth)
         .map_err(|source| ServeError::Store { path: config.database.clone(), source })?;
+    // Opened now, as the user that opened the store, so that dropping root gives it away with
+    // the database, and held until the end, so that its WAL files stay (as the store's do);
+    // the counters and the ledger open their own connections to it.
+    let _shared_state = crate::store::shared_state::open(&config.database)
+        .map_err(|e| ServeError::Store { path: config.database.clone(), source: AuthError::Store(e) })?;
     let (shared, publish) = Shared::new(config.clone(), authenticator);
 
     // Front ends start here: each gets its listeners from `listen_unix` / `listen_tcp` (so that

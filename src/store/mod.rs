@@ -15,6 +15,7 @@ pub mod message_counts;
 mod schema;
 mod senders;
 pub mod serve_lock;
+pub mod shared_state;
 mod smtp_credentials;
 
 use std::fs::OpenOptions;
