@@ -518,7 +518,7 @@ mod store_tests {
 
     fn limits() -> (tempfile::TempDir, MessageLimits) {
         let dir = tempfile::tempdir().unwrap();
-        let location = StoreLocation::from(dir.path().join("relaykey.db"));
+        let location = StoreLocation::from(&dir.path().join("relaykey.db"));
         (dir, MessageLimits::new(location))
     }
 
@@ -555,7 +555,7 @@ mod store_tests {
             assert_eq!(limits.try_take("a@example.com", &q, at(0)).await.unwrap(), Ok(()));
         }
         drop(limits);
-        let again = MessageLimits::new(StoreLocation::from(dir.path().join("relaykey.db")));
+        let again = MessageLimits::new(StoreLocation::from(&dir.path().join("relaykey.db")));
         let refused = again.try_take("a@example.com", &q, at(3600)).await.unwrap().unwrap_err();
         assert_eq!((refused.window, refused.limit), (RateWindow::Day, 2));
         assert_eq!(again.usage("a@example.com", at(86_400)).await.unwrap(), Usage::default(), "a day later");
@@ -566,7 +566,7 @@ mod store_tests {
         let dir = tempfile::tempdir().unwrap();
         // A file where the database's directory should be.
         std::fs::write(dir.path().join("file"), "").unwrap();
-        let limits = MessageLimits::new(StoreLocation::from(dir.path().join("file/relaykey.db")));
+        let limits = MessageLimits::new(StoreLocation::from(&dir.path().join("file/relaykey.db")));
         let q = Usage { minute: 1, hour: 0, day: 0 };
         assert!(limits.try_take("a@example.com", &q, at(0)).await.is_err());
     }

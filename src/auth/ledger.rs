@@ -437,6 +437,7 @@ mod tests {
         let db = dir.path().join("relaykey.db");
         let ip = Some("192.0.2.1".parse().unwrap());
         let t0 = Instant::now();
+        let db = crate::store::StoreLocation::from(&db);
         let a = LoginLedger::stored(db.clone()).unwrap();
         a.record("A@example.com", ip, grant(password("p")), t0);
         a.record("a@example.com", ip, grant(key()), t0);
@@ -462,7 +463,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A file where the database's directory should be.
         std::fs::write(dir.path().join("file"), "").unwrap();
-        let ledger = LoginLedger::stored(dir.path().join("file/relaykey.db")).unwrap();
+        let ledger = LoginLedger::stored((&dir.path().join("file/relaykey.db")).into()).unwrap();
         assert!(ledger.grants_or_stored("a@example.com", None, Instant::now()).await.is_err());
     }
 }

@@ -2,9 +2,12 @@
 //! One row per (username, client address, secret): when it last logged in and when a policy
 //! server found that it no longer holds.
 
-use rusqlite::params;
+use super::db::params;
+use super::{Result, Store};
 
-use super::{Result, Store, query_all};
+/// The lock the ledger's writes take (on PostgreSQL; apart from the store-wide one, so that
+/// they wait for no other writer and notify no cache).
+const LEDGER_LOCK: i64 = 0x726b_6c65_6467_6572;
 
 /// One recorded login. Times are Unix milliseconds; `client` is the canonical client address,
 /// or empty when there was none.
@@ -33,9 +36,9 @@ impl Store {
     /// secret held again (an account disabled and enabled again), but a write that arrives
     /// late does not undo a later finding.
     pub fn record_logins(&mut self, logins: &[StoredLogin]) -> Result<()> {
-        let tx = self.write()?;
+        let tx = self.db.write_keyed(LEDGER_LOCK)?;
         for l in logins {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO login_grants \
                  (username, client, kind, credential_id, hash, account_id, account, login_at, revoked_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL) \
@@ -45,7 +48,7 @@ impl Store {
                  revoked_at = CASE WHEN login_grants.revoked_at >= excluded.login_at \
                     THEN login_grants.revoked_at ELSE NULL END, \
                  account_id = excluded.account_id, account = excluded.account",
-                params![l.username, l.client, l.kind, l.credential_id, l.hash, l.account_id, l.account, l.login_at],
+                params![&l.username, &l.client, l.kind, l.credential_id, &l.hash, l.account_id, &l.account, l.login_at],
             )?;
         }
         tx.commit()?;
@@ -55,12 +58,12 @@ impl Store {
     /// Notes, for each login, that its secret was found no longer to hold at `revoked_at`;
     /// an earlier finding stays.
     pub fn revoke_logins(&mut self, revoked: &[StoredLogin]) -> Result<()> {
-        let tx = self.write()?;
+        let tx = self.db.write_keyed(LEDGER_LOCK)?;
         for l in revoked {
-            tx.execute(
+            tx.exec(
                 "UPDATE login_grants SET revoked_at = ?6 WHERE username = ?1 AND client = ?2 AND kind = ?3 \
                  AND credential_id = ?4 AND hash = ?5 AND revoked_at IS NULL",
-                params![l.username, l.client, l.kind, l.credential_id, l.hash, l.revoked_at],
+                params![&l.username, &l.client, l.kind, l.credential_id, &l.hash, l.revoked_at],
             )?;
         }
         tx.commit()?;
@@ -69,35 +72,33 @@ impl Store {
 
     /// The logins of `username` from `client` at or after `since`, oldest first.
     pub fn recorded_logins(&self, username: &str, client: &str, since: i64) -> Result<Vec<StoredLogin>> {
-        let rows = query_all(
-            &self.conn,
+        let rows = self.db.rows(
             "SELECT kind, credential_id, hash, account_id, account, login_at, revoked_at FROM login_grants \
              WHERE username = ?1 AND client = ?2 AND login_at >= ?3 ORDER BY login_at",
             params![username, client, since],
-            |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
         )?;
-        Ok(rows
-            .into_iter()
+        let mut logins = Vec::with_capacity(rows.len());
+        for r in &rows {
             // A kind this version does not know names no secret it could re-check.
-            .filter_map(|(kind, credential_id, hash, account_id, account, login_at, revoked_at)| {
-                Some(StoredLogin {
-                    username: username.to_string(),
-                    client: client.to_string(),
-                    kind: kind_of(&kind)?,
-                    credential_id,
-                    hash,
-                    account_id,
-                    account,
-                    login_at,
-                    revoked_at,
-                })
-            })
-            .collect())
+            let Some(kind) = kind_of(&r.text(0)?) else { continue };
+            logins.push(StoredLogin {
+                username: username.to_string(),
+                client: client.to_string(),
+                kind,
+                credential_id: r.int(1)?,
+                hash: r.text(2)?,
+                account_id: r.int(3)?,
+                account: r.text(4)?,
+                login_at: r.int(5)?,
+                revoked_at: r.opt_int(6)?,
+            });
+        }
+        Ok(logins)
     }
 
     /// Forgets logins made before `before`. Returns the rows deleted.
     pub fn purge_logins(&mut self, before: i64) -> Result<u64> {
-        Ok(self.conn.execute("DELETE FROM login_grants WHERE login_at < ?1", params![before])? as u64)
+        self.db.exec("DELETE FROM login_grants WHERE login_at < ?1", params![before])
     }
 }
 

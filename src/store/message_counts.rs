@@ -2,9 +2,8 @@
 //! `crate::message_limits`. Which bucket a message goes into and what a window counts is the
 //! caller's business; here the buckets are read, decided on and written in one transaction.
 
-use rusqlite::{TransactionBehavior, params};
-
-use super::{Result, Store, query_all};
+use super::db::{Db, params};
+use super::{Result, Store};
 
 /// One stored bucket: `span` names the window (see `RateWindow::code`), `slot` the bucket's
 /// number since the Unix epoch, `count` the messages in it.
@@ -30,25 +29,27 @@ impl Store {
         current: &Slots,
         decide: impl FnOnce(&[CountedBucket]) -> (T, bool),
     ) -> Result<T> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let buckets = query_all(
-            &tx,
-            "SELECT span, slot, n FROM message_counts WHERE account = ?1 \
-             AND ((span = ?2 AND slot >= ?3) OR (span = ?4 AND slot >= ?5) OR (span = ?6 AND slot >= ?7))",
-            params![account, oldest[0].0, oldest[0].1, oldest[1].0, oldest[1].1, oldest[2].0, oldest[2].1],
-            |r| Ok(CountedBucket { span: r.get(0)?, slot: r.get(1)?, count: r.get(2)? }),
-        )?;
+        let tx = self.db.write_keyed(account_lock(account))?;
+        let buckets = tx
+            .rows(
+                "SELECT span, slot, n FROM message_counts WHERE account = ?1 \
+                 AND ((span = ?2 AND slot >= ?3) OR (span = ?4 AND slot >= ?5) OR (span = ?6 AND slot >= ?7))",
+                params![account, oldest[0].0, oldest[0].1, oldest[1].0, oldest[1].1, oldest[2].0, oldest[2].1],
+            )?
+            .iter()
+            .map(|r| Ok(CountedBucket { span: r.int(0)?, slot: r.int(1)?, count: r.int(2)? }))
+            .collect::<Result<Vec<_>>>()?;
         let (out, take) = decide(&buckets);
         if !take {
             // Nothing written: ending the transaction either way is the same.
             return Ok(out);
         }
-        tx.execute(
+        tx.exec(
             "INSERT INTO message_counts (account, span, slot, n) VALUES (?1, ?2, ?3, 1), (?1, ?4, ?5, 1), (?1, ?6, ?7, 1) \
              ON CONFLICT (account, span, slot) DO UPDATE SET n = message_counts.n + excluded.n",
             params![account, current[0].0, current[0].1, current[1].0, current[1].1, current[2].0, current[2].1],
         )?;
-        tx.execute(
+        tx.exec(
             "DELETE FROM message_counts WHERE account = ?1 \
              AND ((span = ?2 AND slot < ?3) OR (span = ?4 AND slot < ?5) OR (span = ?6 AND slot < ?7))",
             params![account, oldest[0].0, oldest[0].1, oldest[1].0, oldest[1].1, oldest[2].0, oldest[2].1],
@@ -60,21 +61,30 @@ impl Store {
     /// Deletes every account's buckets older than `oldest` (accounts that stopped sending
     /// keep theirs until this runs). Returns the rows deleted.
     pub fn purge_message_counts(&mut self, oldest: &Slots) -> Result<u64> {
-        let n = self.conn.execute(
+        self.db.exec(
             "DELETE FROM message_counts \
              WHERE (span = ?1 AND slot < ?2) OR (span = ?3 AND slot < ?4) OR (span = ?5 AND slot < ?6)",
             params![oldest[0].0, oldest[0].1, oldest[1].0, oldest[1].1, oldest[2].0, oldest[2].1],
-        )?;
-        Ok(n as u64)
+        )
     }
 
     /// For a connection whose writes may be lost in a crash without harm (message counts):
     /// SQLite commits without waiting for the disk (`synchronous=NORMAL`, still consistent
     /// in WAL mode).
     pub fn relax_durability(&self) -> Result<()> {
-        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        if let Db::Sqlite(conn) = &self.db {
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
         Ok(())
     }
+}
+
+/// The lock that serializes the counting of one account's messages (on PostgreSQL, across
+/// hosts; SQLite has one writer anyway): a stable 64-bit hash of its name (FNV-1a).
+fn account_lock(account: &str) -> i64 {
+    let hash =
+        account.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    hash as i64
 }
 
 #[cfg(test)]
@@ -118,10 +128,8 @@ mod tests {
         assert_eq!(seen.iter().map(|b| (b.span, b.slot)).collect::<Vec<_>>(), [(1, 69), (2, 96)]);
         // A message of `a` deletes its own old bucket; the purge deletes `b`'s.
         store.count_message("a@example.com", &later, &[(0, 170), (1, 70), (2, 96)], |_| ((), true)).unwrap();
-        let stale = |s: &Store| -> i64 {
-            s.conn
-                .query_row("SELECT count(*) FROM message_counts WHERE span = 0 AND slot < 160", [], |r| r.get(0))
-                .unwrap()
+        let stale = |s: &Store| {
+            s.db.int("SELECT count(*) FROM message_counts WHERE span = 0 AND slot < 160", params![]).unwrap()
         };
         assert_eq!(stale(&store), 1, "b's minute bucket waits for the purge");
         assert_eq!(store.purge_message_counts(&later).unwrap(), 1);

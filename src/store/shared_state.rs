@@ -11,10 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub use super::StoreLocation;
 use super::{Result, Store};
-
-/// The store's location (until the store takes a location of either engine).
-pub type StoreLocation = PathBuf;
 
 /// The SQLite file of the shared state of the database at `database`.
 pub fn state_file(database: &Path) -> PathBuf {
@@ -25,7 +23,10 @@ pub fn state_file(database: &Path) -> PathBuf {
 
 /// Opens (creating and migrating if needed) the store the shared state of `location` lives in.
 pub fn open(location: &StoreLocation) -> Result<Store> {
-    Store::open(&state_file(location))
+    match location {
+        StoreLocation::Sqlite(database) => Store::open(&state_file(database)),
+        StoreLocation::Postgres(_) => Store::connect(location),
+    }
 }
 
 #[cfg(test)]
@@ -45,6 +46,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("relaykey.db");
         let main = Store::open(&db).unwrap();
+        let db = StoreLocation::from(&db);
         let before = main.data_version().unwrap();
         let mut state = open(&db).unwrap();
         let slots = [(0, 1), (1, 1), (2, 1)];
