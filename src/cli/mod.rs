@@ -20,6 +20,7 @@ mod restore;
 mod sender;
 mod smtp;
 mod staged_file;
+mod store_cmd;
 mod table;
 
 use std::path::PathBuf;
@@ -132,6 +133,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Backup(args) => backup::backup(&args, &config()?, json),
         Command::Restore(args) => restore::restore(&args, &config()?, json),
         Command::Import(cmd) => import::run(cmd, &config()?, json),
+        Command::Store(cmd) => store_cmd::run(cmd, &config()?, json),
         Command::Serve => {
             let config = config()?;
             let path = path.or_else(|| Some(PathBuf::from(config::DEFAULT_PATH)).filter(|p| p.exists()));
