@@ -145,6 +145,15 @@ pub fn run(cli: Cli) -> CliResult {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve) {
+        // A command's output piped into `head` must end the command quietly, as for any Unix
+        // tool, rather than panic in `println!` on the closed pipe. The daemon keeps SIGPIPE
+        // ignored: its writes to a gone client return EPIPE instead.
+        // SAFETY: restores a default disposition before any thread starts; no handler runs.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
