@@ -9,6 +9,7 @@
 pub mod daemon;
 pub mod dkim_verify;
 pub mod dns;
+pub mod http;
 pub mod peers;
 pub mod ports;
 pub mod postfix;

@@ -36,6 +36,31 @@ pub fn needs_postgres() -> bool {
         .met()
 }
 
+/// The environment variable that moves the store, authenticator, CLI and API suites onto
+/// PostgreSQL: `RELAYKEY_TEST_STORE=postgresql` (unset or `sqlite`: the SQLite file).
+pub const STORE_VARIABLE: &str = "RELAYKEY_TEST_STORE";
+
+/// Do the tests of this run use PostgreSQL for their store? Panics on a value that names
+/// neither backend, so that a typo cannot make a run test SQLite twice.
+pub fn on_postgres() -> bool {
+    match std::env::var(STORE_VARIABLE).as_deref() {
+        Err(_) | Ok("" | "sqlite") => false,
+        Ok("postgresql") => true,
+        Ok(other) => panic!("{STORE_VARIABLE}={other:?}: expected \"postgresql\" or \"sqlite\""),
+    }
+}
+
+/// The `database` of a test whose files live in `dir`: the SQLite file `dir/relaykey.db`, or
+/// under `RELAYKEY_TEST_STORE=postgresql` a fresh database on the [`PgServer::shared`] server.
+pub fn test_database(dir: &Path) -> String {
+    if on_postgres() {
+        assert!(needs_postgres(), "{STORE_VARIABLE}=postgresql, but PostgreSQL 15 cannot run here");
+        PgServer::shared().create_database()
+    } else {
+        dir.join("relaykey.db").display().to_string()
+    }
+}
+
 /// A PostgreSQL 15 server of this test process; see the module documentation.
 pub struct PgServer {
     dir: PathBuf,
