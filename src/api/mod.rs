@@ -86,7 +86,9 @@ impl Api {
     /// `outbox` is the relay's queue (absent when the relay is not enabled).
     pub fn new(deps: ApiDeps, outbox: Option<Outbox>) -> Result<Self, ApiStartError> {
         let config = deps.config.borrow().clone();
-        let store = Store::open(&config.database)
+        let store = config
+            .store()
+            .and_then(|location| Store::connect(&location))
             .map_err(|source| ApiStartError::Store { path: config.database.display().to_string(), source })?;
         let tls = match (&config.api.tls_cert, &config.api.tls_key) {
             (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).map_err(ApiStartError::Tls)?),

@@ -18,7 +18,6 @@ mod view;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,7 +40,7 @@ use crate::legacy_hash;
 use crate::model::{Account, ApiKey, Permission, SmtpCredential};
 use crate::restriction::IpCheck;
 use crate::secret::{HashParams, Secret};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreLocation};
 
 /// What a login must be allowed to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +93,11 @@ pub enum AuthError {
 }
 
 impl Authenticator {
-    /// Opens its own connection to the store at `path`. Writes made through *other* connections
-    /// (the CLI, the HTTP API) invalidate the cache through `PRAGMA data_version`.
-    pub fn open(path: &Path, config: &AuthConfig) -> Result<Self, AuthError> {
-        Self::new(Store::open(path)?, config)
+    /// Opens its own connection to the store at `location`. Writes made through *other*
+    /// connections (the CLI, the HTTP API, other hosts) invalidate the cache through
+    /// `Store::data_version`.
+    pub fn open(location: impl Into<StoreLocation>, config: &AuthConfig) -> Result<Self, AuthError> {
+        Self::new(Store::connect(&location.into())?, config)
     }
 
     pub fn new(store: Store, config: &AuthConfig) -> Result<Self, AuthError> {

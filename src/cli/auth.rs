@@ -37,7 +37,8 @@ pub fn run(cmd: AuthCmd, config: &Config, json: bool) -> CliResult {
         .build()
         .map_err(|e| CliError { message: format!("cannot start runtime: {e}"), exit: EXIT_TEMPFAIL })?;
     let decision = runtime.block_on(async {
-        let authenticator = Authenticator::open(&config.database, &config.auth)
+        let location = config.store().map_err(|e| CliError::refused(e.to_string()))?;
+        let authenticator = Authenticator::open(&location, &config.auth)
             .map_err(|e| CliError { message: e.to_string(), exit: EXIT_TEMPFAIL })?;
         Ok::<_, CliError>(authenticator.authenticate(&user, &Secret::from_presented(secret), ip).await)
     })?;

@@ -24,7 +24,10 @@ impl From<CopyError> for CliError {
 }
 
 pub fn backup(args: &BackupArgs, config: &Config, json: bool) -> CliResult {
-    let (database, file) = (&config.database, &args.file);
+    let Some(database) = config.sqlite_path() else {
+        return Err(CliError::refused("the store is PostgreSQL: back it up with pg_dump (see the README)"));
+    };
+    let file = &args.file;
     if !database.is_file() {
         return Err(CliError::refused(format!("no database at {}", database.display())));
     }

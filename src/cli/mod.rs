@@ -90,7 +90,7 @@ pub fn load_config(explicit: Option<&PathBuf>) -> Result<Config, CliError> {
 }
 
 pub(crate) fn open_store(config: &Config) -> Result<Store, CliError> {
-    Store::open(&config.database).map_err(|e| CliError {
+    config.store().and_then(|location| Store::connect(&location)).map_err(|e| CliError {
         message: format!("{}: {e}", config.database.display()),
         exit: if e.is_temporary() { EXIT_TEMPFAIL } else { 1 },
     })

@@ -30,7 +30,10 @@ use crate::store::backup::{check_copy, checkpoint};
 use crate::store::serve_lock::{ServeLock, lock_path};
 
 pub fn restore(args: &RestoreArgs, config: &Config, json: bool) -> CliResult {
-    let (database, file) = (&config.database, &args.file);
+    let Some(database) = config.sqlite_path() else {
+        return Err(CliError::refused("the store is PostgreSQL: restore it with pg_restore (see the README)"));
+    };
+    let file = &args.file;
     if !file.is_file() {
         return Err(CliError::refused(format!("{}: no such file", file.display())));
     }

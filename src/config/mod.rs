@@ -7,6 +7,7 @@ mod daemon;
 mod duration;
 mod limits;
 mod policy;
+mod postgresql;
 mod relay;
 mod sasl;
 mod senders;
@@ -16,12 +17,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 use crate::message_limits::Usage;
+use crate::store::StoreLocation;
 
 pub use api::ApiConfig;
 pub use auth::AuthConfig;
 pub use daemon::DaemonConfig;
 pub use limits::{LimitOverride, LimitsConfig};
 pub use policy::{PolicyConfig, UnknownLogin};
+pub use postgresql::PostgresqlConfig;
 pub use relay::{ListenConfig, RelayConfig, TlsMode, smarthost_parts};
 pub use sasl::SaslConfig;
 pub use senders::SendersConfig;
@@ -32,7 +35,9 @@ pub const DEFAULT_PATH: &str = "/etc/relaykey/relaykey.toml";
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// An SQLite file, or a `postgresql://` URL (see `[postgresql]`).
     pub database: PathBuf,
+    pub postgresql: PostgresqlConfig,
     /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter directive.
     pub log_level: String,
     pub daemon: DaemonConfig,
@@ -49,6 +54,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             database: PathBuf::from("/var/lib/relaykey/relaykey.db"),
+            postgresql: PostgresqlConfig::default(),
             log_level: "info".into(),
             daemon: DaemonConfig::default(),
             auth: AuthConfig::default(),
@@ -108,6 +114,7 @@ impl Config {
         if self.database.as_os_str().is_empty() {
             return Err(Invalid::value("database", "must not be empty"));
         }
+        self.store_location()?;
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| Invalid::value("log_level", format!("invalid filter {:?}: {e}", self.log_level)))?;
         self.daemon.validate()?;
@@ -118,6 +125,25 @@ impl Config {
         self.senders.validate()?;
         self.validate_message_quota()?;
         Ok(())
+    }
+
+    /// The store `database` names, its URL checked (and the `[postgresql]` files read).
+    pub fn store_location(&self) -> Result<StoreLocation, Invalid> {
+        let database = self.database.to_string_lossy();
+        let pg = &self.postgresql;
+        StoreLocation::parse(&database, pg.password_file.as_deref(), pg.ca_file.as_deref())
+            .map_err(|e| Invalid::value("database", e.to_string()))
+    }
+
+    /// [`Config::store_location`] for a config validated already: the only failure left is
+    /// a `[postgresql]` file that became unreadable since.
+    pub fn store(&self) -> Result<StoreLocation, crate::store::StoreError> {
+        self.store_location().map_err(|e| crate::store::StoreError::Config(e.to_string()))
+    }
+
+    /// The SQLite file, when the store is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        (!crate::store::is_postgres_url(&self.database.to_string_lossy())).then_some(self.database.as_path())
     }
 
     /// The per-account message limits: `[limits] messages_per_*`, or where a window is not

@@ -130,7 +130,7 @@ impl Shared {
         if let Some(d) = self.senders.get() {
             return Ok(d.clone());
         }
-        let opened = Arc::new(Directory::open(&self.config().database)?);
+        let opened = Arc::new(Directory::open(self.config().store()?)?);
         Ok(self.senders.get_or_init(|| opened).clone())
     }
 
@@ -158,7 +158,7 @@ impl Shared {
 
     /// The DKIM keys the queue signs with: their own store connection and snapshot.
     pub fn dkim_keyring(&self) -> Result<Arc<Keyring>, StoreError> {
-        Ok(Arc::new(Keyring::open(&self.config().database)?))
+        Ok(Arc::new(Keyring::open(self.config().store()?)?))
     }
 
     /// What the relay needs.
@@ -223,9 +223,17 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     // Held until `serve` returns, so that `relaykey restore` refuses while this daemon runs.
     // Taken before the store opens: a restore in progress finishes first (the wait blocks
     // this thread, but nothing else runs yet), and the daemon then opens the restored file.
-    let _serve_lock = ServeLock::hold(&config.database)
-        .map_err(|source| ServeError::Lock { path: serve_lock::lock_path(&config.database), source })?;
-    let authenticator = Authenticator::open(&config.database, &config.auth)
+    // (A PostgreSQL store has no file to restore over: `pg_restore` is the operator's own.)
+    let _serve_lock = match config.sqlite_path() {
+        Some(path) => Some(
+            ServeLock::hold(path).map_err(|source| ServeError::Lock { path: serve_lock::lock_path(path), source })?,
+        ),
+        None => None,
+    };
+    let authenticator = config
+        .store()
+        .map_err(AuthError::from)
+        .and_then(|location| Authenticator::open(&location, &config.auth))
         .map_err(|source| ServeError::Store { path: config.database.clone(), source })?;
     let (shared, publish) = Shared::new(config.clone(), authenticator);
 
@@ -305,13 +313,14 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     }
 
     // Every listener is bound: leave root before anything is announced.
-    privileges::drop_root(&config.daemon, &config.database, &listeners::bound_unix())?;
+    privileges::drop_root(&config.daemon, config.sqlite_path(), &listeners::bound_unix())?;
     for name in listeners::unclaimed() {
         warn!(socket = %name, "systemd passed a socket no enabled front end uses");
     }
 
     notify::ready();
-    info!(front_ends = %started.join(","), database = %config.database.display(), "ready");
+    let database = config.store().map(|l| l.to_string()).unwrap_or_else(|_| config.database.display().to_string());
+    info!(front_ends = %started.join(","), %database, "ready");
     spawn_watchdog(&shared);
     spawn_status(&shared);
 

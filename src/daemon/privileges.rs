@@ -53,11 +53,11 @@ pub fn resolve(user: &str, group: Option<&str>) -> Result<Identity, PrivilegeErr
     Ok(Identity { user: user.to_string(), uid, group, gid })
 }
 
-/// Drops root as `config` says, after giving `sockets` and the database files at `database`
-/// to the new user. Returns who the daemon now is, or `None` when no user is configured.
+/// Drops root as `config` says, after giving `sockets` and the SQLite files at `database` (none
+/// for a PostgreSQL store) to the new user. Returns who the daemon now is, or `None` when no user is configured.
 pub fn drop_root(
     config: &DaemonConfig,
-    database: &Path,
+    database: Option<&Path>,
     sockets: &[BoundUnix],
 ) -> Result<Option<Identity>, PrivilegeError> {
     // SAFETY: geteuid cannot fail and touches no memory.
@@ -83,7 +83,7 @@ pub fn drop_root(
         };
         give(&socket.path, &id, gid)?;
     }
-    for path in database_files(database) {
+    for path in database.map(database_files).unwrap_or_default() {
         if path.exists() {
             give(&path, &id, id.gid)?;
         }
@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn without_a_user_nothing_changes() {
         let config = DaemonConfig::default();
-        assert_eq!(drop_root(&config, Path::new("/nonexistent/db"), &[]).unwrap(), None);
+        assert_eq!(drop_root(&config, Some(Path::new("/nonexistent/db")), &[]).unwrap(), None);
     }
 
     #[test]

@@ -5,12 +5,11 @@
 //! from the next message on, without a query per message.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::key::{Algorithm, SigningKey};
 use super::signature::{SignatureInput, sign};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreLocation};
 
 /// One active key of a domain.
 #[derive(Debug)]
@@ -138,9 +137,9 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    /// Opens its own connection to the store at `path`.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::new(Store::open(path)?)
+    /// Opens its own connection to the store at `location`.
+    pub fn open(location: impl Into<StoreLocation>) -> Result<Self, StoreError> {
+        Self::new(Store::connect(&location.into())?)
     }
 
     /// Takes a connection that nothing else writes through.

@@ -8,12 +8,11 @@
 //! lookup on, like the authenticator's cache (`crate::auth`).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::name::SenderKind;
 use super::ownership::{self, EntryState, Sender, SenderCheck};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreLocation};
 
 /// Who may send as an address, and which entry decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,9 +144,9 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// Opens its own connection to the store at `path`.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::new(Store::open(path)?)
+    /// Opens its own connection to the store at `location`.
+    pub fn open(location: impl Into<StoreLocation>) -> Result<Self, StoreError> {
+        Self::new(Store::connect(&location.into())?)
     }
 
     /// Takes a connection that nothing else writes through (writes made through it would

@@ -1,18 +1,21 @@
 //! Queries on the `accounts` table.
 
-use rusqlite::{OptionalExtension, Row, params};
-
-use super::{Listing, Result, Store, StoreError, account_id, now, query_all};
+use super::db::{Row, params};
+use super::{Listing, Result, Store, StoreError, account_id, now};
 use crate::address::EmailAddress;
 use crate::model::Account;
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, bool, i64)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+fn from_row(r: &Row) -> Result<(i64, String, bool, i64)> {
+    Ok((r.int(0)?, r.text(1)?, r.flag(2)?, r.int(3)?))
 }
 
 fn to_account((id, email, enabled, created_at): (i64, String, bool, i64)) -> Result<Account> {
     let email = EmailAddress::from_stored(&email).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Account { id, email, enabled, created_at })
+}
+
+fn read_one(row: Option<Row>) -> Result<Option<Account>> {
+    row.as_ref().map(from_row).transpose()?.map(to_account).transpose()
 }
 
 const COLUMNS: &str = "id, email, enabled, created_at";
@@ -23,22 +26,19 @@ impl Store {
     /// across the whole system) or another account's sender entry.
     pub fn add_account(&mut self, email: &EmailAddress) -> Result<Account> {
         let tx = self.write()?;
-        let exists: i64 =
-            tx.query_row("SELECT count(*) FROM accounts WHERE email = ?1", [email.as_str()], |r| r.get(0))?;
+        let exists = tx.int("SELECT count(*) FROM accounts WHERE email = ?1", params![email.as_str()])?;
         if exists > 0 {
             return Err(StoreError::AccountExists(email.to_string()));
         }
-        let used: i64 =
-            tx.query_row("SELECT count(*) FROM smtp_credentials WHERE username = ?1", [email.as_str()], |r| r.get(0))?;
+        let used = tx.int("SELECT count(*) FROM smtp_credentials WHERE username = ?1", params![email.as_str()])?;
         if used > 0 {
             return Err(StoreError::UsernameTaken(email.to_string()));
         }
         let created_at = now();
-        tx.execute(
-            "INSERT INTO accounts (email, enabled, created_at) VALUES (?1, 1, ?2)",
+        let id = tx.int(
+            "INSERT INTO accounts (email, enabled, created_at) VALUES (?1, 1, ?2) RETURNING id",
             params![email.as_str(), created_at],
         )?;
-        let id = tx.last_insert_rowid();
         // In the same transaction: an account exists only with its own address as a sender.
         super::senders::bind_own_address(&tx, id, email)?;
         tx.commit()?;
@@ -50,25 +50,24 @@ impl Store {
     }
 
     pub fn find_account(&self, email: &EmailAddress) -> Result<Option<Account>> {
-        let sql = format!("SELECT {COLUMNS} FROM accounts WHERE email = ?1");
-        self.conn.query_row(&sql, [email.as_str()], from_row).optional()?.map(to_account).transpose()
+        read_one(self.db.row(&format!("SELECT {COLUMNS} FROM accounts WHERE email = ?1"), params![email.as_str()])?)
     }
 
     pub fn account_by_id(&self, id: i64) -> Result<Option<Account>> {
-        let sql = format!("SELECT {COLUMNS} FROM accounts WHERE id = ?1");
-        self.conn.query_row(&sql, [id], from_row).optional()?.map(to_account).transpose()
+        read_one(self.db.row(&format!("SELECT {COLUMNS} FROM accounts WHERE id = ?1"), params![id])?)
     }
 
     pub fn accounts(&self) -> Result<Listing<Account>> {
-        let rows = query_all(&self.conn, &format!("SELECT {COLUMNS} FROM accounts ORDER BY email"), [], from_row)?;
+        let rows = self.db.rows(&format!("SELECT {COLUMNS} FROM accounts ORDER BY email"), params![])?;
+        let rows = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
         Ok(Listing::read("accounts", rows, |r| r.0, to_account))
     }
 
     /// Every account; a row that cannot be read is reported on its own, so it does not hide
     /// the others.
     pub fn all_accounts(&self) -> Result<Vec<Result<Account>>> {
-        let rows = query_all(&self.conn, &format!("SELECT {COLUMNS} FROM accounts"), [], from_row)?;
-        Ok(rows.into_iter().map(to_account).collect())
+        let rows = self.db.rows(&format!("SELECT {COLUMNS} FROM accounts"), params![])?;
+        Ok(rows.iter().map(|r| from_row(r).and_then(to_account)).collect())
     }
 
     /// The account a login name belongs to: by its own address or by any of its SMTP usernames.
@@ -79,13 +78,13 @@ impl Store {
                JOIN smtp_credentials c ON c.account_id = a.id WHERE c.username = ?1
              LIMIT 1"
         );
-        self.conn.query_row(&sql, [username], from_row).optional()?.map(to_account).transpose()
+        read_one(self.db.row(&sql, params![username])?)
     }
 
     pub fn set_account_enabled(&mut self, email: &EmailAddress, enabled: bool) -> Result<Account> {
         let tx = self.write()?;
         let id = account_id(&tx, email)?;
-        tx.execute("UPDATE accounts SET enabled = ?1 WHERE id = ?2", params![enabled, id])?;
+        tx.exec("UPDATE accounts SET enabled = ?1 WHERE id = ?2", params![enabled, id])?;
         tx.commit()?;
         self.account(email)
     }
@@ -94,18 +93,15 @@ impl Store {
     pub fn remove_account(&mut self, email: &EmailAddress) -> Result<()> {
         let tx = self.write()?;
         let id = account_id(&tx, email)?;
-        tx.execute("DELETE FROM accounts WHERE id = ?1", [id])?;
+        tx.exec("DELETE FROM accounts WHERE id = ?1", params![id])?;
         tx.commit()?;
         Ok(())
     }
 
     /// How many API keys and SMTP credentials an account holds.
     pub fn account_counts(&self, account_id: i64) -> Result<(usize, usize)> {
-        let keys: i64 =
-            self.conn.query_row("SELECT count(*) FROM api_keys WHERE account_id = ?1", [account_id], |r| r.get(0))?;
-        let creds: i64 =
-            self.conn
-                .query_row("SELECT count(*) FROM smtp_credentials WHERE account_id = ?1", [account_id], |r| r.get(0))?;
+        let keys = self.db.int("SELECT count(*) FROM api_keys WHERE account_id = ?1", params![account_id])?;
+        let creds = self.db.int("SELECT count(*) FROM smtp_credentials WHERE account_id = ?1", params![account_id])?;
         Ok((keys as usize, creds as usize))
     }
 }

@@ -1,8 +1,7 @@
 //! Queries on the `api_keys` table.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
-
-use super::{Listing, Result, Store, StoreError, account_id, now, query_all};
+use super::db::{Db, Row, params};
+use super::{Listing, Result, Store, StoreError, account_id, now};
 use crate::address::EmailAddress;
 use crate::model::{ApiKey, MAX_PER_ACCOUNT, PermissionSet, key_name};
 use crate::restriction::AccessRestriction;
@@ -32,8 +31,16 @@ const COLUMNS: &str = "id, account_id, name, permissions, allow, last5, hash, cr
 
 type RawKey = (i64, i64, String, String, String, String, String, i64, Option<i64>);
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<RawKey> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+fn from_row(r: &Row) -> Result<RawKey> {
+    Ok((r.int(0)?, r.int(1)?, r.text(2)?, r.text(3)?, r.text(4)?, r.text(5)?, r.text(6)?, r.int(7)?, r.opt_int(8)?))
+}
+
+fn read_all(rows: Vec<Row>) -> Result<Vec<RawKey>> {
+    rows.iter().map(from_row).collect()
+}
+
+fn read_one(row: Option<Row>) -> Result<Option<ApiKey>> {
+    row.as_ref().map(from_row).transpose()?.map(to_key).transpose()
 }
 
 fn to_key(raw: RawKey) -> Result<ApiKey> {
@@ -65,11 +72,10 @@ fn draw(params: &HashParams) -> Result<(Secret, String)> {
 }
 
 /// Does another key of `account` end in the same 5 characters? Logins find a key by them.
-fn last5_clashes(tx: &Connection, account: i64, secret: &Secret, except: Option<i64>) -> Result<bool> {
-    let clash: i64 = tx.query_row(
+fn last5_clashes(tx: &Db, account: i64, secret: &Secret, except: Option<i64>) -> Result<bool> {
+    let clash = tx.int(
         "SELECT count(*) FROM api_keys WHERE account_id = ?1 AND last5 = ?2 AND id != ?3",
-        params![account, secret.last5(), except.unwrap_or(-1)],
-        |r| r.get(0),
+        params![account, secret.last5().as_str(), except.unwrap_or(-1)],
     )?;
     Ok(clash != 0)
 }
@@ -96,8 +102,7 @@ impl Store {
             let (secret, hash) = draw(params)?;
             let tx = self.write()?;
             let account = account_id(&tx, email)?;
-            let count: i64 =
-                tx.query_row("SELECT count(*) FROM api_keys WHERE account_id = ?1", [account], |r| r.get(0))?;
+            let count = tx.int("SELECT count(*) FROM api_keys WHERE account_id = ?1", params![account])?;
             if count as usize >= MAX_PER_ACCOUNT {
                 return Err(StoreError::LimitReached {
                     account: email.to_string(),
@@ -114,21 +119,20 @@ impl Store {
             }
         };
         let created_at = now();
-        tx.execute(
+        let id = tx.int(
             "INSERT INTO api_keys (account_id, name, permissions, allow, last5, locator, hash, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
             params![
                 account,
-                name,
-                new.permissions.to_db(),
-                new.allow.to_db(),
-                secret.last5(),
-                secret.locator(),
-                hash,
+                &name,
+                &new.permissions.to_db(),
+                &new.allow.to_db(),
+                &secret.last5(),
+                &secret.locator(),
+                &hash,
                 created_at
             ],
         )?;
-        let id = tx.last_insert_rowid();
         tx.commit()?;
         let key = ApiKey {
             id,
@@ -145,63 +149,58 @@ impl Store {
     }
 
     pub fn api_keys(&self, email: &EmailAddress) -> Result<Listing<ApiKey>> {
-        let account = account_id(&self.conn, email)?;
-        let rows = query_all(
-            &self.conn,
-            &format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = ?1 ORDER BY id"),
-            [account],
-            from_row,
-        )?;
-        Ok(Listing::read("api_keys", rows, |r| r.0, to_key))
+        let account = account_id(&self.db, email)?;
+        let rows = self
+            .db
+            .rows(&format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = ?1 ORDER BY id"), params![account])?;
+        Ok(Listing::read("api_keys", read_all(rows)?, |r| r.0, to_key))
     }
 
     /// Every key of every account; a row that cannot be read is reported on its own, so it
     /// does not hide the others.
     pub fn all_api_keys(&self) -> Result<Vec<Result<ApiKey>>> {
-        let rows = query_all(&self.conn, &format!("SELECT {COLUMNS} FROM api_keys"), [], from_row)?;
-        Ok(rows.into_iter().map(to_key).collect())
+        let rows = self.db.rows(&format!("SELECT {COLUMNS} FROM api_keys"), params![])?;
+        Ok(rows.iter().map(|r| from_row(r).and_then(to_key)).collect())
     }
 
     pub fn api_key(&self, email: &EmailAddress, id: i64) -> Result<ApiKey> {
-        let account = account_id(&self.conn, email)?;
+        let account = account_id(&self.db, email)?;
         self.api_key_by_id(id)?
             .filter(|k| k.account_id == account)
             .ok_or_else(|| StoreError::UnknownApiKey { account: email.to_string(), id })
     }
 
     pub fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKey>> {
-        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1");
-        self.conn.query_row(&sql, [id], from_row).optional()?.map(to_key).transpose()
+        read_one(self.db.row(&format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1"), params![id])?)
     }
 
     /// The one key of `account_id` whose secret ends in `last5` (unique within an account).
     pub fn api_key_by_last5(&self, account_id: i64, last5: &str) -> Result<Option<ApiKey>> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE account_id = ?1 AND last5 = ?2");
-        self.conn.query_row(&sql, params![account_id, last5], from_row).optional()?.map(to_key).transpose()
+        read_one(self.db.row(&sql, params![account_id, last5])?)
     }
 
     /// The keys, across all accounts, whose locator matches (see [`Secret::locator`]); for a
     /// real key that is exactly one.
     pub fn api_keys_by_locator(&self, locator: &str) -> Result<Vec<ApiKey>> {
-        let rows =
-            query_all(&self.conn, &format!("SELECT {COLUMNS} FROM api_keys WHERE locator = ?1"), [locator], from_row)?;
-        rows.into_iter().map(to_key).collect()
+        let rows = self.db.rows(&format!("SELECT {COLUMNS} FROM api_keys WHERE locator = ?1"), params![locator])?;
+        rows.iter().map(|r| from_row(r).and_then(to_key)).collect()
     }
 
     pub fn edit_api_key(&mut self, email: &EmailAddress, id: i64, edit: ApiKeyEdit) -> Result<ApiKey> {
         let tx = self.write()?;
         owner_of_key(&tx, email, id)?;
         if let Some(name) = &edit.name {
-            tx.execute("UPDATE api_keys SET name = ?1 WHERE id = ?2", params![clean_name(name)?, id])?;
+            tx.exec("UPDATE api_keys SET name = ?1 WHERE id = ?2", params![&clean_name(name)?, id])?;
         }
         if let Some(p) = edit.permissions {
             if p.is_empty() {
                 return Err(StoreError::NoPermission);
             }
-            tx.execute("UPDATE api_keys SET permissions = ?1 WHERE id = ?2", params![p.to_db(), id])?;
+            tx.exec("UPDATE api_keys SET permissions = ?1 WHERE id = ?2", params![&p.to_db(), id])?;
         }
         if let Some(allow) = &edit.allow {
-            tx.execute("UPDATE api_keys SET allow = ?1 WHERE id = ?2", params![allow.to_db(), id])?;
+            tx.exec("UPDATE api_keys SET allow = ?1 WHERE id = ?2", params![&allow.to_db(), id])?;
         }
         tx.commit()?;
         self.api_key(email, id)
@@ -223,9 +222,9 @@ impl Store {
                 return Err(no_unique_draw());
             }
         };
-        tx.execute(
+        tx.exec(
             "UPDATE api_keys SET last5 = ?1, locator = ?2, hash = ?3 WHERE id = ?4",
-            params![secret.last5(), secret.locator(), hash, id],
+            params![&secret.last5(), &secret.locator(), &hash, id],
         )?;
         tx.commit()?;
         Ok((self.api_key(email, id)?, secret))
@@ -234,7 +233,7 @@ impl Store {
     pub fn remove_api_key(&mut self, email: &EmailAddress, id: i64) -> Result<()> {
         let tx = self.write()?;
         let account = account_id(&tx, email)?;
-        if tx.execute("DELETE FROM api_keys WHERE id = ?1 AND account_id = ?2", params![id, account])? == 0 {
+        if tx.exec("DELETE FROM api_keys WHERE id = ?1 AND account_id = ?2", params![id, account])? == 0 {
             return Err(StoreError::UnknownApiKey { account: email.to_string(), id });
         }
         tx.commit()?;
@@ -244,25 +243,21 @@ impl Store {
     /// Replaces the key's hash by `new` only if it is still `old` (compare-and-set), so a
     /// `change` made meanwhile wins over a rehash. `Ok(true)` when it was written.
     pub fn update_api_key_hash(&mut self, id: i64, old: &str, new: &str) -> Result<bool> {
-        let n =
-            self.conn.execute("UPDATE api_keys SET hash = ?1 WHERE id = ?2 AND hash = ?3", params![new, id, old])?;
+        let n = self.db.exec("UPDATE api_keys SET hash = ?1 WHERE id = ?2 AND hash = ?3", params![new, id, old])?;
         Ok(n == 1)
     }
 
     pub fn touch_api_key(&mut self, id: i64) -> Result<()> {
-        self.conn.execute("UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2", params![now(), id])?;
+        self.db.exec("UPDATE api_keys SET last_used_at = ?1 WHERE id = ?2", params![now(), id])?;
         Ok(())
     }
 }
 
 /// The id of `email`'s account, if it owns key `id`; otherwise `UnknownAccount` or
 /// `UnknownApiKey`, so that one account can neither see nor touch another's keys.
-fn owner_of_key(tx: &Connection, email: &EmailAddress, id: i64) -> Result<i64> {
+fn owner_of_key(tx: &Db, email: &EmailAddress, id: i64) -> Result<i64> {
     let account = account_id(tx, email)?;
-    let owned: i64 =
-        tx.query_row("SELECT count(*) FROM api_keys WHERE id = ?1 AND account_id = ?2", params![id, account], |r| {
-            r.get(0)
-        })?;
+    let owned = tx.int("SELECT count(*) FROM api_keys WHERE id = ?1 AND account_id = ?2", params![id, account])?;
     if owned == 0 {
         return Err(StoreError::UnknownApiKey { account: email.to_string(), id });
     }

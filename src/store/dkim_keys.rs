@@ -2,15 +2,18 @@
 //! and states. The private key is written once, at generation, and read back only by
 //! [`Store::active_dkim_keys`] for the daemon's keyring.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
-
-use super::{Result, Store, StoreError, now, query_all};
+use super::db::{Db, Row, params};
+use super::{Result, Store, StoreError, now};
 use crate::dkim::{ActiveKeyRow, Algorithm, DkimKey, GeneratedKey, KeyState, PrivateKey};
 
 const COLUMNS: &str = "domain, selector, algorithm, state, public_key, created_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, Vec<u8>, i64)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+fn from_row(r: &Row) -> Result<(String, String, String, String, Vec<u8>, i64)> {
+    Ok((r.text(0)?, r.text(1)?, r.text(2)?, r.text(3)?, r.blob(4)?, r.int(5)?))
+}
+
+fn read(r: &Row) -> Result<DkimKey> {
+    from_row(r).and_then(to_key)
 }
 
 fn to_key(raw: (String, String, String, String, Vec<u8>, i64)) -> Result<DkimKey> {
@@ -27,12 +30,11 @@ fn to_key(raw: (String, String, String, String, Vec<u8>, i64)) -> Result<DkimKey
 }
 
 /// The id of the verified domain entry `ascii_domain`, or why there is none.
-fn verified_domain(tx: &Connection, ascii_domain: &str) -> Result<i64> {
-    let row: Option<(i64, bool)> = tx
-        .query_row("SELECT id, verified FROM senders WHERE entry = ?1 AND kind = 'domain'", [ascii_domain], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
+fn verified_domain(tx: &Db, ascii_domain: &str) -> Result<i64> {
+    let row = tx
+        .row("SELECT id, verified FROM senders WHERE entry = ?1 AND kind = 'domain'", params![ascii_domain])?
+        .map(|r| Ok::<_, StoreError>((r.int(0)?, r.flag(1)?)))
+        .transpose()?;
     match row {
         None => Err(StoreError::UnknownSenderDomain(ascii_domain.to_string())),
         Some((_, false)) => Err(StoreError::UnverifiedSenderDomain(ascii_domain.to_string())),
@@ -40,14 +42,13 @@ fn verified_domain(tx: &Connection, ascii_domain: &str) -> Result<i64> {
     }
 }
 
-fn key(conn: &Connection, ascii_domain: &str, selector: &str) -> Result<DkimKey> {
-    conn.query_row(
+fn key(conn: &Db, ascii_domain: &str, selector: &str) -> Result<DkimKey> {
+    conn.row(
         &format!("SELECT {COLUMNS} FROM dkim_keys WHERE domain = ?1 AND selector = ?2"),
-        [ascii_domain, selector],
-        from_row,
-    )
-    .optional()?
-    .map(to_key)
+        params![ascii_domain, selector],
+    )?
+    .as_ref()
+    .map(read)
     .transpose()?
     .ok_or_else(|| StoreError::UnknownDkimKey { domain: ascii_domain.to_string(), selector: selector.to_string() })
 }
@@ -55,7 +56,7 @@ fn key(conn: &Connection, ascii_domain: &str, selector: &str) -> Result<DkimKey>
 impl Store {
     /// Checks that `ascii_domain` is a verified sender domain (before the slow RSA generation).
     pub fn dkim_domain_ready(&self, ascii_domain: &str) -> Result<()> {
-        verified_domain(&self.conn, ascii_domain).map(|_| ())
+        verified_domain(&self.db, ascii_domain).map(|_| ())
     }
 
     /// Stores new keys of a verified sender domain, all or none, each `published`. Refused
@@ -65,18 +66,17 @@ impl Store {
         let sender_id = verified_domain(&tx, ascii_domain)?;
         let created_at = now();
         for (selector, generated) in keys {
-            let taken: bool = tx.query_row(
-                "SELECT count(*) > 0 FROM dkim_keys WHERE domain = ?1 AND selector = ?2",
-                [ascii_domain, selector.as_str()],
-                |r| r.get(0),
-            )?;
+            let taken = tx.int(
+                "SELECT count(*) FROM dkim_keys WHERE domain = ?1 AND selector = ?2",
+                params![ascii_domain, selector.as_str()],
+            )? > 0;
             if taken {
                 return Err(StoreError::DkimSelectorTaken {
                     domain: ascii_domain.to_string(),
                     selector: selector.clone(),
                 });
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO dkim_keys (sender_id, domain, selector, algorithm, private_key, public_key, state, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -85,7 +85,7 @@ impl Store {
                     selector,
                     generated.private.algorithm.as_str(),
                     generated.private.pkcs8(),
-                    generated.public,
+                    &generated.public,
                     KeyState::Published.as_str(),
                     created_at
                 ],
@@ -99,31 +99,26 @@ impl Store {
     /// Every key, or one domain's, by domain then creation then selector.
     pub fn dkim_keys(&self, ascii_domain: Option<&str>) -> Result<Vec<DkimKey>> {
         let rows = match ascii_domain {
-            Some(d) => query_all(
-                &self.conn,
+            Some(d) => self.db.rows(
                 &format!("SELECT {COLUMNS} FROM dkim_keys WHERE domain = ?1 ORDER BY created_at, selector"),
-                [d],
-                from_row,
+                params![d],
             )?,
-            None => query_all(
-                &self.conn,
-                &format!("SELECT {COLUMNS} FROM dkim_keys ORDER BY domain, created_at, selector"),
-                [],
-                from_row,
-            )?,
+            None => self
+                .db
+                .rows(&format!("SELECT {COLUMNS} FROM dkim_keys ORDER BY domain, created_at, selector"), params![])?,
         };
-        rows.into_iter().map(to_key).collect()
+        rows.iter().map(read).collect()
     }
 
     /// One key; `UnknownDkimKey` when the domain has no such selector.
     pub fn dkim_key(&self, ascii_domain: &str, selector: &str) -> Result<DkimKey> {
-        key(&self.conn, ascii_domain, selector)
+        key(&self.db, ascii_domain, selector)
     }
 
     /// Moves a key to `state` (activate, retire).
     pub fn set_dkim_key_state(&mut self, ascii_domain: &str, selector: &str, state: KeyState) -> Result<DkimKey> {
         let tx = self.write()?;
-        let changed = tx.execute(
+        let changed = tx.exec(
             "UPDATE dkim_keys SET state = ?3 WHERE domain = ?1 AND selector = ?2",
             params![ascii_domain, selector, state.as_str()],
         )?;
@@ -141,15 +136,18 @@ impl Store {
     /// The active keys of verified domains, private halves included, with the owning account:
     /// what the keyring signs with.
     pub fn active_dkim_keys(&self) -> Result<Vec<ActiveKeyRow>> {
-        let rows = query_all(
-            &self.conn,
-            "SELECT k.domain, s.account_id, k.selector, k.algorithm, k.private_key
-             FROM dkim_keys k JOIN senders s ON s.id = k.sender_id
-             WHERE k.state = 'active' AND s.verified = 1
-             ORDER BY k.domain, k.selector",
-            [],
-            |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?, r.get::<_, Vec<u8>>(4)?)),
-        )?;
+        let rows = self
+            .db
+            .rows(
+                "SELECT k.domain, s.account_id, k.selector, k.algorithm, k.private_key
+                 FROM dkim_keys k JOIN senders s ON s.id = k.sender_id
+                 WHERE k.state = 'active' AND s.verified = 1
+                 ORDER BY k.domain, k.selector",
+                params![],
+            )?
+            .iter()
+            .map(|r| Ok::<_, StoreError>((r.text(0)?, r.int(1)?, r.text(2)?, r.text(3)?, r.blob(4)?)))
+            .collect::<Result<Vec<_>>>()?;
         rows.into_iter()
             .map(|(domain, owner, selector, algorithm, pkcs8)| {
                 let algorithm = Algorithm::parse(&algorithm)

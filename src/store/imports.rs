@@ -7,8 +7,7 @@
 //! (they are found by them); SMTP credentials are found by username, so filling them in can
 //! collide with nothing.
 
-use rusqlite::{Connection, OptionalExtension, params};
-
+use super::db::{Db, params};
 use super::{Result, Store, StoreError, now, username_is_free};
 use crate::address::EmailAddress;
 use crate::model::MAX_PER_ACCOUNT;
@@ -51,17 +50,17 @@ impl Store {
         creds: &[ImportedCredential],
         dry_run: bool,
     ) -> Result<Vec<Result<ImportWritten>>> {
-        let mut tx = self.write()?;
+        let tx = self.write()?;
         let mut out = Vec::with_capacity(creds.len());
         for cred in creds {
             let sp = tx.savepoint()?;
             let written = import_one(&sp, cred);
-            // A savepoint dropped without commit is rolled back.
+            // A savepoint dropped without release is rolled back.
             if written.is_ok() {
-                sp.commit()?;
+                sp.release()?;
             }
             // A database error is the store's, not the user's: stop and write nothing.
-            if let Err(e @ StoreError::Sqlite(_)) = written {
+            if let Err(e @ (StoreError::Sqlite(_) | StoreError::Postgres(_) | StoreError::Unavailable(_))) = written {
                 return Err(e);
             }
             out.push(written);
@@ -76,7 +75,7 @@ impl Store {
     /// characters, only if the stored hash is still `old` (compare-and-set, like
     /// `update_smtp_credential_hash`). `Ok(true)` when written.
     pub fn finish_imported_smtp_credential(&mut self, id: i64, old: &str, new: &str, last5: &str) -> Result<bool> {
-        let n = self.conn.execute(
+        let n = self.db.exec(
             "UPDATE smtp_credentials SET hash = ?1, last5 = ?2 WHERE id = ?3 AND hash = ?4",
             params![new, last5, id, old],
         )?;
@@ -84,20 +83,17 @@ impl Store {
     }
 }
 
-fn import_one(tx: &Connection, cred: &ImportedCredential) -> Result<ImportWritten> {
-    let (account, account_created) = match tx
-        .query_row("SELECT id FROM accounts WHERE email = ?1", [cred.account.as_str()], |r| r.get::<_, i64>(0))
-        .optional()?
-    {
+fn import_one(tx: &Db, cred: &ImportedCredential) -> Result<ImportWritten> {
+    let found = tx.row("SELECT id FROM accounts WHERE email = ?1", params![cred.account.as_str()])?;
+    let (account, account_created) = match found.map(|r| r.int(0)).transpose()? {
         Some(id) => (id, false),
         None if cred.create_account => (create_account(tx, &cred.account)?, true),
         None => return Err(StoreError::UnknownAccount(cred.account.to_string())),
     };
-    let present: Option<(i64, i64)> = tx
-        .query_row("SELECT id, account_id FROM smtp_credentials WHERE username = ?1", [cred.username.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
+    let present = tx
+        .row("SELECT id, account_id FROM smtp_credentials WHERE username = ?1", params![cred.username.as_str()])?
+        .map(|r| Ok::<_, StoreError>((r.int(0)?, r.int(1)?)))
+        .transpose()?;
     match present {
         Some((id, owner)) if owner == account => return Ok(ImportWritten::AlreadyPresent { id }),
         Some(_) => return Err(StoreError::UsernameTaken(cred.username.to_string())),
@@ -106,8 +102,7 @@ fn import_one(tx: &Connection, cred: &ImportedCredential) -> Result<ImportWritte
     if !username_is_free(tx, &cred.username, account, None)? {
         return Err(StoreError::UsernameTaken(cred.username.to_string()));
     }
-    let count: i64 =
-        tx.query_row("SELECT count(*) FROM smtp_credentials WHERE account_id = ?1", [account], |r| r.get(0))?;
+    let count = tx.int("SELECT count(*) FROM smtp_credentials WHERE account_id = ?1", params![account])?;
     if count as usize >= MAX_PER_ACCOUNT {
         return Err(StoreError::LimitReached {
             account: cred.account.to_string(),
@@ -115,22 +110,24 @@ fn import_one(tx: &Connection, cred: &ImportedCredential) -> Result<ImportWritte
             max: MAX_PER_ACCOUNT,
         });
     }
-    tx.execute(
-        "INSERT INTO smtp_credentials (account_id, username, allow, last5, hash, created_at) VALUES (?1, ?2, '', ?3, ?4, ?5)",
-        params![account, cred.username.as_str(), cred.last5, cred.hash, now()],
+    let id = tx.int(
+        "INSERT INTO smtp_credentials (account_id, username, allow, last5, hash, created_at)
+         VALUES (?1, ?2, '', ?3, ?4, ?5) RETURNING id",
+        params![account, cred.username.as_str(), &cred.last5, &cred.hash, now()],
     )?;
-    Ok(ImportWritten::Imported { id: tx.last_insert_rowid(), account_created })
+    Ok(ImportWritten::Imported { id, account_created })
 }
 
 /// `Store::add_account` inside the import's transaction.
-fn create_account(tx: &Connection, email: &EmailAddress) -> Result<i64> {
-    let used: i64 =
-        tx.query_row("SELECT count(*) FROM smtp_credentials WHERE username = ?1", [email.as_str()], |r| r.get(0))?;
+fn create_account(tx: &Db, email: &EmailAddress) -> Result<i64> {
+    let used = tx.int("SELECT count(*) FROM smtp_credentials WHERE username = ?1", params![email.as_str()])?;
     if used > 0 {
         return Err(StoreError::UsernameTaken(email.to_string()));
     }
-    tx.execute("INSERT INTO accounts (email, enabled, created_at) VALUES (?1, 1, ?2)", params![email.as_str(), now()])?;
-    let id = tx.last_insert_rowid();
+    let id = tx.int(
+        "INSERT INTO accounts (email, enabled, created_at) VALUES (?1, 1, ?2) RETURNING id",
+        params![email.as_str(), now()],
+    )?;
     super::senders::bind_own_address(tx, id, email)?;
     Ok(id)
 }

@@ -5,8 +5,7 @@
 //! so of two processes claiming the same name at once exactly one wins and the other gets
 //! [`StoreError::SenderTaken`].
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
-
+use super::db::{Db, Row, params};
 use super::{Result, Store, StoreError, account_id, now};
 use crate::address::EmailAddress;
 use crate::model::Account;
@@ -16,8 +15,12 @@ const COLUMNS: &str = "id, account_id, entry, kind, verified, token, unicode, cr
 
 type RawSender = (i64, i64, String, String, bool, Option<String>, String, i64);
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<RawSender> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+fn from_row(r: &Row) -> Result<RawSender> {
+    Ok((r.int(0)?, r.int(1)?, r.text(2)?, r.text(3)?, r.flag(4)?, r.opt_text(5)?, r.text(6)?, r.int(7)?))
+}
+
+fn read(r: &Row) -> Result<AccountSender> {
+    from_row(r).and_then(to_sender)
 }
 
 fn to_sender(raw: RawSender) -> Result<AccountSender> {
@@ -36,7 +39,7 @@ fn to_sender(raw: RawSender) -> Result<AccountSender> {
 /// Inserts an entry inside a write transaction; a name held already is `SenderTaken` (or
 /// `SenderExists` when `account` itself holds it).
 fn insert(
-    tx: &Connection,
+    tx: &Db,
     account: i64,
     account_name: &str,
     entry: &SenderEntry,
@@ -44,8 +47,8 @@ fn insert(
     token: Option<&str>,
 ) -> Result<AccountSender> {
     let name = entry.as_string();
-    let holder: Option<i64> =
-        tx.query_row("SELECT account_id FROM senders WHERE entry = ?1", [&name], |r| r.get(0)).optional()?;
+    let holder =
+        tx.row("SELECT account_id FROM senders WHERE entry = ?1", params![&name])?.map(|r| r.int(0)).transpose()?;
     match holder {
         Some(h) if h == account => {
             return Err(StoreError::SenderExists { account: account_name.to_string(), entry: name });
@@ -54,21 +57,15 @@ fn insert(
         None => {}
     }
     let created_at = now();
-    let inserted = tx.execute(
+    // The UNIQUE constraint on `entry` backs the check above up; only a writer that bypassed
+    // the write lock could reach it, and then the insert fails as a database error.
+    let id = tx.int(
         "INSERT INTO senders (entry, account_id, kind, verified, token, unicode, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![name, account, entry.kind().as_str(), verified, token, entry.unicode(), created_at],
-    );
-    match inserted {
-        Ok(_) => {}
-        // Only reachable if a writer bypassed the write lock; the constraint still holds.
-        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
-            return Err(StoreError::SenderTaken(name));
-        }
-        Err(e) => return Err(e.into()),
-    }
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+        params![&name, account, entry.kind().as_str(), verified, token, &entry.unicode(), created_at],
+    )?;
     Ok(AccountSender {
-        id: tx.last_insert_rowid(),
+        id,
         account_id: account,
         entry: entry.clone(),
         verified,
@@ -78,16 +75,17 @@ fn insert(
 }
 
 /// Binds an account's own address to it, verified (at account creation).
-pub(super) fn bind_own_address(tx: &Connection, account: i64, email: &EmailAddress) -> Result<()> {
+pub(super) fn bind_own_address(tx: &Db, account: i64, email: &EmailAddress) -> Result<()> {
     insert(tx, account, email.as_str(), &SenderEntry::own_address(email), true, None).map(|_| ())
 }
 
 /// Migration: every existing account gets its own address, unless that name is held.
-pub(super) fn bind_own_addresses(tx: &Connection) -> Result<()> {
-    let accounts: Vec<(i64, String)> = {
-        let mut stmt = tx.prepare("SELECT id, email FROM accounts ORDER BY id")?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?
-    };
+pub(super) fn bind_own_addresses(tx: &Db) -> Result<()> {
+    let accounts = tx
+        .rows("SELECT id, email FROM accounts ORDER BY id", params![])?
+        .iter()
+        .map(|r| Ok((r.int(0)?, r.text(1)?)))
+        .collect::<Result<Vec<_>>>()?;
     for (id, email) in accounts {
         let Ok(email) = EmailAddress::parse(&email) else { continue };
         match bind_own_address(tx, id, &email) {
@@ -116,25 +114,23 @@ impl Store {
 
     /// An account's entries, domains first, then by name.
     pub fn senders(&self, email: &EmailAddress) -> Result<Vec<AccountSender>> {
-        let account = account_id(&self.conn, email)?;
+        let account = account_id(&self.db, email)?;
         self.senders_of(account)
     }
 
     pub fn senders_of(&self, account_id: i64) -> Result<Vec<AccountSender>> {
         let sql = format!("SELECT {COLUMNS} FROM senders WHERE account_id = ?1 ORDER BY kind DESC, entry");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map([account_id], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter().map(to_sender).collect()
+        self.db.rows(&sql, params![account_id])?.iter().map(read).collect()
     }
 
     /// One entry of an account, or `UnknownSender`.
     pub fn sender(&self, email: &EmailAddress, entry: &SenderEntry) -> Result<AccountSender> {
-        let account = account_id(&self.conn, email)?;
+        let account = account_id(&self.db, email)?;
         let sql = format!("SELECT {COLUMNS} FROM senders WHERE entry = ?1 AND account_id = ?2");
-        self.conn
-            .query_row(&sql, params![entry.as_string(), account], from_row)
-            .optional()?
-            .map(to_sender)
+        self.db
+            .row(&sql, params![&entry.as_string(), account])?
+            .as_ref()
+            .map(read)
             .transpose()?
             .ok_or_else(|| StoreError::UnknownSender { account: email.to_string(), entry: entry.as_string() })
     }
@@ -142,8 +138,8 @@ impl Store {
     pub fn remove_sender(&mut self, email: &EmailAddress, entry: &SenderEntry) -> Result<()> {
         let tx = self.write()?;
         let account = account_id(&tx, email)?;
-        let n = tx
-            .execute("DELETE FROM senders WHERE entry = ?1 AND account_id = ?2", params![entry.as_string(), account])?;
+        let n =
+            tx.exec("DELETE FROM senders WHERE entry = ?1 AND account_id = ?2", params![&entry.as_string(), account])?;
         if n == 0 {
             return Err(StoreError::UnknownSender { account: email.to_string(), entry: entry.as_string() });
         }
@@ -155,9 +151,9 @@ impl Store {
     pub fn mark_sender_verified(&mut self, email: &EmailAddress, entry: &SenderEntry) -> Result<AccountSender> {
         let tx = self.write()?;
         let account = account_id(&tx, email)?;
-        let n = tx.execute(
+        let n = tx.exec(
             "UPDATE senders SET verified = 1 WHERE entry = ?1 AND account_id = ?2",
-            params![entry.as_string(), account],
+            params![&entry.as_string(), account],
         )?;
         if n == 0 {
             return Err(StoreError::UnknownSender { account: email.to_string(), entry: entry.as_string() });
@@ -173,8 +169,8 @@ impl Store {
         let Sender::Address(address) = Sender::parse(address) else { return Ok(None) };
         let sql = format!("SELECT {COLUMNS} FROM senders WHERE entry = ?1 AND verified = 1");
         for key in address.lookup_keys() {
-            let Some(raw) = self.conn.query_row(&sql, [key], from_row).optional()? else { continue };
-            let sender = to_sender(raw)?;
+            let Some(row) = self.db.row(&sql, params![key])? else { continue };
+            let sender = read(&row)?;
             let account = self
                 .account_by_id(sender.account_id)?
                 .ok_or_else(|| StoreError::Corrupt(format!("sender {key} has no account")))?;
@@ -185,22 +181,24 @@ impl Store {
 
     /// The SASL logins of an account: its own address, then every SMTP username.
     pub fn account_logins(&self, account_id: i64) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT email FROM accounts WHERE id = ?1
-             UNION ALL SELECT username FROM (SELECT username FROM smtp_credentials WHERE account_id = ?1 ORDER BY id)",
+        let rows = self.db.rows(
+            "SELECT email, 0, 0 FROM accounts WHERE id = ?1
+             UNION ALL SELECT username, 1, id FROM smtp_credentials WHERE account_id = ?1
+             ORDER BY 2, 3",
+            params![account_id],
         )?;
-        let logins = stmt.query_map([account_id], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let logins = rows.iter().map(|r| r.text(0)).collect::<Result<Vec<_>>>()?;
         Ok(dedup_keep_order(logins))
     }
 
     /// Every entry's state, for the in-memory directory.
     pub fn sender_states(&self) -> Result<Vec<(String, EntryState)>> {
-        let mut stmt = self.conn.prepare("SELECT entry, account_id, kind, verified FROM senders")?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = self
+            .db
+            .rows("SELECT entry, account_id, kind, verified FROM senders", params![])?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.int(1)?, r.text(2)?, r.flag(3)?)))
+            .collect::<Result<Vec<_>>>()?;
         rows.into_iter()
             .map(|(entry, account_id, kind, verified)| {
                 let kind = SenderKind::from_db(&kind)
@@ -213,13 +211,16 @@ impl Store {
     /// Every account's logins (`(account id, login)`: the account address first), for the
     /// in-memory directory.
     pub fn all_logins(&self) -> Result<Vec<(i64, String)>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, email, 0, id FROM accounts
-             UNION ALL SELECT account_id, username, 1, id FROM smtp_credentials
-             ORDER BY 1, 3, 4",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.db
+            .rows(
+                "SELECT id, email, 0, id FROM accounts
+                 UNION ALL SELECT account_id, username, 1, id FROM smtp_credentials
+                 ORDER BY 1, 3, 4",
+                params![],
+            )?
+            .iter()
+            .map(|r| Ok((r.int(0)?, r.text(1)?)))
+            .collect()
     }
 }
 
@@ -231,6 +232,8 @@ fn dedup_keep_order(logins: Vec<String>) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use rusqlite::Connection;
+
     use super::*;
     use crate::store::NewSmtpCredential;
 

@@ -1,8 +1,7 @@
 //! Queries on the `smtp_credentials` table.
 
-use rusqlite::{OptionalExtension, Row, params};
-
-use super::{Listing, Result, Store, StoreError, account_id, now, query_all, username_is_free};
+use super::db::{Row, params};
+use super::{Listing, Result, Store, StoreError, account_id, now, username_is_free};
 use crate::address::EmailAddress;
 use crate::model::{MAX_PER_ACCOUNT, SmtpCredential};
 use crate::restriction::AccessRestriction;
@@ -24,8 +23,12 @@ const COLUMNS: &str = "id, account_id, username, allow, last5, hash, created_at,
 
 type RawCred = (i64, i64, String, String, String, String, i64, Option<i64>);
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<RawCred> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+fn from_row(r: &Row) -> Result<RawCred> {
+    Ok((r.int(0)?, r.int(1)?, r.text(2)?, r.text(3)?, r.text(4)?, r.text(5)?, r.int(6)?, r.opt_int(7)?))
+}
+
+fn read_one(row: Option<Row>) -> Result<Option<SmtpCredential>> {
+    row.as_ref().map(from_row).transpose()?.map(to_cred).transpose()
 }
 
 fn to_cred(raw: RawCred) -> Result<SmtpCredential> {
@@ -60,8 +63,7 @@ impl Store {
         let hash = params.hash(&secret).map_err(|e| StoreError::Hash(e.to_string()))?;
         let tx = self.write()?;
         let account = account_id(&tx, email)?;
-        let count: i64 =
-            tx.query_row("SELECT count(*) FROM smtp_credentials WHERE account_id = ?1", [account], |r| r.get(0))?;
+        let count = tx.int("SELECT count(*) FROM smtp_credentials WHERE account_id = ?1", params![account])?;
         if count as usize >= MAX_PER_ACCOUNT {
             return Err(StoreError::LimitReached {
                 account: email.to_string(),
@@ -74,11 +76,11 @@ impl Store {
             return Err(StoreError::UsernameTaken(username.to_string()));
         }
         let created_at = now();
-        tx.execute(
-            "INSERT INTO smtp_credentials (account_id, username, allow, last5, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![account, username.as_str(), new.allow.to_db(), secret.last5(), hash, created_at],
+        let id = tx.int(
+            "INSERT INTO smtp_credentials (account_id, username, allow, last5, hash, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            params![account, username.as_str(), &new.allow.to_db(), &secret.last5(), &hash, created_at],
         )?;
-        let id = tx.last_insert_rowid();
         tx.commit()?;
         let cred = SmtpCredential {
             id,
@@ -94,39 +96,35 @@ impl Store {
     }
 
     pub fn smtp_credentials(&self, email: &EmailAddress) -> Result<Listing<SmtpCredential>> {
-        let account = account_id(&self.conn, email)?;
-        let rows = query_all(
-            &self.conn,
-            &format!("SELECT {COLUMNS} FROM smtp_credentials WHERE account_id = ?1 ORDER BY id"),
-            [account],
-            from_row,
-        )?;
+        let account = account_id(&self.db, email)?;
+        let sql = format!("SELECT {COLUMNS} FROM smtp_credentials WHERE account_id = ?1 ORDER BY id");
+        let rows = self.db.rows(&sql, params![account])?.iter().map(from_row).collect::<Result<Vec<_>>>()?;
         Ok(Listing::read("smtp_credentials", rows, |r| r.0, to_cred))
     }
 
     /// Every credential of every account; a row that cannot be read is reported on its own,
     /// so it does not hide the others.
     pub fn all_smtp_credentials(&self) -> Result<Vec<Result<SmtpCredential>>> {
-        let rows = query_all(&self.conn, &format!("SELECT {COLUMNS} FROM smtp_credentials"), [], from_row)?;
-        Ok(rows.into_iter().map(to_cred).collect())
+        let rows = self.db.rows(&format!("SELECT {COLUMNS} FROM smtp_credentials"), params![])?;
+        Ok(rows.iter().map(|r| from_row(r).and_then(to_cred)).collect())
     }
 
     pub fn smtp_credential(&self, email: &EmailAddress, id: i64) -> Result<SmtpCredential> {
-        let account = account_id(&self.conn, email)?;
+        let account = account_id(&self.db, email)?;
         self.smtp_credential_by_id(id)?
             .filter(|c| c.account_id == account)
             .ok_or_else(|| StoreError::UnknownSmtpCredential { account: email.to_string(), id })
     }
 
     pub fn smtp_credential_by_id(&self, id: i64) -> Result<Option<SmtpCredential>> {
-        let sql = format!("SELECT {COLUMNS} FROM smtp_credentials WHERE id = ?1");
-        self.conn.query_row(&sql, [id], from_row).optional()?.map(to_cred).transpose()
+        read_one(self.db.row(&format!("SELECT {COLUMNS} FROM smtp_credentials WHERE id = ?1"), params![id])?)
     }
 
     /// The credential whose username is `username` (compared case-insensitively).
     pub fn smtp_credential_by_username(&self, username: &str) -> Result<Option<SmtpCredential>> {
-        let sql = format!("SELECT {COLUMNS} FROM smtp_credentials WHERE username = ?1");
-        self.conn.query_row(&sql, [username], from_row).optional()?.map(to_cred).transpose()
+        read_one(
+            self.db.row(&format!("SELECT {COLUMNS} FROM smtp_credentials WHERE username = ?1"), params![username])?,
+        )
     }
 
     pub fn edit_smtp_credential(
@@ -137,16 +135,13 @@ impl Store {
     ) -> Result<SmtpCredential> {
         let tx = self.write()?;
         let account = account_id(&tx, email)?;
-        let owned: i64 = tx.query_row(
-            "SELECT count(*) FROM smtp_credentials WHERE id = ?1 AND account_id = ?2",
-            params![id, account],
-            |r| r.get(0),
-        )?;
+        let owned =
+            tx.int("SELECT count(*) FROM smtp_credentials WHERE id = ?1 AND account_id = ?2", params![id, account])?;
         if owned == 0 {
             return Err(StoreError::UnknownSmtpCredential { account: email.to_string(), id });
         }
         if let Some(allow) = &edit.allow {
-            tx.execute("UPDATE smtp_credentials SET allow = ?1 WHERE id = ?2", params![allow.to_db(), id])?;
+            tx.exec("UPDATE smtp_credentials SET allow = ?1 WHERE id = ?2", params![&allow.to_db(), id])?;
         }
         tx.commit()?;
         self.smtp_credential(email, id)
@@ -163,9 +158,9 @@ impl Store {
         let hash = params.hash(&secret).map_err(|e| StoreError::Hash(e.to_string()))?;
         let tx = self.write()?;
         let account = account_id(&tx, email)?;
-        let n = tx.execute(
+        let n = tx.exec(
             "UPDATE smtp_credentials SET last5 = ?1, hash = ?2 WHERE id = ?3 AND account_id = ?4",
-            params![secret.last5(), hash, id, account],
+            params![&secret.last5(), &hash, id, account],
         )?;
         if n == 0 {
             return Err(StoreError::UnknownSmtpCredential { account: email.to_string(), id });
@@ -177,7 +172,7 @@ impl Store {
     pub fn remove_smtp_credential(&mut self, email: &EmailAddress, id: i64) -> Result<()> {
         let tx = self.write()?;
         let account = account_id(&tx, email)?;
-        if tx.execute("DELETE FROM smtp_credentials WHERE id = ?1 AND account_id = ?2", params![id, account])? == 0 {
+        if tx.exec("DELETE FROM smtp_credentials WHERE id = ?1 AND account_id = ?2", params![id, account])? == 0 {
             return Err(StoreError::UnknownSmtpCredential { account: email.to_string(), id });
         }
         tx.commit()?;
@@ -187,14 +182,13 @@ impl Store {
     /// Replaces the credential's hash by `new` only if it is still `old` (compare-and-set), so
     /// a `change` made meanwhile wins over a rehash. `Ok(true)` when it was written.
     pub fn update_smtp_credential_hash(&mut self, id: i64, old: &str, new: &str) -> Result<bool> {
-        let n = self
-            .conn
-            .execute("UPDATE smtp_credentials SET hash = ?1 WHERE id = ?2 AND hash = ?3", params![new, id, old])?;
+        let n =
+            self.db.exec("UPDATE smtp_credentials SET hash = ?1 WHERE id = ?2 AND hash = ?3", params![new, id, old])?;
         Ok(n == 1)
     }
 
     pub fn touch_smtp_credential(&mut self, id: i64) -> Result<()> {
-        self.conn.execute("UPDATE smtp_credentials SET last_used_at = ?1 WHERE id = ?2", params![now(), id])?;
+        self.db.exec("UPDATE smtp_credentials SET last_used_at = ?1 WHERE id = ?2", params![now(), id])?;
         Ok(())
     }
 }
