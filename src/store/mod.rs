@@ -7,6 +7,8 @@
 mod accounts;
 mod api_keys;
 pub mod backup;
+mod check;
+mod copy;
 pub(crate) mod db;
 mod dkim_keys;
 mod imports;
@@ -31,6 +33,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags};
 
 pub use api_keys::{ApiKeyEdit, NewApiKey};
+pub use check::{StoreCheck, StoreProblem};
+pub use copy::CopyCounts;
 pub use imports::{ImportWritten, ImportedCredential};
 pub use listing::{Listing, UnreadableRow};
 pub use location::StoreLocation;
@@ -90,6 +94,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("database error: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// `store copy` writes only into a store that holds nothing yet.
+    #[error("the target store is not empty ({0} rows): copy into a new, empty database")]
+    TargetNotEmpty(u64),
     /// The config names a store that cannot be used (a password file gone since startup).
     #[error("{0}")]
     Config(String),
@@ -112,6 +119,14 @@ impl StoreError {
             self,
             Self::Sqlite(_) | Self::Postgres(_) | Self::Unavailable(_) | Self::Create { .. } | Self::Random(_)
         )
+    }
+}
+
+impl StoreError {
+    /// A database server that cannot be reached (PostgreSQL down, a network failure): the
+    /// daemon waits for it rather than restarting, since a restart would not bring it back.
+    pub fn is_database_outage(&self) -> bool {
+        matches!(self, Self::Postgres(_) | Self::Unavailable(_))
     }
 }
 

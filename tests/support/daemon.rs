@@ -89,14 +89,18 @@ pub struct ServeBuilder {
 }
 
 /// Starts describing a `relaykey serve`: store, SASL socket (`sasl.sock`) and policy socket
-/// (`policy.sock`) in its own directory, cheap argon2, logging at info.
+/// (`policy.sock`) in its own directory, cheap argon2, logging at info. The store is
+/// `relaykey.db` in that directory, or under `RELAYKEY_TEST_STORE=postgresql` a fresh database
+/// on the test binary's PostgreSQL server ([`super::postgres::test_database`]);
+/// [`ServeBuilder::database`] names another.
 pub fn serve() -> ServeBuilder {
     let dir = tempfile::Builder::new().prefix("relaykey-serve").tempdir().unwrap();
     // Postfix (user postfix) and a daemon that dropped root must reach the sockets.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let database = toml::Value::String(super::postgres::test_database(dir.path()));
     let d = dir.path().display();
     let base = format!(
-        "database = \"{d}/relaykey.db\"\nlog_level = \"info\"\n[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\
+        "database = {database}\nlog_level = \"info\"\n[auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\
          [sasl]\nsocket = \"{d}/sasl.sock\"\n[policy]\nsocket = \"{d}/policy.sock\"\n"
     );
     let builder = ServeBuilder { dir, config: toml::Table::new(), env: Vec::new(), launcher: Vec::new() };
@@ -127,6 +131,11 @@ impl ServeBuilder {
     /// Merges `fragment` as the body of `[table]`: its keys before any header belong to `table`.
     pub fn table(self, table: &str, fragment: &str) -> Self {
         self.toml(&format!("[{table}]\n{fragment}"))
+    }
+
+    /// The store: an SQLite file or a `postgresql://` URL (two daemons on one database).
+    pub fn database(self, database: &str) -> Self {
+        self.toml(&format!("database = {}\n", toml::Value::String(database.to_string())))
     }
 
     /// An environment variable for the daemon (the harness clears systemd's and `RUST_LOG`).
