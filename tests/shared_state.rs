@@ -1,7 +1,8 @@
 //! State the daemon keeps in the store rather than in memory (issue 13, "Shared, durable
 //! state"): the per-account message counts, the login ledger the policy server consults, and
 //! the "last used" time of a secret. Over the real interfaces: `relaykey serve` with its SASL
-//! and policy sockets, restarted on one SQLite store, changed through the CLI.
+//! and policy sockets, restarted on one store, changed through the CLI. On SQLite unless
+//! `RELAYKEY_TEST_STORE=postgresql` (see `support::postgres`).
 
 #[path = "support/sasl_client.rs"]
 mod sasl_client;
@@ -9,7 +10,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use relaykey::address::EmailAddress;
 use relaykey::sasl::codec::Reply;
+use relaykey::store::{Store, StoreLocation};
 use sasl_client::Client;
 use support::daemon::{Daemon, PATIENCE, cli, cli_json, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,7 +63,7 @@ fn restart(daemon: &mut Daemon) {
 }
 
 #[tokio::test]
-async fn sqlite_a_restart_keeps_the_days_message_counts() {
+async fn a_restart_keeps_the_days_message_counts() {
     let mut daemon = serve().table("limits", "messages_per_day = 2").table("policy", "tcp_table = false").start();
     cli(daemon.config_path(), &["account", "add", ANN]);
     for (n, port) in [(1, 41001), (2, 41002)] {
@@ -77,7 +80,7 @@ async fn sqlite_a_restart_keeps_the_days_message_counts() {
 }
 
 #[tokio::test]
-async fn sqlite_a_restart_keeps_the_login_ledger() {
+async fn a_restart_keeps_the_login_ledger() {
     let mut daemon = serve().table("policy", "tcp_table = false").start();
     let config = daemon.config_path().to_path_buf();
     cli(&config, &["account", "add", ANN]);
@@ -101,29 +104,36 @@ async fn a_login_sets_last_used() {
     let config = daemon.config_path().to_path_buf();
     cli(&config, &["account", "add", ANN]);
     let password = cli_json(&config, &["smtp", "create", ANN])["password"].as_str().expect("password").to_string();
-    let key = cli_json(&config, &["apikey", "create", ANN, "--name", "main"])["key"].as_str().expect("key").to_string();
-    // What the API and the settings page show (the CLI's lists do not show it).
-    let db = daemon.dir().join("relaykey.db");
-    let last_used = |table: &str| -> Option<i64> {
-        let store = rusqlite::Connection::open(&db).unwrap();
-        store.query_row(&format!("SELECT last_used_at FROM {table}"), [], |r| r.get(0)).unwrap()
+    let created = cli_json(&config, &["apikey", "create", ANN, "--name", "main"]);
+    let (key, key_id) = (created["key"].as_str().expect("key").to_string(), created["id"].as_i64().expect("id"));
+    // What the API and the settings page show (the CLI's lists do not show it), read from the
+    // store the daemon uses, whichever engine it is.
+    let database: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+    let database = database["database"].as_str().expect("database").to_string();
+    let store = Store::connect(&StoreLocation::parse(&database, None, None).unwrap()).unwrap();
+    let ann = EmailAddress::parse(ANN).unwrap();
+    let last_used = |what: &str| -> Option<i64> {
+        match what {
+            "smtp" => store.smtp_credential_by_username(ANN).unwrap().expect("the credential").last_used_at,
+            _ => store.api_key(&ann, key_id).unwrap().last_used_at,
+        }
     };
-    assert_eq!(last_used("smtp_credentials"), None, "never used yet");
-    assert_eq!(last_used("api_keys"), None, "never used yet");
+    assert_eq!(last_used("smtp"), None, "never used yet");
+    assert_eq!(last_used("apikey"), None, "never used yet");
 
     login(&daemon, 1, &password).await;
     login(&daemon, 2, &key).await;
 
     // Written behind the reply: wait for it (a hang fails at the deadline).
     let deadline = Instant::now() + PATIENCE;
-    for table in ["smtp_credentials", "api_keys"] {
+    for what in ["smtp", "apikey"] {
         let at = loop {
-            if let Some(at) = last_used(table) {
+            if let Some(at) = last_used(what) {
                 break at;
             }
-            assert!(Instant::now() < deadline, "{table}: last_used_at still empty after the login");
+            assert!(Instant::now() < deadline, "{what}: last_used_at still empty after the login");
             std::thread::sleep(Duration::from_millis(50));
         };
-        assert!(at > 1_600_000_000, "{table}: {at}");
+        assert!(at > 1_600_000_000, "{what}: {at}");
     }
 }
