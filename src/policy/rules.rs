@@ -386,4 +386,15 @@ mod tests {
         let v = decide(&request("DATA", "a@example.com", 5), &used);
         assert_eq!((code(&v), v.reason, v.count_message), (Some(450), Reason::RateLimited(RateWindow::Hour), false));
     }
+
+    #[test]
+    fn message_counts_that_cannot_be_read_get_the_fallback_not_a_limit() {
+        let login = Login::Valid { account: "a@example.com".into() };
+        let unreadable = Facts { login, counts_unreadable: true, ..facts() };
+        let v = decide(&request("DATA", "a@example.com", 5), &unreadable);
+        assert_eq!((code(&v), v.reason, v.count_message), (Some(451), Reason::InternalError, false));
+        let dunno = Facts { fallback: Action::Dunno, ..unreadable };
+        let v = decide(&request("DATA", "a@example.com", 5), &dunno);
+        assert_eq!((v.action, v.reason), (Action::Dunno, Reason::InternalError), "the configured fallback");
+    }
 }
