@@ -36,17 +36,18 @@ fn copy(config: &Config, from: Option<&str>, to: &str, json: bool) -> CliResult 
     if source_at == target_at {
         return Err(CliError::refused("--from and --to name the same store"));
     }
-    if let StoreLocation::Sqlite(path) = &source_at {
-        if !path.is_file() {
-            return Err(CliError::refused(format!("no database at {}", path.display())));
-        }
+    if let StoreLocation::Sqlite(path) = &source_at
+        && !path.is_file()
+    {
+        return Err(CliError::refused(format!("no database at {}", path.display())));
     }
     let source = open(&source_at)?;
     // Checked before the target is created or migrated, so a refusal leaves nothing behind.
-    if let StoreLocation::Sqlite(path) = &target_at {
-        if path.exists() && open(&target_at)?.copied_rows()? > 0 {
-            return Err(not_empty(&target_at));
-        }
+    if let StoreLocation::Sqlite(path) = &target_at
+        && path.exists()
+        && open(&target_at)?.copied_rows()? > 0
+    {
+        return Err(not_empty(&target_at));
     }
     let mut target = open(&target_at)?;
     let counts = source.copy_into(&mut target).map_err(|e| match e {
@@ -74,10 +75,10 @@ fn not_empty(target: &StoreLocation) -> CliError {
 
 fn check(config: &Config, named: Option<&str>, json: bool) -> CliResult {
     let at = location(config, named)?;
-    if let StoreLocation::Sqlite(path) = &at {
-        if !path.is_file() {
-            return Err(CliError::refused(format!("no database at {}", path.display())));
-        }
+    if let StoreLocation::Sqlite(path) = &at
+        && !path.is_file()
+    {
+        return Err(CliError::refused(format!("no database at {}", path.display())));
     }
     let report: StoreCheck = open(&at)?.check()?;
     if json {

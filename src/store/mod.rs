@@ -92,7 +92,7 @@ pub enum StoreError {
     Create { path: String, source: std::io::Error },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database error: {0}")]
+    #[error("database error: {}", with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// `store copy` writes only into a store that holds nothing yet.
     #[error("the target store is not empty ({0} rows): copy into a new, empty database")]
@@ -322,6 +322,22 @@ impl Store {
     fn write(&mut self) -> Result<db::Tx<'_>> {
         self.db.write()
     }
+}
+
+/// An error and its causes on one line ("error connecting to server: Connection refused"):
+/// tokio-postgres keeps the useful part in `source()`.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn newer_schema(version: i64, target: i64) -> StoreError {
