@@ -301,10 +301,15 @@ const PURGE_EVERY: Duration = Duration::from_secs(600);
 /// The daemon's one set of counters, shared by the front ends, kept in the store.
 pub struct MessageLimits {
     location: StoreLocation,
-    /// Its own connection, opened on first use and again after a failure, so that a store
-    /// that comes back is used again without a restart.
-    conn: Arc<Mutex<Connection>>,
+    /// Connections of its own, each opened on first use and again after a failure, so that a
+    /// store that comes back is used again without a restart. One for SQLite (one writer at a
+    /// time anyway); several for PostgreSQL, so that the counting of one account does not wait
+    /// for another's round trips.
+    conns: Vec<Arc<Mutex<Connection>>>,
 }
+
+/// Connections to PostgreSQL per daemon for the counters.
+const PG_CONNECTIONS: usize = 4;
 
 #[derive(Default)]
 struct Connection {
@@ -316,7 +321,11 @@ struct Connection {
 impl MessageLimits {
     /// Counters in the store at `location`; nothing is opened until the first message.
     pub fn new(location: StoreLocation) -> Self {
-        Self { location, conn: Arc::default() }
+        let n = match location {
+            StoreLocation::Sqlite(_) => 1,
+            StoreLocation::Postgres(_) => PG_CONNECTIONS,
+        };
+        Self { location, conns: (0..n).map(|_| Arc::default()).collect() }
     }
 
     /// Counts one message of `account` at `now` if every window of `quota` has room for it;
@@ -352,9 +361,16 @@ impl MessageLimits {
         decide: impl FnOnce(&mut AccountCounts, Duration) -> (T, bool) + Send + 'static,
     ) -> Result<T, CountError> {
         let t = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let (conn, location, account) = (self.conn.clone(), self.location.clone(), account.to_string());
+        let (conns, location, account) = (self.conns.clone(), self.location.clone(), account.to_string());
         tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            // A free connection if there is one; else wait for the one the account hashes to.
+            let home =
+                crate::store::message_counts::account_lock(&account).unsigned_abs() as usize % conns.len().max(1);
+            let free = (0..conns.len()).map(|i| &conns[(home + i) % conns.len()]).find_map(|c| c.try_lock().ok());
+            let mut conn = match free {
+                Some(conn) => conn,
+                None => conns[home].lock().unwrap_or_else(PoisonError::into_inner),
+            };
             let out = conn.count(&location, &account, t, decide);
             if out.is_err() {
                 // A failed connection may stay failed; the next message opens another.
