@@ -42,6 +42,9 @@ struct User {
     password: String,
 }
 
+/// (login, password, client address) of each user under load.
+type Users = Arc<Vec<(String, String, String)>>;
+
 /// The same users in `location`: one account and credential each.
 fn create_users(location: &StoreLocation, n: usize, params: &HashParams) -> Vec<User> {
     let mut store = Store::connect(location).unwrap();
@@ -95,7 +98,7 @@ async fn connect_all(socket: &Path) -> Vec<Client> {
 }
 
 /// Every user of `users` logs in once (cold) or, with `until`, the users over and over.
-async fn sasl(socket: &Path, users: Arc<Vec<(String, String, String)>>, until: Option<Duration>) -> Point {
+async fn sasl(socket: &Path, users: Users, until: Option<Duration>) -> Point {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -139,7 +142,7 @@ fn policy_request(n: usize, user: &str, ip: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn policy(socket: &Path, users: Arc<Vec<(String, String, String)>>, secs: Duration) -> Point {
+async fn policy(socket: &Path, users: Users, secs: Duration) -> Point {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for k in 0..CONNS {
@@ -202,7 +205,7 @@ fn main() {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut rows: Vec<(&str, Vec<Point>)> = Vec::new();
-    let mut results = |name: &'static str, f: &dyn Fn(&Daemon, Arc<Vec<(String, String, String)>>) -> Point| {
+    let mut results = |name: &'static str, f: &dyn Fn(&Daemon, Users) -> Point| {
         let points = stores.iter().map(|(d, users)| f(d, Arc::new(users.clone()))).collect();
         rows.push((name, points));
     };
