@@ -46,7 +46,11 @@ impl TlsServer {
             .output()
             .unwrap();
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        std::fs::write(data.join("pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\n").unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all relaykey 127.0.0.1/32 scram-sha-256\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
         std::fs::write(data.join("server.crt"), cert_pem).unwrap();
         std::fs::write(data.join("server.key"), key_pem).unwrap();
         std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -68,7 +72,9 @@ impl TlsServer {
         let out = as_postgres("psql")
             .arg("-h")
             .arg(server.dir.path())
-            .args(["-p", &port.to_string(), "-U", "postgres", "-c", "CREATE DATABASE relaykey"])
+            .args(["-p", &port.to_string(), "-U", "postgres"])
+            .args(["-c", "CREATE ROLE relaykey LOGIN PASSWORD 'pg-secret'", "-c", "CREATE DATABASE relaykey"])
+            .args(["-c", "CREATE DATABASE owned OWNER relaykey"])
             .output()
             .unwrap();
         assert!(out.status.success(), "createdb: {}", String::from_utf8_lossy(&out.stderr));
@@ -87,9 +93,17 @@ impl Drop for TlsServer {
 }
 
 fn config(dir: &Path, name: &str, url: &str, ca_file: Option<&Path>) -> PathBuf {
-    let mut text = format!("database = {url:?}\n[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\n");
+    config_with(dir, name, url, ca_file, None)
+}
+
+fn config_with(dir: &Path, name: &str, url: &str, ca_file: Option<&Path>, password_file: Option<&Path>) -> PathBuf {
+    let mut text =
+        format!("database = {url:?}\n[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\n[postgresql]\n");
     if let Some(ca) = ca_file {
-        text.push_str(&format!("[postgresql]\nca_file = {:?}\n", ca.display().to_string()));
+        text.push_str(&format!("ca_file = {:?}\n", ca.display().to_string()));
+    }
+    if let Some(pw) = password_file {
+        text.push_str(&format!("password_file = {:?}\n", pw.display().to_string()));
     }
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -135,4 +149,19 @@ fn tls_modes_connect_verify_and_refuse_as_configured() {
     assert!(cli_output(&config, &["account", "add", "ann@example.com"]).status.success());
     let listed = cli_output(&config, &["account", "list"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("ann@example.com"));
+
+    // A role with a password (SCRAM), no superuser, owning its database (relaykey creates its
+    // tables and the trusted citext extension there): the password comes from password_file.
+    let (right_pw, wrong_pw) = (work.path().join("pw"), work.path().join("wrong-pw"));
+    std::fs::write(&right_pw, "pg-secret\n").unwrap();
+    std::fs::write(&wrong_pw, "not-it\n").unwrap();
+    let as_role = format!("postgresql://relaykey@localhost:{}/owned?sslmode=verify-full", server.port);
+    let config = config_with(work.path(), "role.toml", &as_role, Some(&right_ca), Some(&right_pw));
+    let out = cli_output(&config, &["account", "add", "bob@example.org"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = config_with(work.path(), "wrong.toml", &as_role, Some(&right_ca), Some(&wrong_pw));
+    let out = cli_output(&config, &["account", "list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("password authentication failed"), "{stderr}");
+    assert!(!stderr.contains("not-it"), "the password never appears: {stderr}");
 }

@@ -422,6 +422,7 @@ fn reload(shared: &Shared, path: Option<&Path>, publish: &watch::Sender<Arc<Conf
     };
     let old = shared.config();
     if new.database != old.database
+        || new.postgresql != old.postgresql
         || new.sasl.socket != old.sasl.socket
         || new.policy.socket != old.policy.socket
         || new.senders.socket != old.senders.socket
