@@ -1,9 +1,11 @@
 //! Writes the login ledger to the store behind the logins' backs: the SASL reply never waits
 //! for a write. Records go down a channel to one thread with its own store connection, which
-//! writes what came in about every [`BATCH`] in one transaction, purges logins older than the
-//! ledger keeps them, and keeps a failed batch (bounded) to write when the store is back.
+//! writes whatever has arrived in one transaction (so batches grow with the load, and an idle
+//! daemon's login reaches the store, and the other hosts, a moment after its reply), purges
+//! logins older than the ledger keeps them, and keeps a failed batch (bounded) to write when
+//! the store is back.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, TrySendError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::warn;
@@ -11,8 +13,8 @@ use tracing::warn;
 use crate::store::login_grants::StoredLogin;
 use crate::store::{Store, StoreError, shared_state};
 
-/// How long records gather before they are written together.
-const BATCH: Duration = Duration::from_millis(100);
+/// Records written in one transaction at most.
+const MAX_BATCH: usize = 1000;
 /// After a failed write, how long before trying again.
 const RETRY: Duration = Duration::from_secs(1);
 /// Records waiting in the channel; beyond that, logins are kept in memory only (and a warning
@@ -87,19 +89,21 @@ impl Thread {
             let closed = match rx.recv_timeout(idle) {
                 Ok(w) => {
                     self.take(w, &mut acks);
-                    // Gather what else comes within the batch time.
-                    let until = Instant::now() + BATCH;
-                    loop {
-                        let left = until.saturating_duration_since(Instant::now());
-                        match rx.recv_timeout(left) {
+                    // Whatever else is waiting goes in the same transaction; what comes while
+                    // it is written goes in the next. Under load, batches grow by themselves;
+                    // when idle, a login is in the store a moment after its reply.
+                    let mut closed = false;
+                    while pending_len(&self.pending, &self.revoked) < MAX_BATCH {
+                        match rx.try_recv() {
                             Ok(w) => self.take(w, &mut acks),
-                            Err(RecvTimeoutError::Timeout) => break false,
-                            Err(RecvTimeoutError::Disconnected) => break true,
-                        }
-                        if !acks.is_empty() {
-                            break false;
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                closed = true;
+                                break;
+                            }
                         }
                     }
+                    closed
                 }
                 Err(RecvTimeoutError::Timeout) => false,
                 Err(RecvTimeoutError::Disconnected) => true,
@@ -164,6 +168,10 @@ impl Thread {
         }
         result
     }
+}
+
+fn pending_len(pending: &[StoredLogin], revoked: &[StoredLogin]) -> usize {
+    pending.len() + revoked.len()
 }
 
 fn push_bounded(list: &mut Vec<StoredLogin>, l: StoredLogin) {
