@@ -19,7 +19,7 @@ fn a_daemon_waits_for_a_database_that_is_down_at_start() {
     let url = server.create_database();
     server.stop_immediate();
 
-    let mut daemon = serve().database(&url).toml("[policy]\nenabled = false\n").spawn();
+    let daemon = serve().database(&url).toml("[policy]\nenabled = false\n").spawn();
     let waiting = daemon.wait_log("the database cannot be reached; waiting for it");
     assert!(waiting.contains("WARN"), "{waiting}");
     // systemd hears why, and gives the start more time.
