@@ -15,6 +15,7 @@ use relaykey::sasl::codec::Reply;
 use relaykey::store::{Store, StoreLocation};
 use sasl_client::Client;
 use support::daemon::{Daemon, PATIENCE, cli, cli_json, serve};
+use support::postgres::{PgServer, needs_postgres};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -136,4 +137,43 @@ async fn a_login_sets_last_used() {
         };
         assert!(at > 1_600_000_000, "{what}: {at}");
     }
+}
+
+#[tokio::test]
+async fn postgresql_down_the_counts_answer_the_fallback_not_a_full_limit() {
+    if !needs_postgres() {
+        return;
+    }
+    let server = PgServer::start();
+    let database = server.create_database();
+    // Revocation off: the login is not checked, so the answer is the counts' alone.
+    let daemon = serve()
+        .database(&database)
+        .table("limits", "messages_per_day = 1")
+        .table("policy", "tcp_table = false\nrevocation = false")
+        .start();
+    cli(daemon.config_path(), &["account", "add", ANN]);
+    assert_eq!(ask(&daemon, &request("DATA", ANN, 43001, "m.1")).await, "DUNNO", "the first message");
+    let full = ask(&daemon, &request("DATA", ANN, 43002, "m.2")).await;
+    assert!(full.starts_with("450 4.7.1 "), "the day's limit is used up: {full}");
+
+    // Counts are committed without waiting for the WAL (the test server commits everything so,
+    // and the counters' connections do on any server): a crash may forget the last moment's.
+    // Make them durable first: this test is about the answers while the database is away.
+    server.psql(&database, "CHECKPOINT");
+    server.stop_immediate();
+    let down = ask(&daemon, &request("DATA", ANN, 43003, "m.3")).await;
+    assert!(down.starts_with("451 4.3.0 "), "the database is down: {down}");
+    daemon.wait_log("message_counts_unreadable");
+
+    server.start_again();
+    let deadline = Instant::now() + PATIENCE;
+    let back = loop {
+        let action = ask(&daemon, &request("DATA", ANN, 43004, "m.4")).await;
+        if !action.starts_with("451 ") || Instant::now() > deadline {
+            break action;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(back.starts_with("450 4.7.1 "), "back, with the day's count kept: {back}");
 }
