@@ -117,7 +117,8 @@ impl Thread {
             }
             if written.is_ok() && purged.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
                 purged = Some(Instant::now());
-                let before = unix_ms(SystemTime::now() - self.keep);
+                let now = SystemTime::now();
+                let before = unix_ms(now.checked_sub(self.keep).unwrap_or(UNIX_EPOCH));
                 if let Err(e) = self.connected().and_then(|s| s.purge_logins(before)) {
                     warn!(error = %e, "login ledger: cannot purge old logins");
                     self.store = None;
