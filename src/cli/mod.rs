@@ -20,6 +20,7 @@ mod restore;
 mod sender;
 mod smtp;
 mod staged_file;
+mod store_cmd;
 mod table;
 
 use std::path::PathBuf;
@@ -132,6 +133,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Backup(args) => backup::backup(&args, &config()?, json),
         Command::Restore(args) => restore::restore(&args, &config()?, json),
         Command::Import(cmd) => import::run(cmd, &config()?, json),
+        Command::Store(cmd) => store_cmd::run(cmd, &config()?, json),
         Command::Serve => {
             let config = config()?;
             let path = path.or_else(|| Some(PathBuf::from(config::DEFAULT_PATH)).filter(|p| p.exists()));
@@ -143,6 +145,15 @@ pub fn run(cli: Cli) -> CliResult {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve) {
+        // A command's output piped into `head` must end the command quietly, as for any Unix
+        // tool, rather than panic in `println!` on the closed pipe. The daemon keeps SIGPIPE
+        // ignored: its writes to a gone client return EPIPE instead.
+        // SAFETY: restores a default disposition before any thread starts; no handler runs.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

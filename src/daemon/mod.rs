@@ -394,6 +394,7 @@ fn reload(shared: &Shared, path: Option<&Path>, publish: &watch::Sender<Arc<Conf
     };
     let old = shared.config();
     if new.database != old.database
+        || new.postgresql != old.postgresql
         || new.sasl.socket != old.sasl.socket
         || new.policy.socket != old.policy.socket
         || new.senders.socket != old.senders.socket
@@ -418,18 +419,32 @@ fn reload(shared: &Shared, path: Option<&Path>, publish: &watch::Sender<Arc<Conf
     info!(config = %path.display(), "reloaded");
 }
 
-/// Sends WATCHDOG=1 only while the store answers, so systemd restarts a daemon that can no
-/// longer decide logins.
+/// Sends WATCHDOG=1 while the store answers, so systemd restarts a daemon that can no longer
+/// read its SQLite file. A PostgreSQL server that cannot be reached is another matter: a
+/// restart would not bring it back, and every front end already answers with temporary
+/// failures and reconnects by itself, so the daemon stays (and says so once per outage).
 fn spawn_watchdog(shared: &Arc<Shared>) {
     let Some(interval) = sd_notify::watchdog_enabled() else { return };
     let shared2 = shared.clone();
     shared.tasks.spawn(async move {
         let mut tick = tokio::time::interval(interval / 2);
+        let mut in_outage = false;
         loop {
             tokio::select! {
                 _ = shared2.shutdown.cancelled() => return,
                 _ = tick.tick() => match shared2.authenticator.ping().await {
-                    Ok(()) => notify::watchdog(),
+                    Ok(()) => {
+                        if std::mem::take(&mut in_outage) {
+                            info!("watchdog: the database answers again");
+                        }
+                        notify::watchdog();
+                    }
+                    Err(e) if e.is_database_outage() => {
+                        if !std::mem::replace(&mut in_outage, true) {
+                            warn!(error = %e, "watchdog: the database is unreachable; answering with temporary failures until it is back");
+                        }
+                        notify::watchdog();
+                    }
                     Err(e) => error!(error = %e, "watchdog: store unreadable; not petting the watchdog"),
                 },
             }

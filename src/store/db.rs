@@ -304,17 +304,17 @@ pub struct Tx<'a> {
 
 impl Tx<'_> {
     pub fn commit(self) -> Result<()> {
-        if self.kind == Kind::Write {
-            if let Db::Postgres(pg) = self.db {
-                pg.notify_in_transaction()?;
-            }
+        let notifies = match self.db {
+            Db::Postgres(pg) if self.kind == Kind::Write => Some(pg),
+            _ => None,
+        };
+        if let Some(pg) = notifies {
+            pg.notify_in_transaction()?;
         }
         self.open.set(false);
         self.db.end("COMMIT")?;
-        if self.kind == Kind::Write {
-            if let Db::Postgres(pg) = self.db {
-                pg.committed_locally();
-            }
+        if let Some(pg) = notifies {
+            pg.committed_locally();
         }
         Ok(())
     }

@@ -7,6 +7,8 @@
 mod accounts;
 mod api_keys;
 pub mod backup;
+mod check;
+mod copy;
 pub(crate) mod db;
 mod dkim_keys;
 mod imports;
@@ -28,6 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags};
 
 pub use api_keys::{ApiKeyEdit, NewApiKey};
+pub use check::{StoreCheck, StoreProblem};
+pub use copy::CopyCounts;
 pub use imports::{ImportWritten, ImportedCredential};
 pub use listing::{Listing, UnreadableRow};
 pub use location::StoreLocation;
@@ -85,8 +89,11 @@ pub enum StoreError {
     Create { path: String, source: std::io::Error },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database error: {0}")]
+    #[error("database error: {}", with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    /// `store copy` writes only into a store that holds nothing yet.
+    #[error("the target store is not empty ({0} rows): copy into a new, empty database")]
+    TargetNotEmpty(u64),
     /// The config names a store that cannot be used (a password file gone since startup).
     #[error("{0}")]
     Config(String),
@@ -109,6 +116,14 @@ impl StoreError {
             self,
             Self::Sqlite(_) | Self::Postgres(_) | Self::Unavailable(_) | Self::Create { .. } | Self::Random(_)
         )
+    }
+}
+
+impl StoreError {
+    /// A database server that cannot be reached (PostgreSQL down, a network failure): the
+    /// daemon waits for it rather than restarting, since a restart would not bring it back.
+    pub fn is_database_outage(&self) -> bool {
+        matches!(self, Self::Postgres(_) | Self::Unavailable(_))
     }
 }
 
@@ -304,6 +319,22 @@ impl Store {
     fn write(&mut self) -> Result<db::Tx<'_>> {
         self.db.write()
     }
+}
+
+/// An error and its causes on one line ("error connecting to server: Connection refused"):
+/// tokio-postgres keeps the useful part in `source()`.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn newer_schema(version: i64, target: i64) -> StoreError {

@@ -72,4 +72,7 @@ pub enum Command {
     /// Import users, with their passwords, from another SASL server
     #[command(subcommand)]
     Import(import::ImportCmd),
+    /// Copy a store into another (SQLite to PostgreSQL) and check a store's rules
+    #[command(subcommand)]
+    Store(store::StoreCmd),
 }

@@ -14,6 +14,7 @@ pub mod target;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Statement};
@@ -82,12 +83,24 @@ pub struct PgConn {
     /// A transaction is open: a lost connection must fail it rather than carry on in a new
     /// session outside it.
     in_transaction: Mutex<bool>,
+    /// When the last connection attempt failed: for [`RECONNECT_PAUSE`] after it, calls fail at
+    /// once instead of each waiting out a connect timeout behind the store's lock.
+    failed_at: Mutex<Option<(Instant, String)>>,
 }
+
+/// How long after a failed connection attempt the next one waits.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 
 impl PgConn {
     pub fn connect(target: Arc<PgTarget>) -> Result<Self> {
         let feed = ChangeFeed::for_target(&target);
-        let conn = Self { target, feed, live: Mutex::new(None), in_transaction: Mutex::new(false) };
+        let conn = Self {
+            target,
+            feed,
+            live: Mutex::new(None),
+            in_transaction: Mutex::new(false),
+            failed_at: Mutex::new(None),
+        };
         conn.with_live(|_| Ok(()))?;
         Ok(conn)
     }
@@ -109,9 +122,25 @@ impl PgConn {
                 if *self.in_transaction.lock().unwrap_or_else(PoisonError::into_inner) {
                     return Err(StoreError::Unavailable("the PostgreSQL connection was lost in a transaction".into()));
                 }
+                let mut failed_at = self.failed_at.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some((at, why)) = failed_at.as_ref().filter(|(at, _)| at.elapsed() < RECONNECT_PAUSE) {
+                    let ago = at.elapsed().as_millis();
+                    return Err(StoreError::Unavailable(format!("{why} ({ago} ms ago; retrying shortly)")));
+                }
                 let target = self.target.clone();
-                let client = wait(runtime().spawn(async move { connect_client(&target).await }))
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+                let connected = wait(runtime().spawn(async move { connect_client(&target).await }))
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))
+                    .and_then(|r| r);
+                let client = match connected {
+                    Ok(client) => {
+                        *failed_at = None;
+                        client
+                    }
+                    Err(e) => {
+                        *failed_at = Some((Instant::now(), e.to_string()));
+                        return Err(e);
+                    }
+                };
                 live.insert(Live { client, statements: HashMap::new() })
             }
         };
