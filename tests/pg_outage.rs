@@ -395,8 +395,6 @@ fn postgresql_stopped_under_load_gives_only_temporary_failures_and_service_comes
 }
 
 #[test]
-#[ignore = "fails on main 5f69bf4: src/daemon/mod.rs spawn_watchdog pets only while the store answers, \
-            so with PostgreSQL down systemd (WatchdogSec) kills and restarts the daemon over and over"]
 fn the_watchdog_is_petted_while_postgresql_is_down() {
     if !needs_postgres() {
         return;

@@ -6,6 +6,7 @@
 #[path = "../support/relay_sink.rs"]
 pub mod relay_sink;
 pub mod send;
+#[allow(clippy::duplicate_mod)]
 #[path = "../support/test_store.rs"]
 pub mod test_store;
 

@@ -182,9 +182,11 @@ impl PgServer {
     /// Starts the server on its data directory, socket directory and port (at creation, or
     /// after [`PgServer::stop_immediate`]); returns once it accepts connections.
     pub fn start_again(&self) {
+        // fsync off: the data only has to survive the server process, not the machine (an
+        // immediate stop leaves the kernel's buffers). synchronous_commit stays on, so that a
+        // commit reported to a client is in the WAL before an immediate stop can come.
         let options = format!(
-            "-c listen_addresses='' -k {} -p {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-             -c max_connections=300",
+            "-c listen_addresses='' -k {} -p {} -c fsync=off -c full_page_writes=off -c max_connections=300",
             self.dir.display(),
             self.port
         );

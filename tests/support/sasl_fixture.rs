@@ -2,6 +2,7 @@
 //! PostgreSQL under `RELAYKEY_TEST_STORE=postgresql`).
 #![allow(dead_code)]
 
+#[allow(clippy::duplicate_mod)]
 #[path = "test_store.rs"]
 mod test_store;
 
