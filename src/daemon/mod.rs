@@ -230,6 +230,11 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         ),
         None => None,
     };
+    let mut signals = signals;
+    if !wait_for_database(&config, &mut signals).await {
+        info!("stopped while waiting for the database");
+        return Ok(());
+    }
     let authenticator = config
         .store()
         .map_err(AuthError::from)
@@ -335,6 +340,38 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         warn!(open = shared.tasks.len(), "shutdown grace expired");
     }
     Ok(())
+}
+
+/// How often a daemon started while its database is unreachable tries again.
+const DATABASE_RETRY: Duration = Duration::from_secs(2);
+
+/// Waits until the store can be opened, when it is a database server that cannot be reached
+/// (a PostgreSQL host down or booting): exiting would have systemd restart the daemon until
+/// its start limit, and then leave it dead when the database returns. Every other failure is
+/// left to the open that follows, which reports it. Keeps systemd's start timeout extended
+/// meanwhile. `false` when SIGTERM or SIGINT came first.
+async fn wait_for_database(config: &Config, signals: &mut Signals) -> bool {
+    let Ok(location @ crate::store::StoreLocation::Postgres(_)) = config.store() else { return true };
+    let mut said = false;
+    loop {
+        let attempt = location.clone();
+        let outcome = tokio::task::spawn_blocking(move || crate::store::Store::connect(&attempt)).await;
+        match outcome {
+            Ok(Err(e)) if e.is_database_outage() => {
+                if !std::mem::replace(&mut said, true) {
+                    warn!(database = %location, error = %e, "the database cannot be reached; waiting for it before listening");
+                }
+                notify::status(&format!("waiting for the database: {e}"));
+                notify::extend_start_timeout(DATABASE_RETRY * 3);
+            }
+            _ => return true,
+        }
+        tokio::select! {
+            _ = signals.term.recv() => return false,
+            _ = signals.int.recv() => return false,
+            () = tokio::time::sleep(DATABASE_RETRY) => {}
+        }
+    }
 }
 
 /// The signals the daemon answers, watched from before READY=1 on.

@@ -69,6 +69,12 @@ pub fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }
 
+/// Asks systemd for `by` more time to finish starting (or stopping).
+pub fn extend_start_timeout(by: std::time::Duration) {
+    let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
+    send(&[NotifyState::ExtendTimeoutUsec(usec)]);
+}
+
 pub fn status(text: &str) {
     send(&[NotifyState::Status(text)]);
 }
