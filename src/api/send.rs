@@ -4,7 +4,7 @@
 //! verified sender entry of the caller's account, or the answer is `403 sender_not_owned`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::SystemTime;
 
 use axum::Json;
 use axum::extract::State;
@@ -100,10 +100,17 @@ pub async fn send(
     }
     // Counted last, once the message is known to be acceptable: a refused request costs nothing.
     let account = &caller.grant.account;
-    if let Err(r) = state.message_limits.try_take(account, &config.message_quota(), Instant::now()) {
-        tracing::info!(proto = "api", decision = "refuse", reason = %format_args!("rate_limit_{}", r.window.as_str()),
-                       account = %account, retry_after = r.seconds(), "send");
-        return Err(ApiError::message_limit(r));
+    match state.message_limits.try_take(account, &config.message_quota(), SystemTime::now()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(r)) => {
+            tracing::info!(proto = "api", decision = "refuse", reason = %format_args!("rate_limit_{}", r.window.as_str()),
+                           account = %account, retry_after = r.seconds(), "send");
+            return Err(ApiError::message_limit(r));
+        }
+        Err(e) => {
+            tracing::warn!(proto = "api", error = %e, account = %account, "cannot count the message");
+            return Err(ApiError::unavailable("the message limits cannot be checked now; retry later"));
+        }
     }
     let client_ip = caller.ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
     let by = Submitter {

@@ -9,17 +9,24 @@
 //! of them no longer holds. A login made after such a refusal was first decided supersedes
 //! the revoked grant: the client has shown a secret that holds now.
 //!
-//! It lives in memory only: after a restart, sessions logged in before it are unknown, and the
-//! policy server falls back to checking the account (see `policy::rules`).
+//! The daemon's ledger is also kept in the store ([`LoginLedger::stored`]): every grant is
+//! recorded in memory at once and written behind to the store (`ledger_writer`), and the
+//! policy server looks in memory first and in the store on a miss, so that it knows a login
+//! made through another host's SASL server, or before a restart. A ledger without a store
+//! ([`LoginLedger::new`]) forgets at a restart: the policy server then falls back to checking
+//! the account (see `policy::rules`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
+use super::ledger_writer::{LedgerWriter, StoreLocation, Write, unix_ms};
 use super::{CredentialRef, Grant};
-use crate::restriction::canonical_ip;
+use crate::restriction::{AccessRestriction, canonical_ip};
+use crate::store::login_grants::StoredLogin;
+use crate::store::{StoreError, shared_state};
 
 /// Keep a record at least as long as a session may last, with a margin.
 const DEFAULT_KEEP: Duration = Duration::from_secs(3600);
@@ -55,6 +62,16 @@ struct Records {
 pub struct LoginLedger {
     keep: Duration,
     records: Mutex<Records>,
+    /// The ledger in the store, for a daemon; `None` keeps it in memory only.
+    stored: Option<StoredLedger>,
+}
+
+/// The store's side of the ledger: the write-behind thread, and a connection of its own to
+/// read misses from (opened on first use and again after a failure).
+struct StoredLedger {
+    writer: LedgerWriter,
+    location: StoreLocation,
+    reader: Arc<Mutex<Option<crate::store::Store>>>,
 }
 
 impl Default for LoginLedger {
@@ -75,8 +92,21 @@ fn canonical_user(username: &str) -> Cow<'_, str> {
 }
 
 impl LoginLedger {
+    /// A ledger in memory only.
     pub fn new(keep: Duration) -> Self {
-        Self { keep, records: Mutex::new(Records::default()) }
+        Self { keep, records: Mutex::new(Records::default()), stored: None }
+    }
+
+    /// A ledger kept in the store at `location` as well, shared by every host on that store
+    /// and kept across restarts.
+    pub fn stored(location: StoreLocation) -> std::io::Result<Self> {
+        Self::stored_keeping(location, DEFAULT_KEEP)
+    }
+
+    pub fn stored_keeping(location: StoreLocation, keep: Duration) -> std::io::Result<Self> {
+        let writer = LedgerWriter::start(location.clone(), keep)?;
+        let stored = StoredLedger { writer, location, reader: Arc::default() };
+        Ok(Self { keep, records: Mutex::new(Records::default()), stored: Some(stored) })
     }
 
     fn lock(&self) -> MutexGuard<'_, Records> {
@@ -86,6 +116,15 @@ impl LoginLedger {
     /// Records a successful login. A repeated login with the same secret refreshes its record
     /// (and clears a revocation: the secret holds again); another secret adds one.
     pub fn record(&self, username: &str, ip: Option<IpAddr>, grant: Grant, now: Instant) {
+        if let Some(stored) = &self.stored {
+            let login = to_stored(username, ip, &grant, unix_ms(SystemTime::now()), None);
+            stored.writer.send(Write::Login(login));
+        }
+        self.remember(username, ip, grant, now);
+    }
+
+    /// Records a login in memory only.
+    fn remember(&self, username: &str, ip: Option<IpAddr>, grant: Grant, now: Instant) {
         let keep = self.keep;
         let mut records = self.lock();
         if records.total >= MAX_RECORDS {
@@ -143,8 +182,82 @@ impl LoginLedger {
         else {
             return;
         };
+        let mut found = None;
         for r in grants.iter_mut().filter(|r| r.same_secret(credential)) {
+            if r.revoked_at.is_none() {
+                found = Some(r.grant.clone());
+            }
             r.revoked_at.get_or_insert(now);
+        }
+        drop(records);
+        if let (Some(stored), Some(grant)) = (&self.stored, found) {
+            let at = unix_ms(SystemTime::now());
+            stored.writer.send(Write::Revoked(to_stored(username, ip, &grant, at, Some(at))));
+        }
+    }
+
+    /// [`LoginLedger::grants`], and on a miss the grants the store holds for the pair (a
+    /// login through another host's SASL server, or before a restart), which are then kept in
+    /// memory. A store that cannot be read is an error: the pair's standing is unknown.
+    pub async fn grants_or_stored(
+        &self,
+        username: &str,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<Vec<Arc<Grant>>, StoreError> {
+        let found = self.grants(username, ip, now);
+        let Some(stored) = self.stored.as_ref().filter(|_| found.is_empty()) else { return Ok(found) };
+        let user = canonical_user(username).into_owned();
+        let client = ip.map(canonical_ip).map_or_else(String::new, |ip| ip.to_string());
+        let wall = SystemTime::now();
+        let since = unix_ms(wall.checked_sub(self.keep).unwrap_or(wall));
+        let (reader, location) = (stored.reader.clone(), stored.location.clone());
+        let rows = tokio::task::spawn_blocking(move || {
+            let mut reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
+            let store = match &mut *reader {
+                Some(store) => store,
+                None => reader.insert(shared_state::open(&location)?),
+            };
+            let rows = store.recorded_logins(&user, &client, since);
+            if rows.is_err() {
+                *reader = None;
+            }
+            rows
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("ledger read task failed: {e}")))??;
+        if rows.is_empty() {
+            return Ok(found);
+        }
+        let wall_ms = unix_ms(wall);
+        // Store times are wall-clock; memory counts from `now`.
+        let instant = |ms: i64| now.checked_sub(Duration::from_millis(wall_ms.saturating_sub(ms).max(0) as u64));
+        let mut records = self.lock();
+        let key = ip.map(canonical_ip);
+        let grants = records.by_ip.entry(key).or_default().entry(canonical_user(username).into_owned()).or_default();
+        if grants.is_empty() {
+            for row in rows {
+                let Some(grant) = from_stored(&row) else { continue };
+                let Some(at) = instant(row.login_at) else { continue };
+                let revoked_at = row.revoked_at.and_then(instant);
+                grants.push(Recorded { grant: Arc::new(grant), at, revoked_at });
+            }
+            grants.sort_by_key(|r| r.at);
+            grants.truncate(MAX_PER_LOGIN);
+            settle(grants, self.keep, now);
+            let added = grants.len();
+            records.total += added;
+        }
+        drop(records);
+        Ok(self.grants(username, ip, now))
+    }
+
+    /// Writes every login and revocation recorded so far to the store (at shutdown, so that
+    /// the next start knows them); waits at most `patience`.
+    pub fn flush(&self, patience: Duration) -> Result<(), String> {
+        match &self.stored {
+            Some(stored) => stored.writer.flush(patience),
+            None => Ok(()),
         }
     }
 
@@ -171,6 +284,45 @@ impl Records {
         });
         self.total = total;
     }
+}
+
+/// A login as the store keeps it. `at` and `revoked_at` are Unix milliseconds.
+fn to_stored(username: &str, ip: Option<IpAddr>, grant: &Grant, at: i64, revoked_at: Option<i64>) -> StoredLogin {
+    let (kind, credential_id, hash) = match &grant.credential {
+        CredentialRef::ApiKey { id, hash } => ("apikey", *id, hash.clone()),
+        CredentialRef::SmtpCredential { id, hash } => ("smtp", *id, hash.clone()),
+    };
+    StoredLogin {
+        username: canonical_user(username).into_owned(),
+        client: ip.map(canonical_ip).map_or_else(String::new, |ip| ip.to_string()),
+        kind,
+        credential_id,
+        hash,
+        account_id: grant.account_id,
+        account: grant.account.clone(),
+        login_at: at,
+        revoked_at,
+    }
+}
+
+/// The grant of a stored login, as far as the policy server needs it: which secret of which
+/// account. What the secret may do now (permissions, address restriction) is what the
+/// re-check reads from the store, so none is carried.
+fn from_stored(row: &StoredLogin) -> Option<Grant> {
+    let credential = match row.kind {
+        "apikey" => CredentialRef::ApiKey { id: row.credential_id, hash: row.hash.clone() },
+        "smtp" => CredentialRef::SmtpCredential { id: row.credential_id, hash: row.hash.clone() },
+        _ => return None,
+    };
+    Some(Grant {
+        username: row.username.clone(),
+        account_id: row.account_id,
+        account: row.account.clone(),
+        credential,
+        permissions: None,
+        allow: AccessRestriction::default(),
+        cached: false,
+    })
 }
 
 /// Drops the grants of one (user, address) that are too old or superseded.
@@ -276,5 +428,42 @@ mod tests {
         assert_eq!(kept.len(), MAX_PER_LOGIN);
         assert_eq!(kept[0], password("5"), "the oldest went first");
         assert_eq!(ledger.len(), MAX_PER_LOGIN);
+    }
+
+    #[tokio::test]
+    async fn a_stored_ledger_answers_another_ledger_on_the_same_store() {
+        // Another host's policy server, or this one after a restart.
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("relaykey.db");
+        let ip = Some("192.0.2.1".parse().unwrap());
+        let t0 = Instant::now();
+        let db = crate::store::StoreLocation::from(&db);
+        let a = LoginLedger::stored(db.clone()).unwrap();
+        a.record("A@example.com", ip, grant(password("p")), t0);
+        a.record("a@example.com", ip, grant(key()), t0);
+        a.revoked("a@example.com", ip, &password("p"), t0);
+        a.flush(Duration::from_secs(30)).unwrap();
+
+        let b = LoginLedger::stored(db.clone()).unwrap();
+        assert!(b.grants("a@example.com", ip, t0).is_empty(), "not in b's memory");
+        let found = b.grants_or_stored("a@example.com", ip, Instant::now()).await.unwrap();
+        let found: Vec<_> = found.iter().map(|g| g.credential.clone()).collect();
+        assert_eq!(found.len(), 2);
+        assert!(found.contains(&password("p")) && found.contains(&key()), "{found:?}");
+        assert_eq!(b.len(), 2, "kept in memory from then on");
+        assert!(b.grants_or_stored("a@example.com", None, Instant::now()).await.unwrap().is_empty(), "per address");
+
+        // The revocation was stored too: a later login through b supersedes it.
+        b.record("a@example.com", ip, grant(key()), Instant::now() + Duration::from_secs(1));
+        assert_eq!(credentials(&b, ip, Instant::now() + Duration::from_secs(2)), [key()]);
+    }
+
+    #[tokio::test]
+    async fn a_stored_ledger_that_cannot_read_the_store_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the database's directory should be.
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let ledger = LoginLedger::stored((&dir.path().join("file/relaykey.db")).into()).unwrap();
+        assert!(ledger.grants_or_stored("a@example.com", None, Instant::now()).await.is_err());
     }
 }

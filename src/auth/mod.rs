@@ -10,6 +10,7 @@ mod cache;
 mod decision;
 mod dummy;
 mod ledger;
+mod ledger_writer;
 pub mod mechanism;
 pub mod pipeline;
 mod throttle;
@@ -332,6 +333,11 @@ impl Authenticator {
             },
             NameStanding::Account { enabled: true } => None,
         })
+    }
+
+    /// Where the store is, for the daemon's other connections to it.
+    pub fn location(&self) -> StoreLocation {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).store.location().clone()
     }
 
     /// Proves the store is readable (watchdog).

@@ -28,7 +28,8 @@ pub struct PolicyConfig {
     pub session_limit: bool,
     /// At MAIL, RCPT and DATA of an authenticated session, check that its login still holds.
     pub revocation: bool,
-    /// What to do when the login of a session is not known (relaykey restarted since the AUTH).
+    /// What to do when the login of a session is not known (the login ledger, kept in the store,
+    /// has no record of its AUTH: older than it keeps, or made through another SASL server).
     pub unknown_login: UnknownLogin,
     /// At MAIL (and later states) of an authenticated session, refuse an envelope sender the
     /// login's account does not own (`553 5.7.1`), for hosts that wire only the policy

@@ -96,9 +96,14 @@ impl Shared {
         let throttle = FailureThrottle::new(config.auth.failure_delay, config.auth.max_failure_delay)
             .with_ipv6_prefix(config.limits.ipv6_prefix);
         let limiter = ConnectionLimiter::new(&config.limits);
+        let location = authenticator.location();
+        let ledger = Arc::new(LoginLedger::stored(location.clone()).unwrap_or_else(|e| {
+            warn!(error = %e, "cannot start the login ledger's store writer; the ledger is kept in memory only");
+            LoginLedger::default()
+        }));
+        let message_limits = Arc::new(MessageLimits::new(location));
         let (tx, rx) = watch::channel(Arc::new(config));
         let authenticator = Arc::new(authenticator);
-        let ledger = Arc::new(LoginLedger::default());
         let throttle = Arc::new(Mutex::new(throttle));
         let tasks = TaskTracker::new();
         let logins =
@@ -110,7 +115,7 @@ impl Shared {
             throttle,
             logins,
             limiter,
-            message_limits: Arc::new(MessageLimits::new()),
+            message_limits,
             shutdown: CancellationToken::new(),
             tasks,
             senders: OnceLock::new(),
@@ -190,6 +195,9 @@ impl Shared {
     }
 }
 
+/// How long shutdown waits for the login ledger's last write.
+const LEDGER_FLUSH_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Runs the daemon until SIGTERM or SIGINT. `path` is re-read on SIGHUP.
 pub fn run(path: Option<PathBuf>, config: Config) -> ExitCode {
     let log = logging::init(&config.log_level);
@@ -240,6 +248,18 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         .map_err(AuthError::from)
         .and_then(|location| Authenticator::open(&location, &config.auth))
         .map_err(|source| ServeError::Store { path: config.database.clone(), source })?;
+    // SQLite: the shared state's file is opened now, as the user that opened the store, so
+    // that dropping root gives it away with the database, and held until the end, so that its
+    // WAL files stay (as the store's do); the counters and the ledger open their own
+    // connections to it.
+    let location = authenticator.location();
+    let _shared_state = match location {
+        crate::store::StoreLocation::Sqlite(_) => Some(
+            crate::store::shared_state::open(&location)
+                .map_err(|e| ServeError::Store { path: config.database.clone(), source: AuthError::Store(e) })?,
+        ),
+        crate::store::StoreLocation::Postgres(_) => None,
+    };
     let (shared, publish) = Shared::new(config.clone(), authenticator);
 
     // Front ends start here: each gets its listeners from `listen_unix` / `listen_tcp` (so that
@@ -338,6 +358,14 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     let grace = shared.config().daemon.shutdown_grace;
     if tokio::time::timeout(grace, shared.tasks.wait()).await.is_err() {
         warn!(open = shared.tasks.len(), "shutdown grace expired");
+    }
+    // The logins of the sessions still open go to the store, so that the next start (or
+    // another host) knows them.
+    let ledger = shared.ledger.clone();
+    match tokio::task::spawn_blocking(move || ledger.flush(LEDGER_FLUSH_PATIENCE)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "login ledger: not all logins were written to the store"),
+        Err(e) => warn!(error = %e, "login ledger: the final write failed"),
     }
     Ok(())
 }

@@ -93,13 +93,18 @@ pub fn drop_root(
     Ok(Some(id))
 }
 
-/// SQLite's database file and the WAL files beside it (created by the connection opened as root).
+/// SQLite's database file and the WAL files beside it (created by the connection opened as root),
+/// then the same of the shared-state file (`store::shared_state`).
 fn database_files(database: &Path) -> Vec<PathBuf> {
-    let mut files = vec![database.to_path_buf()];
-    for suffix in ["-wal", "-shm"] {
-        let mut name = database.as_os_str().to_owned();
-        name.push(suffix);
-        files.push(PathBuf::from(name));
+    let state = crate::store::shared_state::state_file(database);
+    let mut files = Vec::new();
+    for file in [database, state.as_path()] {
+        files.push(file.to_path_buf());
+        for suffix in ["-wal", "-shm"] {
+            let mut name = file.as_os_str().to_owned();
+            name.push(suffix);
+            files.push(PathBuf::from(name));
+        }
     }
     files
 }
@@ -195,5 +200,7 @@ mod tests {
         let files = database_files(Path::new("/var/lib/relaykey/relaykey.db"));
         assert_eq!(files[1], Path::new("/var/lib/relaykey/relaykey.db-wal"));
         assert_eq!(files[2], Path::new("/var/lib/relaykey/relaykey.db-shm"));
+        assert_eq!(files[3], Path::new("/var/lib/relaykey/relaykey.db-state"));
+        assert_eq!(files[5], Path::new("/var/lib/relaykey/relaykey.db-state-shm"));
     }
 }

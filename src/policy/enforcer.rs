@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
 use tracing::{Level, debug, info, warn};
@@ -100,6 +100,7 @@ impl Enforcer {
             login: Login::NotChecked,
             sender: SenderFact::NotChecked,
             rate: None,
+            counts_unreadable: false,
             fallback: settings.fallback().clone(),
         };
         let session = self.follow_session(conn, req, &settings, now, &mut facts).await;
@@ -107,7 +108,7 @@ impl Enforcer {
         if settings.policy().sender_binding {
             facts.sender = self.check_sender(req);
         }
-        let verdict = self.decide_and_count(req, &settings, &mut facts, account.as_deref(), &session, now);
+        let verdict = self.decide_and_count(req, &settings, &mut facts, account.as_deref(), &session).await;
         if let Some(key) = session.key {
             // smtpd hangs up after a 421: free the slot now rather than at its next CONNECT.
             if verdict.action.ends_session() {
@@ -213,15 +214,23 @@ impl Enforcer {
         };
         let pc = settings.policy();
         let ip = req.client_address;
-        let grants = self.ledger.grants(user, ip, now);
+        let checks = pc.revocation && rules::checks_login(&req.protocol_state);
+        let grants = match self.ledger.grants_or_stored(user, ip, now).await {
+            Ok(grants) => grants,
+            Err(e) => {
+                warn!(proto = "policy", error = %e, "cannot read the login ledger");
+                facts.login = if checks { Login::Error(LoginError::StoreUnreadable) } else { Login::NotChecked };
+                return Some(user.trim().to_lowercase());
+            }
+        };
         let account = grants.last().map_or_else(|| user.trim().to_lowercase(), |g| g.account.clone());
-        if !(pc.revocation && rules::checks_login(&req.protocol_state)) {
+        if !checks {
             facts.login = Login::NotChecked;
             return Some(account);
         }
         facts.login = if grants.is_empty() {
-            // No record: relaykey restarted since this session's AUTH (the ledger is in memory),
-            // or the AUTH went to another SASL server. See `UnknownLogin`.
+            // No record, in memory or in the store: the AUTH is older than the ledger keeps,
+            // or went to another SASL server. See `UnknownLogin`.
             match pc.unknown_login {
                 UnknownLogin::Dunno => Login::Valid { account: account.clone() },
                 UnknownLogin::Defer => Login::Unknown,
@@ -270,16 +279,16 @@ impl Enforcer {
         }
     }
 
-    /// Decides, holding the rate table while the message counts are read, compared and
-    /// updated, so that concurrent messages of one account cannot both take the last slot.
-    fn decide_and_count(
+    /// Decides; at a message's counting point, with the account's counts read, compared and
+    /// updated in one store transaction, so that concurrent messages of one account (through
+    /// any host) cannot both take the last slot.
+    async fn decide_and_count(
         &self,
         req: &PolicyRequest,
         settings: &Settings,
         facts: &mut Facts,
         account: Option<&str>,
         session: &SessionFacts,
-        now: Instant,
     ) -> Verdict {
         let limits = settings.rate_limits;
         let already_counted = req.protocol_state == ProtocolState::EndOfMessage
@@ -287,13 +296,33 @@ impl Enforcer {
             && session.counted.as_deref() == req.instance.as_deref();
         let counting = !limits.is_unlimited() && rules::counts_messages(&req.protocol_state) && !already_counted;
         let Some(account) = account.filter(|_| counting) else { return rules::decide(req, facts) };
-        let mut rates = self.message_limits.lock();
-        facts.rate = Some(RateFact { usage: rates.usage(account, now), limits });
-        let verdict = rules::decide(req, facts);
-        if verdict.count_message {
-            rates.record(account, now);
+        // A message refused for another reason (or an error) is decided without the counts:
+        // only one that passes every other rule gets as far as the rate.
+        let without_counts = rules::decide(req, facts);
+        if without_counts.reason != Reason::Ok {
+            return without_counts;
         }
-        verdict
+        let (request, mut seen) = (req.clone(), facts.clone());
+        let counted = self
+            .message_limits
+            .decide(account, SystemTime::now(), move |counts, t| {
+                seen.rate = Some(RateFact { usage: counts.usage(t), limits });
+                let verdict = rules::decide(&request, &seen);
+                let count = verdict.count_message;
+                ((verdict, seen.rate), count)
+            })
+            .await;
+        match counted {
+            Ok((verdict, rate)) => {
+                facts.rate = rate;
+                verdict
+            }
+            Err(e) => {
+                warn!(proto = "policy", error = %e, "cannot count the message");
+                facts.counts_unreadable = true;
+                rules::decide(req, facts)
+            }
+        }
     }
 }
 
@@ -311,6 +340,7 @@ fn log_decision(req: &PolicyRequest, verdict: &Verdict, facts: &Facts) {
     let error = LogText::or_dash(match (&facts.login, &facts.sender) {
         (Login::Error(e), _) => Some(e.as_str()),
         (_, SenderFact::Unreadable) => Some("sender_directory_unreadable"),
+        _ if facts.counts_unreadable => Some("message_counts_unreadable"),
         _ => None,
     });
     let ip = req.client_address.map(|ip| ip.to_string()).unwrap_or_default();

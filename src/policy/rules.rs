@@ -106,6 +106,8 @@ pub struct Facts {
     pub sender: SenderFact,
     /// Set at the message's counting point when a rate limit is on and the login is known.
     pub rate: Option<RateFact>,
+    /// The message counts could not be read (the store failed); the fallback answers.
+    pub counts_unreadable: bool,
     /// The answer to internal errors.
     pub fallback: Action,
 }
@@ -206,6 +208,9 @@ pub fn decide(req: &PolicyRequest, facts: &Facts) -> Verdict {
         SenderFact::Unreadable => return Verdict::new(facts.fallback.clone(), Reason::InternalError),
         SenderFact::NotChecked | SenderFact::Allowed => {}
     }
+    if facts.counts_unreadable {
+        return Verdict::new(facts.fallback.clone(), Reason::InternalError);
+    }
     if let Some(rate) = &facts.rate {
         for window in RateWindow::ALL {
             let limit = rate.limits.get(window);
@@ -248,6 +253,7 @@ mod tests {
             login: Login::NotChecked,
             sender: SenderFact::NotChecked,
             rate: None,
+            counts_unreadable: false,
             fallback: Action::temporary_failure(),
         }
     }
@@ -379,5 +385,16 @@ mod tests {
             Facts { login, rate: Some(RateFact { usage: Usage { minute: 9, hour: 2, day: 9 }, limits }), ..facts() };
         let v = decide(&request("DATA", "a@example.com", 5), &used);
         assert_eq!((code(&v), v.reason, v.count_message), (Some(450), Reason::RateLimited(RateWindow::Hour), false));
+    }
+
+    #[test]
+    fn message_counts_that_cannot_be_read_get_the_fallback_not_a_limit() {
+        let login = Login::Valid { account: "a@example.com".into() };
+        let unreadable = Facts { login, counts_unreadable: true, ..facts() };
+        let v = decide(&request("DATA", "a@example.com", 5), &unreadable);
+        assert_eq!((code(&v), v.reason, v.count_message), (Some(451), Reason::InternalError, false));
+        let dunno = Facts { fallback: Action::Dunno, ..unreadable };
+        let v = decide(&request("DATA", "a@example.com", 5), &dunno);
+        assert_eq!((v.action, v.reason), (Action::Dunno, Reason::InternalError), "the configured fallback");
     }
 }

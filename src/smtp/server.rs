@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -244,7 +244,7 @@ impl Connection<'_> {
                         self.authenticate(session, mechanism, Presented::Malformed { username, error }).await
                     }
                     Step::Recheck(grant) => self.recheck(session, grant).await,
-                    Step::CountMessage { account } => self.count_message(session, &account),
+                    Step::CountMessage { account } => self.count_message(session, &account).await,
                     Step::CheckSenders(check) => session.on_senders_checked(self.check_senders(&check)),
                     Step::ReceiveData(r) => {
                         r.encode(&mut io.wbuf);
@@ -360,10 +360,16 @@ impl Connection<'_> {
     }
 
     /// Takes a slot of the account's message limits (the counters the policy server and the
-    /// API use too).
-    fn count_message(&self, session: &mut Session, account: &str) -> Step {
+    /// API use too). Counts that cannot be read refuse for now (`451 4.3.0`), never as full.
+    async fn count_message(&self, session: &mut Session, account: &str) -> Step {
         let quota = self.config.message_quota();
-        let counted = self.ctx.deps.message_limits.try_take(account, &quota, Instant::now());
+        let counted = match self.ctx.deps.message_limits.try_take(account, &quota, SystemTime::now()).await {
+            Ok(counted) => counted,
+            Err(e) => {
+                warn!(proto = "smtp", error = %e, account = %account, "cannot count the message");
+                return session.on_message_count_failed();
+            }
+        };
         if let Err(r) = &counted {
             info!(proto = "smtp", decision = "refuse", reason = %format_args!("rate_limit_{}", r.window.as_str()),
                   account = %account, ip = %session.client_ip(), retry_after = r.seconds(), "message limit");

@@ -78,4 +78,15 @@ impl Session {
             }
         }
     }
+
+    /// [`Step::CountMessage`] could not be answered (the store failed): `451 4.3.0`, which ends
+    /// the transaction; the client tries again later. Never a refusal for a full limit.
+    pub fn on_message_count_failed(&mut self) -> Step {
+        if !matches!(self.phase, Phase::Counting) {
+            return Step::Reply(Reply::local_error());
+        }
+        self.phase = Phase::Command;
+        self.transaction = None;
+        Step::Reply(Reply::local_error())
+    }
 }

@@ -360,6 +360,19 @@ fn a_trusted_session_without_login_is_neither_rechecked_nor_counted() {
 }
 
 #[test]
+fn message_counts_that_cannot_be_read_get_451_4_3_0_at_data_not_a_limit() {
+    let mut s = logged_in_session();
+    feed(&mut s, "MAIL FROM:<ann@example.com>");
+    feed(&mut s, "RCPT TO:<x@y.test>");
+    recheck_of(feed_raw(&mut s, "DATA"));
+    assert!(matches!(s.on_recheck(Decision::Granted(grant())), Step::CountMessage { .. }));
+    assert_eq!(reply_of(s.on_message_count_failed()), (451, Some(Status(4, 3, 0))));
+    assert_eq!(code(&mut s, "RCPT TO:<x@y.test>"), 503, "the transaction ended");
+    assert_eq!(code(&mut s, "MAIL FROM:<ann@example.com>"), 250, "the session goes on");
+    assert_eq!(reply_of(s.on_message_count_failed()).0, 451, "out of turn: no effect");
+}
+
+#[test]
 fn answers_out_of_turn_are_refused_without_effect() {
     let mut s = logged_in_session();
     assert_eq!(reply_of(s.on_recheck(Decision::Granted(grant()))).0, 451);

@@ -14,11 +14,14 @@ mod dkim_keys;
 mod imports;
 mod listing;
 mod location;
+pub mod login_grants;
+pub mod message_counts;
 pub mod pg;
 mod pg_schema;
 mod schema;
 mod senders;
 pub mod serve_lock;
+pub mod shared_state;
 mod smtp_credentials;
 
 use std::fs::OpenOptions;

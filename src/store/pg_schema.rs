@@ -71,4 +71,28 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX dkim_keys_sender ON dkim_keys(sender_id);
     "#,
+    // 4: state the daemons share: per-account message counts in time buckets and the login
+    // ledger (see schema.rs). Written with `write_keyed`: no store-wide lock, no notification.
+    r#"
+    CREATE TABLE message_counts (
+        account     TEXT   NOT NULL,
+        span        BIGINT NOT NULL,
+        slot        BIGINT NOT NULL,
+        n           BIGINT NOT NULL,
+        PRIMARY KEY (account, span, slot)
+    );
+    CREATE TABLE login_grants (
+        username       TEXT   NOT NULL,
+        client         TEXT   NOT NULL,
+        kind           TEXT   NOT NULL CHECK (kind IN ('apikey', 'smtp')),
+        credential_id  BIGINT NOT NULL,
+        hash           TEXT   NOT NULL,
+        account_id     BIGINT NOT NULL,
+        account        TEXT   NOT NULL,
+        login_at       BIGINT NOT NULL,
+        revoked_at     BIGINT,
+        PRIMARY KEY (username, client, kind, credential_id, hash)
+    );
+    CREATE INDEX login_grants_login_at ON login_grants(login_at);
+    "#,
 ];

@@ -71,6 +71,33 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX dkim_keys_sender ON dkim_keys(sender_id);
     "#,
+    // State the daemons share, so that several hosts on one store count and remember alike
+    // and a restart forgets nothing: per-account message counts in time buckets
+    // (`message_limits`; `span` 0 minute, 1 hour, 2 day; `slot` the bucket's number since the
+    // Unix epoch), and the login ledger the policy server consults (`auth::ledger`; times in
+    // Unix milliseconds; `client` the canonical address or '').
+    r#"
+    CREATE TABLE message_counts (
+        account     TEXT    NOT NULL,
+        span        INTEGER NOT NULL,
+        slot        INTEGER NOT NULL,
+        n           INTEGER NOT NULL,
+        PRIMARY KEY (account, span, slot)
+    );
+    CREATE TABLE login_grants (
+        username       TEXT    NOT NULL,
+        client         TEXT    NOT NULL,
+        kind           TEXT    NOT NULL CHECK (kind IN ('apikey', 'smtp')),
+        credential_id  INTEGER NOT NULL,
+        hash           TEXT    NOT NULL,
+        account_id     INTEGER NOT NULL,
+        account        TEXT    NOT NULL,
+        login_at       INTEGER NOT NULL,
+        revoked_at     INTEGER,
+        PRIMARY KEY (username, client, kind, credential_id, hash)
+    );
+    CREATE INDEX login_grants_login_at ON login_grants(login_at);
+    "#,
 ];
 
 /// The migration after which every existing account gets its own address as a verified

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, Once, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio_postgres::AsyncMessage;
@@ -34,17 +34,39 @@ const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between attempts to listen again.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// How long a caller waits for a sync round before reading through instead.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Sync rounds (see [`ChangeFeed::version`]): how many the listener has started and finished,
+/// and up to which one callers wait.
+#[derive(Debug, Default)]
+struct Rounds {
+    started: u64,
+    completed: u64,
+    wanted: u64,
+}
+
 /// One process's view of one store's changes.
 #[derive(Debug)]
 pub struct ChangeFeed {
     version: AtomicI64,
     listening: AtomicBool,
     started: Once,
+    rounds: Mutex<Rounds>,
+    round_done: Condvar,
+    round_wanted: tokio::sync::Notify,
 }
 
 impl Default for ChangeFeed {
     fn default() -> Self {
-        Self { version: AtomicI64::new(0), listening: AtomicBool::new(false), started: Once::new() }
+        Self {
+            version: AtomicI64::new(0),
+            listening: AtomicBool::new(false),
+            started: Once::new(),
+            rounds: Mutex::new(Rounds::default()),
+            round_done: Condvar::new(),
+            round_wanted: tokio::sync::Notify::new(),
+        }
     }
 }
 
@@ -69,17 +91,80 @@ impl ChangeFeed {
 
     /// The change counter. Starts the listener on first call; while it is not listening, every
     /// call returns a new value, so that no cache serves anything.
+    ///
+    /// A notification reaches this process a little after its transaction committed, so a
+    /// request that follows a change at once (the CLI revokes a key, then a client uses it)
+    /// could still find the old state cached. Before answering, the caller therefore waits for
+    /// one round trip on the listening connection that began after the call did: PostgreSQL
+    /// delivers a session's pending notifications before it answers its next query, so every
+    /// change committed before this call has been counted when the round ends. Concurrent
+    /// callers share rounds; one round costs one local round trip to the server.
     pub fn version(self: &Arc<Self>, target: &Arc<PgTarget>) -> i64 {
         self.started.call_once(|| {
             let feed = self.clone();
             let target = target.clone();
             runtime().spawn(async move { feed.listen_forever(&target).await });
         });
-        if self.is_listening() {
+        if self.is_listening() && self.sync() {
             self.version.load(Ordering::SeqCst)
         } else {
             self.version.fetch_add(1, Ordering::SeqCst) + 1
         }
+    }
+
+    /// Waits for a sync round that starts after this call; `false` when the listener is not
+    /// up or does not answer in time (the caller then reads through).
+    fn sync(&self) -> bool {
+        let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+        let need = rounds.started + 1;
+        rounds.wanted = rounds.wanted.max(need);
+        self.round_wanted.notify_one();
+        let deadline = std::time::Instant::now() + SYNC_TIMEOUT;
+        while rounds.completed < need {
+            if !self.is_listening() {
+                return false;
+            }
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else { return false };
+            rounds = self.round_done.wait_timeout(rounds, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        true
+    }
+
+    /// Runs the sync rounds callers are waiting for, one after another, on the listening
+    /// connection; counts the notifications each one flushed out before releasing its waiters.
+    async fn run_rounds(
+        &self,
+        client: &tokio_postgres::Client,
+        notes: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+    ) -> Result<(), String> {
+        loop {
+            let round = {
+                let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+                if rounds.wanted <= rounds.started {
+                    return Ok(());
+                }
+                rounds.started += 1;
+                rounds.started
+            };
+            match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.batch_execute("SELECT 1")).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err("the listening connection stopped answering".to_string()),
+            }
+            // The connection task forwards a notification before the reply that follows it.
+            while notes.try_recv().is_ok() {
+                self.bump();
+            }
+            let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+            rounds.completed = round;
+            self.round_done.notify_all();
+        }
+    }
+
+    /// Wakes every caller waiting for a round (the connection is gone: they read through).
+    fn release_waiters(&self) {
+        let _rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+        self.round_done.notify_all();
     }
 
     async fn listen_forever(&self, target: &PgTarget) {
@@ -89,6 +174,7 @@ impl ChangeFeed {
             if self.listening.swap(false, Ordering::SeqCst) {
                 // What changed while the connection was going down is unknown.
                 self.bump();
+                self.release_waiters();
                 attempts = 0;
             }
             // Said once per outage, not once per retry.
@@ -136,6 +222,7 @@ impl ChangeFeed {
                         Some(()) => self.bump(),
                         None => return Err("the listening connection closed".to_string()),
                     },
+                    () = self.round_wanted.notified() => self.run_rounds(&client, &mut rx).await?,
                     () = tokio::time::sleep(HEARTBEAT) => {
                         match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.simple_query("SELECT 1")).await {
                             Ok(Ok(_)) => {}
