@@ -1,9 +1,12 @@
 //! The decision path at module level: every rule of the Authenticator, the one-verification
 //! budget, the cache and its invalidation by another connection's commit, and temporary
-//! failures.
+//! failures. Runs on SQLite, or on PostgreSQL under `RELAYKEY_TEST_STORE=postgresql`.
+
+#[path = "support/test_store.rs"]
+mod test_store;
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use relaykey::address::EmailAddress;
 use relaykey::auth::{Authenticator, CredentialRef, Decision, DenyReason, Grant};
@@ -11,7 +14,7 @@ use relaykey::config::AuthConfig;
 use relaykey::model::{Permission, PermissionSet};
 use relaykey::restriction::AccessRestriction;
 use relaykey::secret::Secret;
-use relaykey::store::{NewApiKey, NewSmtpCredential, Store};
+use relaykey::store::{NewApiKey, NewSmtpCredential, Store, StoreLocation};
 
 fn cheap() -> AuthConfig {
     AuthConfig { argon2_memory_kib: 256, argon2_iterations: 1, ..AuthConfig::default() }
@@ -27,18 +30,45 @@ fn ip(s: &str) -> Option<IpAddr> {
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    path: PathBuf,
+    /// The `database` value: an SQLite file or a `postgresql://` URL.
+    database: String,
+    location: StoreLocation,
     admin: Store,
     auth: Authenticator,
 }
 
 impl Fixture {
+    /// On the store of this run.
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("relaykey.db");
-        let admin = Store::open(&path).unwrap();
-        let auth = Authenticator::open(&path, &cheap()).unwrap();
-        Self { _dir: dir, path, admin, auth }
+        let database = test_store::test_database(dir.path());
+        Self::on(dir, database)
+    }
+
+    /// On an SQLite file whatever the run, for what only a file can show.
+    fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("relaykey.db").display().to_string();
+        Self::on(dir, database)
+    }
+
+    fn on(dir: tempfile::TempDir, database: String) -> Self {
+        let location = StoreLocation::parse(&database, None, None).unwrap();
+        let admin = Store::connect(&location).unwrap();
+        let auth = Authenticator::open(&location, &cheap()).unwrap();
+        Self { _dir: dir, database, location, admin, auth }
+    }
+
+    /// Runs `sql` on the store behind the store's back (as another program would).
+    fn execute_directly(&self, sql: &str) {
+        match self.location.sqlite_path() {
+            Some(path) => {
+                rusqlite::Connection::open(path).unwrap().execute(sql, []).unwrap();
+            }
+            None => {
+                test_store::postgres::PgServer::shared().psql(&self.database, sql);
+            }
+        }
     }
 
     fn account(&mut self, email: &str) -> EmailAddress {
@@ -291,16 +321,18 @@ fn corrupt(path: &Path) {
 
 #[tokio::test]
 async fn an_unreadable_store_is_a_temporary_failure_not_a_wrong_password() {
-    let mut f = Fixture::new();
+    // A broken file is SQLite's case (PostgreSQL down: tests/pg_outage.rs).
+    let mut f = Fixture::sqlite();
+    let path = f.location.sqlite_path().unwrap().to_path_buf();
     let ann = f.account("ann@example.com");
     let (_, pw) = f.credential(&ann, None, &[]);
     // Push everything out of the WAL into the main file, then break the main file's header.
     f.admin.ping().unwrap();
     drop(f.admin);
-    let checkpoint = rusqlite::Connection::open(&f.path).unwrap();
+    let checkpoint = rusqlite::Connection::open(&path).unwrap();
     checkpoint.pragma_update(None, "wal_checkpoint", "TRUNCATE").unwrap();
     drop(checkpoint);
-    corrupt(&f.path);
+    corrupt(&path);
     let d = f.auth.authenticate("ann@example.com", &pw, None).await;
     assert!(matches!(d, Decision::TempFail(_)), "{d:?}");
     assert_eq!(d.kind(), "tempfail");
@@ -317,7 +349,7 @@ async fn touch_records_last_use_once_per_interval() {
     let first = f.admin.api_key(&ann, kid).unwrap().last_used_at;
     assert!(first.is_some());
     // A second use within the interval writes nothing: clear the column and check it stays so.
-    rusqlite::Connection::open(&f.path).unwrap().execute("UPDATE api_keys SET last_used_at = NULL", []).unwrap();
+    f.execute_directly("UPDATE api_keys SET last_used_at = NULL");
     f.auth.touch(&grant.credential).await;
     assert_eq!(f.admin.api_key(&ann, kid).unwrap().last_used_at, None);
 }

@@ -1,5 +1,10 @@
 //! The `relaykey` binary as an operator uses it: JSON contracts, refusals (one line on stderr,
-//! non-zero exit), the 15-item caps under concurrent processes, masking and rotation.
+//! non-zero exit), the 15-item caps under concurrent processes, masking and rotation. Runs on
+//! SQLite, or on PostgreSQL under `RELAYKEY_TEST_STORE=postgresql` (what only a file can show
+//! stays on SQLite).
+
+#[path = "support/test_store.rs"]
+mod test_store;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -10,26 +15,39 @@ use serde_json::Value;
 struct Env {
     dir: tempfile::TempDir,
     config: PathBuf,
+    /// The `database` value: an SQLite file or a `postgresql://` URL.
+    database: String,
 }
 
 impl Env {
+    /// On the store of this run.
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("relaykey.toml");
-        let db = dir.path().join("relaykey.db");
-        std::fs::write(
-            &config,
-            format!(
-                "database = {:?}\n[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\n",
-                db.display().to_string()
-            ),
-        )
-        .unwrap();
-        Self { dir, config }
+        let database = test_store::test_database(dir.path());
+        Self::on(dir, database)
     }
 
+    /// On an SQLite file whatever the run, for what only a file can show.
+    fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("relaykey.db").display().to_string();
+        Self::on(dir, database)
+    }
+
+    fn on(dir: tempfile::TempDir, database: String) -> Self {
+        let config = dir.path().join("relaykey.toml");
+        std::fs::write(
+            &config,
+            format!("database = {database:?}\n[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\n"),
+        )
+        .unwrap();
+        Self { dir, config, database }
+    }
+
+    /// The SQLite file ([`Env::sqlite`]).
     fn db(&self) -> PathBuf {
-        self.dir.path().join("relaykey.db")
+        assert!(!self.database.contains("://"), "an SQLite-only check on {}", self.database);
+        PathBuf::from(&self.database)
     }
 
     fn cmd(&self) -> Command {
@@ -133,6 +151,15 @@ fn no_secret_reaches_list_output_logs_or_the_database_files() {
         assert!(!seen.contains(secret.as_str()), "secret printed");
         assert!(!seen.contains(&secret[..20]), "part of a secret printed");
     }
+    // Every row PostgreSQL holds.
+    if env.database.contains("://") {
+        let dump = test_store::postgres::PgServer::shared().dump(&env.database);
+        assert!(dump.contains("ann@example.com"), "the dump holds the rows");
+        for secret in &secrets {
+            assert!(!dump.contains(secret.as_str()), "secret stored in the database");
+            assert!(!dump.contains(&secret.to_lowercase()), "secret stored in the database");
+        }
+    }
     // Every file SQLite writes: the database, its WAL and shared-memory index.
     for entry in std::fs::read_dir(env.dir.path()).unwrap() {
         let path = entry.unwrap().path();
@@ -151,7 +178,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn database_file_is_created_private() {
     use std::os::unix::fs::PermissionsExt;
-    let env = Env::new();
+    let env = Env::sqlite();
     env.json(&["account", "add", "ann@example.com"]);
     let mode = std::fs::metadata(env.db()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
@@ -324,7 +351,8 @@ fn removing_an_account_removes_its_secrets_and_frees_its_usernames() {
 
 #[test]
 fn a_locked_or_unreadable_database_is_a_temporary_failure() {
-    let env = Env::new();
+    // SQLite's locks and files (PostgreSQL down: tests/pg_outage.rs).
+    let env = Env::sqlite();
     env.json(&["account", "add", "ann@example.com"]);
     // Another process holds the write lock past the busy timeout.
     let holder = rusqlite::Connection::open(env.db()).unwrap();

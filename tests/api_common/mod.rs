@@ -1,10 +1,14 @@
 //! A relaykey API served in-process on loopback ports, with a store seeded through the same
-//! functions the CLI uses, and a small HTTP client that can pick its source address.
+//! functions the CLI uses, and a small HTTP client that can pick its source address. The store
+//! is SQLite, or PostgreSQL under `RELAYKEY_TEST_STORE=postgresql`.
 #![allow(dead_code)]
 
 #[path = "../support/relay_sink.rs"]
 pub mod relay_sink;
 pub mod send;
+#[allow(clippy::duplicate_mod)]
+#[path = "../support/test_store.rs"]
+pub mod test_store;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -24,7 +28,7 @@ use relaykey::limits::ConnectionLimiter;
 use relaykey::model::{Permission, PermissionSet};
 use relaykey::restriction::AccessRestriction;
 use relaykey::secret::Secret;
-use relaykey::store::{NewApiKey, Store};
+use relaykey::store::{NewApiKey, Store, StoreLocation};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -36,7 +40,10 @@ pub struct TestServer {
     pub metrics: SocketAddr,
     pub shared: Arc<Shared>,
     pub requests: ConnectionLimiter,
+    /// The SQLite file, for tests that look into it (they run on SQLite only: under
+    /// `RELAYKEY_TEST_STORE=postgresql` the store is [`TestServer::location`]'s database).
     pub db: PathBuf,
+    pub location: StoreLocation,
     pub config: Config,
     _dir: TempDir,
 }
@@ -53,12 +60,14 @@ impl TestServer {
     pub async fn start(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("relaykey.db");
+        let database = test_store::test_database(dir.path());
         let text = format!(
-            "database = {db:?}\nlog_level = \"warn\"\n[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n\
+            "database = {database:?}\nlog_level = \"warn\"\n[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n\
              failure_delay = \"0s\"\nmax_failure_delay = \"0s\"\n[api]\nenabled = true\nlisten = \"127.0.0.1:0\"\n{extra}\n"
         );
         let config = Config::parse(&text).unwrap();
-        let authenticator = Authenticator::open(&config.database, &config.auth).unwrap();
+        let location = config.store_location().unwrap();
+        let authenticator = Authenticator::open(&location, &config.auth).unwrap();
         let (shared, _publish) = Shared::new(config.clone(), authenticator);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -77,9 +86,9 @@ impl TestServer {
         let ops = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics = ops.local_addr().unwrap();
         shared.tasks.spawn(operator::serve(ops, shared.authenticator.clone(), shared.shutdown.clone(), spool));
-        let mut store = Store::open(&db).unwrap();
+        let mut store = Store::connect(&location).unwrap();
         store.add_account(&EmailAddress::parse(OWNER).unwrap()).unwrap();
-        Self { addr, metrics, shared, requests, db, config, _dir: dir }
+        Self { addr, metrics, shared, requests, db, location, config, _dir: dir }
     }
 
     /// The server's private temporary directory (for sockets of other front ends).
@@ -88,7 +97,7 @@ impl TestServer {
     }
 
     pub fn store(&self) -> Store {
-        Store::open(&self.db).unwrap()
+        Store::connect(&self.location).unwrap()
     }
 
     /// A key of `account` with `permissions`, created the way `relaykey apikey create` does.

@@ -158,6 +158,20 @@ impl PgServer {
         }
     }
 
+    /// Everything database `db` (a name or a connection URL) holds, as `pg_dump` writes it
+    /// (schema and rows as SQL text), to look for what must not be stored.
+    pub fn dump(&self, db: &str) -> String {
+        let mut cmd = Command::new(format!("{BIN_DIR}/pg_dump"));
+        if db.contains("://") {
+            cmd.args(["-d", db]);
+        } else {
+            cmd.args(["-U", "postgres", "-p", &self.port.to_string(), "-d", db]).arg("-h").arg(&self.dir);
+        }
+        let out = cmd.stdin(Stdio::null()).output().expect("run pg_dump");
+        assert!(out.status.success(), "pg_dump failed: {}", describe(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Stops the server as a crash would (`pg_ctl stop -m immediate`: no checkpoint, clients
     /// cut off). Never call it on the [`PgServer::shared`] server.
     pub fn stop_immediate(&self) {
@@ -168,9 +182,11 @@ impl PgServer {
     /// Starts the server on its data directory, socket directory and port (at creation, or
     /// after [`PgServer::stop_immediate`]); returns once it accepts connections.
     pub fn start_again(&self) {
+        // fsync off: the data only has to survive the server process, not the machine (an
+        // immediate stop leaves the kernel's buffers). synchronous_commit stays on, so that a
+        // commit reported to a client is in the WAL before an immediate stop can come.
         let options = format!(
-            "-c listen_addresses='' -k {} -p {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-             -c max_connections=300",
+            "-c listen_addresses='' -k {} -p {} -c fsync=off -c full_page_writes=off -c max_connections=300",
             self.dir.display(),
             self.port
         );

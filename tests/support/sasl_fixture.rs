@@ -1,5 +1,10 @@
-//! An in-process SASL server on a tempdir socket, over a store with a few accounts.
+//! An in-process SASL server on a tempdir socket, over a store with a few accounts (SQLite, or
+//! PostgreSQL under `RELAYKEY_TEST_STORE=postgresql`).
 #![allow(dead_code)]
+
+#[allow(clippy::duplicate_mod)]
+#[path = "test_store.rs"]
+mod test_store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +29,8 @@ pub struct Fixture {
 
 /// Cheap argon2 so that tests are fast; `tweak` adjusts the rest.
 pub fn test_config(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> Config {
-    let mut config = Config { database: dir.join("relaykey.db"), ..Config::default() };
+    let database = PathBuf::from(test_store::test_database(dir));
+    let mut config = Config { database, ..Config::default() };
     config.auth.argon2_memory_kib = 1024;
     config.auth.argon2_iterations = 1;
     config.auth.failure_delay = Duration::from_millis(100);
@@ -37,7 +43,8 @@ pub fn test_config(dir: &std::path::Path, tweak: impl FnOnce(&mut Config)) -> Co
 pub async fn start(tweak: impl FnOnce(&mut Config)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path(), tweak);
-    let mut store = Store::open(&config.database).unwrap();
+    let location = config.store_location().unwrap();
+    let mut store = Store::connect(&location).unwrap();
     let alice = EmailAddress::parse("alice@example.com").unwrap();
     store.add_account(&alice).unwrap();
     let (_, password) = store
@@ -47,7 +54,7 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Fixture {
             &config.auth.hash_params(),
         )
         .unwrap();
-    let authenticator = Authenticator::new(Store::open(&config.database).unwrap(), &config.auth).unwrap();
+    let authenticator = Authenticator::new(Store::connect(&location).unwrap(), &config.auth).unwrap();
     let socket = config.sasl.socket.clone();
     let listener = relaykey::daemon::bind_unix(&socket, 0o600, None).unwrap();
     let (shared, _publish) = Shared::new(config, authenticator);

@@ -2,12 +2,17 @@
 //! files and fixtures that do not include the whole harness (`mod support;`):
 //! `#[path = "support/test_store.rs"] mod test_store;`. Files that include the harness use
 //! `support::postgres` instead, so that the binary has one shared server.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+// A test binary that also includes the harness has these files twice, and so two shared
+// servers at most (one per copy), which costs a second `initdb` and nothing else.
+#[allow(clippy::duplicate_mod)]
 #[path = "peers.rs"]
 mod peers;
+#[allow(clippy::duplicate_mod)]
 #[path = "ports.rs"]
 mod ports;
+#[allow(clippy::duplicate_mod)]
 #[path = "postgres.rs"]
 pub mod postgres;
 
