@@ -3,7 +3,6 @@
 //! store stand for two hosts.
 
 #[path = "support/test_store.rs"]
-#[allow(unused_imports)] // the module re-exports more than this file uses
 mod test_store;
 
 use std::sync::Arc;
