@@ -263,7 +263,6 @@ async fn policy_data(host: &Daemon, port: u16) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the counters branch (counters and login ledger in the store); passes with it merged"]
 async fn a_per_minute_message_limit_is_counted_across_both_hosts() {
     if !needs_postgres() {
         return;
@@ -285,7 +284,6 @@ async fn a_per_minute_message_limit_is_counted_across_both_hosts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the counters branch (counters and login ledger in the store); passes with it merged"]
 async fn a_login_on_a_is_known_to_b_policy_and_refused_there_after_a_change_on_a() {
     if !needs_postgres() {
         return;
@@ -319,9 +317,6 @@ async fn a_login_on_a_is_known_to_b_policy_and_refused_there_after_a_change_on_a
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "fails on main 1da13d4: B learns of A's change through an asynchronous NOTIFY, so B's next \
-            login can come before it and be served from B's cache or credential view (3 to 8 \
-            rounds in 100 accepted the old key on this machine)"]
 async fn every_key_change_on_a_is_refused_by_b_at_its_very_next_login() {
     if !needs_postgres() {
         return;
