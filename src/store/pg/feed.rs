@@ -36,6 +36,9 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// How long a caller waits for a sync round before reading through instead.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
+/// A sync round that started this recently serves a caller without a new one: the bound on
+/// how stale an answer from memory can be, whatever delays the notifications.
+const SYNC_FRESH: Duration = Duration::from_millis(2);
 
 /// Sync rounds (see [`ChangeFeed::version`]): how many the listener has started and finished,
 /// and up to which one callers wait.
@@ -44,6 +47,8 @@ struct Rounds {
     started: u64,
     completed: u64,
     wanted: u64,
+    /// When the last completed round began.
+    completed_began: Option<std::time::Instant>,
 }
 
 /// One process's view of one store's changes.
@@ -92,13 +97,14 @@ impl ChangeFeed {
     /// The change counter. Starts the listener on first call; while it is not listening, every
     /// call returns a new value, so that no cache serves anything.
     ///
-    /// A notification reaches this process a little after its transaction committed, so a
-    /// request that follows a change at once (the CLI revokes a key, then a client uses it)
-    /// could still find the old state cached. Before answering, the caller therefore waits for
-    /// one round trip on the listening connection that began after the call did: PostgreSQL
-    /// delivers a session's pending notifications before it answers its next query, so every
-    /// change committed before this call has been counted when the round ends. Concurrent
-    /// callers share rounds; one round costs one local round trip to the server.
+    /// A notification reaches this process a little after its transaction committed (longer
+    /// when this process is busy), so a request that follows a change at once (the CLI revokes
+    /// a key, then a client uses it) could still find the old state cached. The caller
+    /// therefore needs a round trip on the listening connection that began at most
+    /// [`SYNC_FRESH`] before the call: PostgreSQL delivers a session's pending notifications
+    /// before it answers its next query, so every change committed before the round began has
+    /// been counted when it ends. Callers share rounds: under load one round serves every
+    /// request of the next [`SYNC_FRESH`], so answers still come from memory.
     pub fn version(self: &Arc<Self>, target: &Arc<PgTarget>) -> i64 {
         self.started.call_once(|| {
             let feed = self.clone();
@@ -116,6 +122,9 @@ impl ChangeFeed {
     /// up or does not answer in time (the caller then reads through).
     fn sync(&self) -> bool {
         let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+        if rounds.completed_began.is_some_and(|at| at.elapsed() <= SYNC_FRESH) {
+            return true;
+        }
         let need = rounds.started + 1;
         rounds.wanted = rounds.wanted.max(need);
         self.round_wanted.notify_one();
@@ -138,13 +147,13 @@ impl ChangeFeed {
         notes: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
     ) -> Result<(), String> {
         loop {
-            let round = {
+            let (round, began) = {
                 let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
                 if rounds.wanted <= rounds.started {
                     return Ok(());
                 }
                 rounds.started += 1;
-                rounds.started
+                (rounds.started, std::time::Instant::now())
             };
             match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.batch_execute("SELECT 1")).await {
                 Ok(Ok(())) => {}
@@ -157,6 +166,7 @@ impl ChangeFeed {
             }
             let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
             rounds.completed = round;
+            rounds.completed_began = Some(began);
             self.round_done.notify_all();
         }
     }
