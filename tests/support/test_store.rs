@@ -2,7 +2,7 @@
 //! files and fixtures that do not include the whole harness (`mod support;`):
 //! `#[path = "support/test_store.rs"] mod test_store;`. Files that include the harness use
 //! `support::postgres` instead, so that the binary has one shared server.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
 // A test binary that also includes the harness has these files twice, and so two shared
 // servers at most (one per copy), which costs a second `initdb` and nothing else.
@@ -16,4 +16,12 @@ mod ports;
 #[path = "postgres.rs"]
 pub mod postgres;
 
-pub use postgres::{on_postgres, test_database};
+/// See [`postgres::test_database`].
+pub fn test_database(dir: &std::path::Path) -> String {
+    postgres::test_database(dir)
+}
+
+/// See [`postgres::on_postgres`].
+pub fn on_postgres() -> bool {
+    postgres::on_postgres()
+}
