@@ -47,3 +47,29 @@ fn processes_starting_together_migrate_once_and_a_newer_schema_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is newer than this relaykey"), "{stderr}");
 }
+
+/// Another host changing the schema under a running one (a newer relaykey migrating) makes its
+/// prepared statements stale: the next call may fail, temporarily, and the one after works.
+#[test]
+fn a_schema_changed_by_another_host_costs_at_most_one_failed_call() {
+    if !needs_postgres() {
+        return;
+    }
+    use relaykey::address::EmailAddress;
+    use relaykey::store::{Store, StoreLocation};
+    let server = PgServer::shared();
+    let url = server.create_database();
+    let db = url.split('/').nth(3).unwrap().split('?').next().unwrap().to_string();
+    let mut store = Store::connect(&StoreLocation::parse(&url, None, None).unwrap()).unwrap();
+    let ann = EmailAddress::parse("ann@example.com").unwrap();
+    store.add_account(&ann).unwrap();
+    assert!(store.find_account(&ann).unwrap().is_some());
+    // The result type of a prepared statement changes.
+    server.psql(&db, "ALTER TABLE accounts ALTER COLUMN created_at TYPE integer");
+    let first = store.find_account(&ann);
+    if let Err(e) = &first {
+        assert!(e.is_temporary(), "{e}");
+    }
+    let second = store.find_account(&ann).unwrap();
+    assert_eq!(second.map(|a| a.email), Some(ann));
+}

@@ -73,6 +73,16 @@ impl Live {
         self.statements.insert(sql.to_string(), st.clone());
         Ok(st)
     }
+
+    /// A failed statement may have failed because its plan is stale (another host migrated
+    /// the schema: "cached plan must not change result type"); preparing again is cheap and
+    /// errors are rare, so every error drops the prepared statements.
+    fn forget_statements_on_error<T>(&mut self, out: Result<T, tokio_postgres::Error>) -> Result<T> {
+        if out.is_err() {
+            self.statements.clear();
+        }
+        Ok(out?)
+    }
 }
 
 /// One connection to a PostgreSQL store, reconnected on demand.
@@ -155,7 +165,8 @@ impl PgConn {
         let bound: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         self.with_live(|l| {
             let st = l.prepared(sql)?;
-            Ok(wait(l.client.execute(&st, &bound))?)
+            let out = wait(l.client.execute(&st, &bound));
+            l.forget_statements_on_error(out)
         })
     }
 
@@ -163,7 +174,8 @@ impl PgConn {
         let bound: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let rows = self.with_live(|l| {
             let st = l.prepared(sql)?;
-            Ok(wait(l.client.query(&st, &bound))?)
+            let out = wait(l.client.query(&st, &bound));
+            l.forget_statements_on_error(out)
         })?;
         rows.iter()
             .map(|r| {
