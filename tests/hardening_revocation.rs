@@ -8,7 +8,7 @@ mod support;
 use relaykey::sasl::codec::Reply;
 use sasl_client::Client;
 use support::daemon::{cli, cli_json, serve};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::policy::ask;
 use tokio::net::UnixStream;
 
 const ANN: &str = "ann@example.com";
@@ -25,19 +25,6 @@ fn mail_request(user: &str, port: u16) -> Vec<u8> {
          encryption_cipher=\nencryption_keysize=0\npolicy_context=\n\n"
     )
     .into_bytes()
-}
-
-/// Sends one policy request and returns the action.
-async fn ask(policy: &mut UnixStream, request: &[u8]) -> String {
-    policy.write_all(request).await.unwrap();
-    let mut reply = Vec::new();
-    while !reply.ends_with(b"\n\n") {
-        let mut byte = [0u8; 1];
-        assert_eq!(policy.read(&mut byte).await.unwrap(), 1, "policy server closed the connection");
-        reply.push(byte[0]);
-    }
-    let text = String::from_utf8(reply).unwrap();
-    text.strip_prefix("action=").expect("an action").trim_end().to_string()
 }
 
 /// One PLAIN login over the SASL socket, from the test's client address.

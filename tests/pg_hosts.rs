@@ -13,9 +13,9 @@ use sasl_client::Client;
 use serde_json::json;
 use support::daemon::{BIN, Daemon, serve};
 use support::http::request as http;
+use support::policy::ask;
 use support::ports::free_port;
 use support::postgres::{PgServer, needs_postgres};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 const ANN: &str = "ann@example.com";
@@ -50,31 +50,9 @@ impl Hosts {
     }
 }
 
-/// A policy request as Postfix 3.7 writes it, at `state`, for session `port` of `CLIENT`
-/// logged in as `user`.
+/// A request of `user`'s session `port` from the test's client address.
 fn policy_request(state: &str, user: &str, port: u16) -> Vec<u8> {
-    format!(
-        "request=smtpd_access_policy\nprotocol_state={state}\nprotocol_name=ESMTP\nclient_address={CLIENT}\n\
-         client_name=unknown\nclient_port={port}\nreverse_client_name=unknown\nserver_address=127.0.0.1\n\
-         server_port=587\nhelo_name=client.example\nsender={user}\nrecipient=rcpt@example.net\nrecipient_count=0\n\
-         queue_id=\ninstance=pg.{port}\nsize=0\netrn_domain=\nstress=\nsasl_method=PLAIN\nsasl_username={user}\n\
-         sasl_sender=\nccert_subject=\nccert_issuer=\nccert_fingerprint=\nccert_pubkey_fingerprint=\n\
-         encryption_protocol=\nencryption_cipher=\nencryption_keysize=0\npolicy_context=\n\n"
-    )
-    .into_bytes()
-}
-
-/// Sends one policy request and returns the action.
-async fn ask(policy: &mut UnixStream, request: &[u8]) -> String {
-    policy.write_all(request).await.unwrap();
-    let mut reply = Vec::new();
-    while !reply.ends_with(b"\n\n") {
-        let mut byte = [0u8; 1];
-        assert_eq!(policy.read(&mut byte).await.unwrap(), 1, "policy server closed the connection");
-        reply.push(byte[0]);
-    }
-    let text = String::from_utf8(reply).unwrap();
-    text.strip_prefix("action=").expect("an action").trim_end().to_string()
+    support::policy::request(state, user, CLIENT, port, &format!("pg.{port}"))
 }
 
 fn is_ok(reply: &Reply) -> bool {

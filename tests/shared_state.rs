@@ -15,39 +15,11 @@ use relaykey::sasl::codec::Reply;
 use relaykey::store::{Store, StoreLocation};
 use sasl_client::Client;
 use support::daemon::{Daemon, PATIENCE, cli, cli_json, serve};
+use support::policy::{ask_once, request};
 use support::postgres::{PgServer, needs_postgres};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 
 const ANN: &str = "ann@example.com";
 const CLIENT: &str = "192.0.2.10";
-
-/// A policy request as Postfix 3.7 writes it for an authenticated session of `user`.
-fn request(state: &str, user: &str, port: u16, instance: &str) -> Vec<u8> {
-    format!(
-        "request=smtpd_access_policy\nprotocol_state={state}\nprotocol_name=ESMTP\nclient_address={CLIENT}\n\
-         client_name=unknown\nclient_port={port}\nreverse_client_name=unknown\nserver_address=127.0.0.1\n\
-         server_port=587\nhelo_name=client.example\nsender={user}\nrecipient=bob@example.net\nrecipient_count=1\n\
-         queue_id=\ninstance={instance}\nsize=0\netrn_domain=\nstress=\nsasl_method=PLAIN\nsasl_username={user}\n\
-         sasl_sender=\nccert_subject=\nccert_issuer=\nccert_fingerprint=\nccert_pubkey_fingerprint=\n\
-         encryption_protocol=\nencryption_cipher=\nencryption_keysize=0\npolicy_context=\n\n"
-    )
-    .into_bytes()
-}
-
-/// Sends one policy request on a fresh connection and returns the action.
-async fn ask(daemon: &Daemon, request: &[u8]) -> String {
-    let mut policy = UnixStream::connect(daemon.socket("policy")).await.unwrap();
-    policy.write_all(request).await.unwrap();
-    let mut reply = Vec::new();
-    while !reply.ends_with(b"\n\n") {
-        let mut byte = [0u8; 1];
-        assert_eq!(policy.read(&mut byte).await.unwrap(), 1, "policy server closed the connection");
-        reply.push(byte[0]);
-    }
-    let text = String::from_utf8(reply).unwrap();
-    text.strip_prefix("action=").expect("an action").trim_end().to_string()
-}
 
 /// One PLAIN login of `ANN` over the SASL socket, from the test's client address.
 async fn login(daemon: &Daemon, id: u32, secret: &str) {
@@ -68,14 +40,14 @@ async fn a_restart_keeps_the_days_message_counts() {
     let mut daemon = serve().table("limits", "messages_per_day = 2").table("policy", "tcp_table = false").start();
     cli(daemon.config_path(), &["account", "add", ANN]);
     for (n, port) in [(1, 41001), (2, 41002)] {
-        let action = ask(&daemon, &request("DATA", ANN, port, &format!("m.{n}"))).await;
+        let action = ask_once(&daemon.socket("policy"), &request("DATA", ANN, CLIENT, port, &format!("m.{n}"))).await;
         assert_eq!(action, "DUNNO", "message {n} of 2");
     }
 
     restart(&mut daemon);
 
     // In memory, the counts would start again at 0 and this message would pass.
-    let action = ask(&daemon, &request("DATA", ANN, 41003, "m.3")).await;
+    let action = ask_once(&daemon.socket("policy"), &request("DATA", ANN, CLIENT, 41003, "m.3")).await;
     assert!(action.starts_with("450 4.7.1 "), "the third message of the day after a restart: {action}");
     assert!(action.contains("per day"), "{action}");
 }
@@ -88,14 +60,18 @@ async fn a_restart_keeps_the_login_ledger() {
     let password = cli_json(&config, &["smtp", "create", ANN])["password"].as_str().expect("password").to_string();
     let credential = cli_json(&config, &["smtp", "list", ANN])[0]["id"].as_i64().expect("credential id");
     login(&daemon, 1, &password).await;
-    assert_eq!(ask(&daemon, &request("MAIL", ANN, 42001, "")).await, "DUNNO", "the login holds");
+    assert_eq!(
+        ask_once(&daemon.socket("policy"), &request("MAIL", ANN, CLIENT, 42001, "")).await,
+        "DUNNO",
+        "the login holds"
+    );
 
     // The session logged in before the restart; its password changes after it.
     restart(&mut daemon);
     cli(&config, &["smtp", "change", ANN, &credential.to_string()]);
 
     // Without the ledger, the policy server would only see that the username still exists.
-    let refused = ask(&daemon, &request("MAIL", ANN, 42001, "")).await;
+    let refused = ask_once(&daemon.socket("policy"), &request("MAIL", ANN, CLIENT, 42001, "")).await;
     assert!(refused.starts_with("554 5.7.1 "), "a session of the changed password after a restart: {refused}");
 }
 
@@ -153,8 +129,12 @@ async fn postgresql_down_the_counts_answer_the_fallback_not_a_full_limit() {
         .table("policy", "tcp_table = false\nrevocation = false")
         .start();
     cli(daemon.config_path(), &["account", "add", ANN]);
-    assert_eq!(ask(&daemon, &request("DATA", ANN, 43001, "m.1")).await, "DUNNO", "the first message");
-    let full = ask(&daemon, &request("DATA", ANN, 43002, "m.2")).await;
+    assert_eq!(
+        ask_once(&daemon.socket("policy"), &request("DATA", ANN, CLIENT, 43001, "m.1")).await,
+        "DUNNO",
+        "the first message"
+    );
+    let full = ask_once(&daemon.socket("policy"), &request("DATA", ANN, CLIENT, 43002, "m.2")).await;
     assert!(full.starts_with("450 4.7.1 "), "the day's limit is used up: {full}");
 
     // Counts are committed without waiting for the WAL (the test server commits everything so,
@@ -162,14 +142,14 @@ async fn postgresql_down_the_counts_answer_the_fallback_not_a_full_limit() {
     // Make them durable first: this test is about the answers while the database is away.
     server.psql(&database, "CHECKPOINT");
     server.stop_immediate();
-    let down = ask(&daemon, &request("DATA", ANN, 43003, "m.3")).await;
+    let down = ask_once(&daemon.socket("policy"), &request("DATA", ANN, CLIENT, 43003, "m.3")).await;
     assert!(down.starts_with("451 4.3.0 "), "the database is down: {down}");
     daemon.wait_log("message_counts_unreadable");
 
     server.start_again();
     let deadline = Instant::now() + PATIENCE;
     let back = loop {
-        let action = ask(&daemon, &request("DATA", ANN, 43004, "m.4")).await;
+        let action = ask_once(&daemon.socket("policy"), &request("DATA", ANN, CLIENT, 43004, "m.4")).await;
         if !action.starts_with("451 ") || Instant::now() > deadline {
             break action;
         }

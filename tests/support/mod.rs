@@ -11,6 +11,7 @@ pub mod dkim_verify;
 pub mod dns;
 pub mod http;
 pub mod peers;
+pub mod policy;
 pub mod ports;
 pub mod postfix;
 pub mod postgres;
