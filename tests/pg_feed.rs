@@ -1,8 +1,11 @@
-//! The change feed's promise, at its tightest: a change committed by another host (here, a
-//! connection of this process that is not part of the authenticator's feed) is seen by the
-//! authenticator's very next login, microseconds after the commit, before any notification
-//! could have been pushed to it. Without the sync round in `ChangeFeed::version` the old
-//! password would still be granted from the cache.
+//! A change committed through another change feed (another "host": the same database under
+//! another name, in this process) is seen by the authenticator's next login: the old password
+//! is refused and the new one granted, 50 times in a row, each login right after the commit.
+//!
+//! This passes with or without the sync round of `ChangeFeed::version`, since in one quiet
+//! process the notification usually arrives first. The case that fails without the round is
+//! `pg_hosts::every_key_change_on_a_is_refused_by_b_at_its_very_next_login`: two daemons,
+//! 300 rounds, where a busy host read the notification too late in 3 of them.
 
 mod support;
 
