@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::daemon::cli_output;
+use support::daemon::{cli_output, serve};
 use support::peers;
 use support::ports::free_port;
 use support::postgres::{BIN_DIR, needs_postgres};
@@ -164,4 +164,22 @@ fn tls_modes_connect_verify_and_refuse_as_configured() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("password authentication failed"), "{stderr}");
     assert!(!stderr.contains("not-it"), "the password never appears: {stderr}");
+
+    // Nor does a password written into the URL itself.
+    let inline = format!("postgresql://relaykey:url-secret@localhost:{}/owned?sslmode=verify-full", server.port);
+    let config = config_with(work.path(), "inline.toml", &inline, Some(&right_ca), None);
+    let out = cli_output(&config, &["account", "list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("password authentication failed"), "{stderr}");
+    assert!(!stderr.contains("url-secret") && stderr.contains("relaykey:***@"), "{stderr}");
+
+    // The daemon with that URL: the server answered, so this is a config error, not an outage
+    // to wait out. It exits at once, and says why without the password.
+    let ca = toml::Value::String(right_ca.display().to_string());
+    let mut daemon = serve().database(&inline).toml(&format!("[postgresql]\nca_file = {ca}\n")).spawn();
+    let status = daemon.wait_exit();
+    let log = daemon.log();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("password authentication failed") && !log.contains("url-secret"), "{log}");
+    assert!(!log.contains("waiting for it"), "{log}");
 }

@@ -89,7 +89,7 @@ impl Api {
         let store = config
             .store()
             .and_then(|location| Store::connect(&location))
-            .map_err(|source| ApiStartError::Store { path: config.database.display().to_string(), source })?;
+            .map_err(|source| ApiStartError::Store { path: config.database_shown(), source })?;
         let tls = match (&config.api.tls_cert, &config.api.tls_key) {
             (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).map_err(ApiStartError::Tls)?),
             _ => None,

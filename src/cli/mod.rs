@@ -33,7 +33,7 @@ pub use args::{Cli, Command};
 use crate::address::{AddressError, EmailAddress};
 use crate::config::{self, Config, ConfigError};
 use crate::restriction::{AccessRestriction, RestrictionError};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreLocation};
 
 /// A refusal or failure, printed as one line. `exit` distinguishes "no" (1) from "try later" (75).
 #[derive(Debug)]
@@ -91,8 +91,13 @@ pub fn load_config(explicit: Option<&PathBuf>) -> Result<Config, CliError> {
 }
 
 pub(crate) fn open_store(config: &Config) -> Result<Store, CliError> {
-    config.store().and_then(|location| Store::connect(&location)).map_err(|e| CliError {
-        message: format!("{}: {e}", config.database.display()),
+    open_location(&config.store()?)
+}
+
+/// Opens the store at `location`; a failure names the store (a URL without its password).
+pub(crate) fn open_location(location: &StoreLocation) -> Result<Store, CliError> {
+    Store::connect(location).map_err(|e| CliError {
+        message: format!("{location}: {e}"),
         exit: if e.is_temporary() { EXIT_TEMPFAIL } else { 1 },
     })
 }

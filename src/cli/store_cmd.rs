@@ -6,7 +6,7 @@ use super::args::store::StoreCmd;
 use super::output::print_json;
 use super::{CliError, CliResult};
 use crate::config::Config;
-use crate::store::{Store, StoreCheck, StoreError, StoreLocation};
+use crate::store::{StoreCheck, StoreError, StoreLocation};
 
 pub fn run(cmd: StoreCmd, config: &Config, json: bool) -> CliResult {
     match cmd {
@@ -23,12 +23,7 @@ fn location(config: &Config, named: Option<&str>) -> Result<StoreLocation, CliEr
         .map_err(|e| CliError::refused(format!("{named}: {e}")))
 }
 
-fn open(location: &StoreLocation) -> Result<Store, CliError> {
-    Store::connect(location).map_err(|e| {
-        let exit = if e.is_temporary() { super::EXIT_TEMPFAIL } else { 1 };
-        CliError { message: format!("{location}: {e}"), exit }
-    })
-}
+use super::open_location as open;
 
 fn copy(config: &Config, from: Option<&str>, to: &str, json: bool) -> CliResult {
     let source_at = location(config, from)?;
@@ -42,13 +37,6 @@ fn copy(config: &Config, from: Option<&str>, to: &str, json: bool) -> CliResult 
         return Err(CliError::refused(format!("no database at {}", path.display())));
     }
     let source = open(&source_at)?;
-    // Checked before the target is created or migrated, so a refusal leaves nothing behind.
-    if let StoreLocation::Sqlite(path) = &target_at
-        && path.exists()
-        && open(&target_at)?.copied_rows()? > 0
-    {
-        return Err(not_empty(&target_at));
-    }
     let mut target = open(&target_at)?;
     let counts = source.copy_into(&mut target).map_err(|e| match e {
         StoreError::TargetNotEmpty(_) => not_empty(&target_at),

@@ -141,6 +141,16 @@ impl Config {
         self.store_location().map_err(|e| crate::store::StoreError::Config(e.to_string()))
     }
 
+    /// `database` for messages and logs: a URL without its password.
+    pub fn database_shown(&self) -> String {
+        let database = self.database.to_string_lossy();
+        if crate::store::is_postgres_url(&database) {
+            crate::store::pg::redact(&database)
+        } else {
+            database.into_owned()
+        }
+    }
+
     /// The SQLite file, when the store is one.
     pub fn sqlite_path(&self) -> Option<&Path> {
         (!crate::store::is_postgres_url(&self.database.to_string_lossy())).then_some(self.database.as_path())

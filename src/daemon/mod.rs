@@ -48,7 +48,7 @@ pub enum ServeError {
     #[error("cannot watch {signal}: {source}")]
     Signal { signal: &'static str, source: io::Error },
     #[error("cannot open the store {path}: {source}")]
-    Store { path: PathBuf, source: AuthError },
+    Store { path: String, source: AuthError },
     #[error("cannot lock {path}: {source}")]
     Lock { path: PathBuf, source: io::Error },
     /// A front end's socket could not be bound (or taken from systemd).
@@ -247,7 +247,7 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
         .store()
         .map_err(AuthError::from)
         .and_then(|location| Authenticator::open(&location, &config.auth))
-        .map_err(|source| ServeError::Store { path: config.database.clone(), source })?;
+        .map_err(|source| ServeError::Store { path: config.database_shown(), source })?;
     // SQLite: the shared state's file is opened now, as the user that opened the store, so
     // that dropping root gives it away with the database, and held until the end, so that its
     // WAL files stay (as the store's do); the counters and the ledger open their own
@@ -256,7 +256,7 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     let _shared_state = match location {
         crate::store::StoreLocation::Sqlite(_) => Some(
             crate::store::shared_state::open(&location)
-                .map_err(|e| ServeError::Store { path: config.database.clone(), source: AuthError::Store(e) })?,
+                .map_err(|e| ServeError::Store { path: config.database_shown(), source: AuthError::Store(e) })?,
         ),
         crate::store::StoreLocation::Postgres(_) => None,
     };
@@ -344,7 +344,7 @@ async fn serve(path: Option<PathBuf>, config: Config, log: LogHandle) -> Result<
     }
 
     notify::ready();
-    let database = config.store().map(|l| l.to_string()).unwrap_or_else(|_| config.database.display().to_string());
+    let database = config.database_shown();
     info!(front_ends = %started.join(","), %database, "ready");
     spawn_watchdog(&shared);
     spawn_status(&shared);

@@ -20,15 +20,6 @@ const TABLES: &[(&str, &str)] = &[
 pub struct CopyCounts(pub Vec<(&'static str, u64)>);
 
 impl Store {
-    /// Rows in the tables a copy writes: a target must have none.
-    pub fn copied_rows(&self) -> Result<u64> {
-        let mut total = 0;
-        for (table, _) in TABLES {
-            total += self.db.int(&format!("SELECT count(*) FROM {table}"), params![])? as u64;
-        }
-        Ok(total)
-    }
-
     /// Copies this store into `target`, in one transaction of the target's: all or nothing.
     /// Refused (`TargetNotEmpty`) when the target holds any account, key, credential, sender
     /// or DKIM key. The source is read as one snapshot.

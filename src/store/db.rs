@@ -252,7 +252,6 @@ impl Db {
 
     /// A write transaction for state no cache holds (message counters, the login ledger): on
     /// PostgreSQL it serializes only with writers of the same `key` and notifies nobody.
-    #[allow(dead_code)] // the per-account message counters take it
     pub fn write_keyed(&self, key: i64) -> Result<Tx<'_>> {
         match self {
             Self::Sqlite(_) => self.begin("BEGIN IMMEDIATE", Kind::Quiet),

@@ -123,10 +123,21 @@ impl StoreError {
 }
 
 impl StoreError {
-    /// A database server that cannot be reached (PostgreSQL down, a network failure): the
-    /// daemon waits for it rather than restarting, since a restart would not bring it back.
+    /// A database server that cannot be reached (PostgreSQL down, a network failure) or that
+    /// says it cannot serve yet (starting up, shutting down, out of connections): the daemon
+    /// waits for it rather than restarting, since a restart would not bring it back. An error
+    /// the server answered with otherwise (a wrong password, no such database) is not one:
+    /// waiting would not mend the config.
     pub fn is_database_outage(&self) -> bool {
-        matches!(self, Self::Postgres(_) | Self::Unavailable(_))
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Postgres(e) => e.as_db_error().is_none_or(|db| {
+                let code = db.code().code();
+                // 57P: operator intervention (shutdown, starting up); 53: insufficient resources.
+                code.starts_with("57P") || code.starts_with("53")
+            }),
+            _ => false,
+        }
     }
 }
 

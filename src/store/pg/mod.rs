@@ -21,7 +21,7 @@ use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use feed::ChangeFeed;
-pub use target::{PgTarget, TargetError, is_postgres_url};
+pub use target::{PgTarget, TargetError, is_postgres_url, redact};
 
 use super::db::{Param, Row, Value};
 use super::{Result, StoreError};

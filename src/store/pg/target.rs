@@ -197,7 +197,7 @@ impl PgTarget {
 }
 
 /// The URL with the password of its user-info part (if any) replaced by `***`.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
