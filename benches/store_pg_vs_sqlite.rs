@@ -89,6 +89,17 @@ fn point(mut lat: Vec<Duration>, failed: usize, elapsed: Duration) -> Point {
     Point { per_sec: lat.len() as f64 / elapsed.as_secs_f64(), p50: pick(0.5), p99: pick(0.99), failed }
 }
 
+/// The load tasks' latencies and failures, as one point of the table.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<(Vec<Duration>, usize)>>, started: Instant) -> Point {
+    let (mut lat, mut failed) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, f) = t.await.unwrap();
+        lat.extend(l);
+        failed += f;
+    }
+    point(lat, failed, started.elapsed())
+}
+
 async fn connect_all(socket: &Path) -> Vec<Client> {
     let mut clients = Vec::new();
     for _ in 0..CONNS {
@@ -122,13 +133,7 @@ async fn sasl(socket: &Path, users: Users, until: Option<Duration>) -> Point {
             (lat, failed)
         }));
     }
-    let (mut lat, mut failed) = (Vec::new(), 0);
-    for t in tasks {
-        let (l, f) = t.await.unwrap();
-        lat.extend(l);
-        failed += f;
-    }
-    point(lat, failed, started.elapsed())
+    gather(tasks, started).await
 }
 
 fn policy_request(n: usize, user: &str, ip: &str) -> Vec<u8> {
@@ -168,13 +173,7 @@ async fn policy(socket: &Path, users: Users, secs: Duration) -> Point {
             (lat, failed)
         }));
     }
-    let (mut lat, mut failed) = (Vec::new(), 0);
-    for t in tasks {
-        let (l, f) = t.await.unwrap();
-        lat.extend(l);
-        failed += f;
-    }
-    point(lat, failed, started.elapsed())
+    gather(tasks, started).await
 }
 
 fn main() {
